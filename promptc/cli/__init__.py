@@ -1,0 +1,48 @@
+"""`promptc` command line: one subcommand per module, imported only when it runs.
+
+Each subcommand module defines `add_arguments(parser)` and `main(args) -> int`.
+Exit codes: 0 success, 1 a compile or run error (printed, never a traceback), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "compile": ("promptc.cli.compile", "compile a .pflow file to a .pfc artifact"),
+    "run": ("promptc.cli.run", "run a workflow on inputs"),
+    "eval": ("promptc.cli.eval", "evaluate a workflow on a dataset"),
+    "optimize": ("promptc.cli.optimize", "train the prompts of a workflow"),
+    "inspect": ("promptc.cli.inspect", "show the params, history and scores of a .pfc"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="promptc", description="Compile and train LLM workflows.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args._module.main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

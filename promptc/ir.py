@@ -1,0 +1,307 @@
+"""The typed intermediate representation every frontend lowers to and every pass rewrites.
+
+A `Program` is plain frozen data: the models, params, imported functions and `llm`
+definitions of one source file, one `Workflow` whose body is a list of SSA `Node`s in
+topological order, the optional `TrainSpec`, and — after the gradient pass — the backward
+program as a tuple of `GradRule`s.
+
+Node kinds (a small closed set, as in torch.fx; `target` means something per kind):
+
+=========  ==========================================  =======================================
+op         args (value names read)                     target
+=========  ==========================================  =======================================
+input      ()                                          the workflow argument's name
+const      ()                                          the constant (str, int, float, bool,
+                                                       None, or a list/dict of those)
+llm        one value per argument of the `llm`, in     the `LlmDef` name
+           declaration order
+call       positional argument values                  the `Function` name (its local name)
+field      (record,)                                   field name (str)
+index      (list,)                                     position (int)
+list       the elements                                None
+prim       operands                                    operator: eq ne lt le gt ge and or
+                                                       not add
+guard      (alive_before, stop_condition)              None; true iff alive_before and not
+                                                       stop_condition (loop breaks)
+select     (condition, if_true, if_false)              None; a loop-carried value after a
+                                                       guarded step
+loop       ()  (what it reads is inside `loop`)        the loop label; `loop` holds the body
+=========  ==========================================  =======================================
+
+Every node carries its source `span`, its `type` (None until type checking), its time
+index `time = TimeIndex(loop, step)` when it came from an unrolled loop, and `guard`: the
+name of a bool value; when that value is false the node is not executed (its value is
+None and the trace records it as skipped).
+
+Loops before unrolling (`op == "loop"`, see `Loop`) are structured: the body is its own
+node list in which the step index and the loop-carried variables are referenced by
+*placeholder* names (`Loop.index`, and the third item of each `Loop.carried` entry).
+These placeholders are not defined by any node: the unroll pass substitutes, per step, a
+`const` for the index and the right value for each carried variable. After a loop, each
+carried variable has a new SSA name (`Loop.results`) that later nodes use.
+
+`break if c` is the last statement of a `loop max` body: after step s has run, including
+its updates of carried variables, the loop stops if `c` is true. Unrolled, step s+1 gets
+a guard `alive_{s+1} = guard(alive_s, c_s)` and each carried variable becomes
+`select(alive_{s+1}, update_{s+1}, previous)`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator
+
+from attrs import evolve, field, frozen
+
+from promptc.errors import Span
+from promptc.types import Type
+
+# Node kinds, in one place, so that dispatch tables can check they cover them all.
+OPS = ("input", "const", "llm", "call", "field", "index", "list", "prim", "guard", "select", "loop")
+PRIMS = ("eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "add")
+
+
+@frozen
+class Model:
+    """`model task = env("PROMPTC_TASK_MODEL", "local/default")` or `model m = "openai/gpt-4o"`."""
+
+    name: str
+    default: str
+    env: str | None = None
+    span: Span | None = None
+
+    def resolve(self, environ: "os._Environ[str] | dict[str, str] | None" = None) -> str:
+        environ = os.environ if environ is None else environ
+        if self.env and environ.get(self.env):
+            return environ[self.env]
+        return self.default
+
+
+@frozen
+class Demo:
+    """One few-shot example: the `llm`'s arguments and the answer it should give."""
+
+    inputs: tuple[tuple[str, Any], ...]
+    output: Any
+
+
+@frozen
+class Param:
+    """A prompt or demos parameter: the weights of a workflow.
+
+    `kind` is "prompt" (its value is `text`) or "demos" (its value is `demos`, at most
+    `max_demos`). `role` says what the param is for; the optimizer reads it. `peers` is
+    filled by the peer pass: the other params used by the same `llm` node(s).
+    """
+
+    name: str
+    kind: str
+    trainable: bool = False
+    role: str = ""
+    text: str = ""
+    demos: tuple[Demo, ...] = ()
+    max_demos: int | None = None
+    span: Span | None = None
+    peers: tuple[str, ...] = ()
+
+
+@frozen
+class Function:
+    """A Python callable bound by `use`: a functional node.
+
+    `module` is "std.<name>" for the standard library or the path string given in the
+    source (relative to the source file). `attr` is the callable's Python name, `name` its
+    local name (the same unless aliased). The resolve pass fills `doc` (the docstring),
+    `params` and `returns` from the callable's signature and annotations.
+    """
+
+    name: str
+    module: str
+    attr: str
+    doc: str = ""
+    params: tuple[tuple[str, Type], ...] = ()
+    returns: Type | None = None
+    span: Span | None = None
+
+
+@frozen
+class Message:
+    """One message template of an `llm`: role "system", "user" or "assistant"."""
+
+    role: str
+    template: str
+    span: Span | None = None
+
+
+@frozen
+class LlmDef:
+    """`llm NAME(args) -> type via MODEL { system "...", demos P, user "..." }`.
+
+    `demos` names a demos param (rendered as user/assistant turns before the last user
+    message). `uses` lists, in first-use order, the params referenced by `{name}` in the
+    templates plus the demos param; the resolve pass fills it.
+    """
+
+    name: str
+    params: tuple[tuple[str, Type], ...]
+    returns: Type
+    model: str
+    messages: tuple[Message, ...]
+    demos: str | None = None
+    uses: tuple[str, ...] = ()
+    span: Span | None = None
+
+
+@frozen
+class TimeIndex:
+    loop: str
+    step: int
+
+    def __str__(self) -> str:
+        return f"{self.loop}#{self.step}"
+
+
+@frozen
+class Loop:
+    """A structured loop, before the unroll pass.
+
+    kind: "for" (`for i in 0..N`, bound N) or "max" (`loop max N`).
+    index: placeholder name of the step index inside the body (for-loops), else None.
+    carried: (variable, initial value name, placeholder name inside the body).
+    body: the nodes of one iteration.
+    updates: (variable, body value name holding its value at the end of an iteration).
+    brk: body value name of the `break if` condition, or None.
+    results: (variable, SSA name of its value after the loop).
+    """
+
+    label: str
+    kind: str
+    bound: int
+    index: str | None = None
+    carried: tuple[tuple[str, str, str], ...] = ()
+    body: tuple["Node", ...] = ()
+    updates: tuple[tuple[str, str], ...] = ()
+    brk: str | None = None
+    results: tuple[tuple[str, str], ...] = ()
+
+
+@frozen
+class Node:
+    name: str
+    op: str
+    args: tuple[str, ...] = ()
+    target: Any = None
+    type: Type | None = None
+    span: Span | None = None
+    time: TimeIndex | None = None
+    guard: str | None = None
+    loop: Loop | None = None
+
+
+@frozen
+class Workflow:
+    name: str
+    inputs: tuple[tuple[str, Type], ...]
+    returns: Type
+    nodes: tuple[Node, ...]
+    output: str
+    span: Span | None = None
+
+
+@frozen
+class TrainSpec:
+    """`train WORKFLOW { metric M; answer FIELD; teacher MODEL; backward MODEL; optimizer MODEL }`.
+
+    `metric` names a bound function `(got, expected) -> float|bool`; `answer` is the dataset
+    field holding the expected answer; the three models default to the task model.
+    """
+
+    workflow: str
+    metric: str
+    answer: str = "answer"
+    teacher: str | None = None
+    backward: str | None = None
+    optimizer: str | None = None
+    span: Span | None = None
+
+
+@frozen
+class GradRule:
+    """One step of the backward program.
+
+    `rule` is the kind of rule applied ("llm", "call", "passthrough", ...); `node` the
+    forward node whose output feedback it consumes; `feeds` the params and upstream values
+    it sends feedback to, in order; `time` the node's time index; `note` what the rule
+    tells the backward engine (for a functional node: its name and docstring).
+    """
+
+    node: str
+    rule: str
+    feeds: tuple[str, ...]
+    time: TimeIndex | None = None
+    note: str = ""
+
+
+@frozen
+class Program:
+    file: str
+    source_hash: str
+    models: tuple[Model, ...]
+    params: tuple[Param, ...]
+    functions: tuple[Function, ...]
+    llms: tuple[LlmDef, ...]
+    workflow: Workflow
+    train: TrainSpec | None = None
+    backward: tuple[GradRule, ...] = ()
+    passes: tuple[str, ...] = field(default=())
+
+    # -- lookups ---------------------------------------------------------------------
+    def model(self, name: str) -> Model:
+        return _by_name(self.models, name, "model")
+
+    def param(self, name: str) -> Param:
+        return _by_name(self.params, name, "param")
+
+    def function(self, name: str) -> Function:
+        return _by_name(self.functions, name, "function")
+
+    def llm(self, name: str) -> LlmDef:
+        return _by_name(self.llms, name, "llm")
+
+    def node(self, name: str) -> Node:
+        for n in self.workflow.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node {name!r}")
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return self.workflow.nodes
+
+    def trainable(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.trainable)
+
+    # -- updates (new programs; records are frozen) ----------------------------------
+    def with_nodes(self, nodes: tuple[Node, ...] | list[Node]) -> "Program":
+        return evolve(self, workflow=evolve(self.workflow, nodes=tuple(nodes)))
+
+    def with_param(self, param: Param) -> "Program":
+        return evolve(self, params=tuple(param if p.name == param.name else p for p in self.params))
+
+    def with_pass(self, name: str, **changes: Any) -> "Program":
+        return evolve(self, passes=self.passes + (name,), **changes)
+
+
+def walk(nodes: tuple[Node, ...]) -> Iterator[Node]:
+    """Every node, descending into loop bodies (before unrolling)."""
+    for n in nodes:
+        yield n
+        if n.loop is not None:
+            yield from walk(n.loop.body)
+
+
+def _by_name(items: tuple, name: str, what: str):
+    for it in items:
+        if it.name == name:
+            return it
+    raise KeyError(f"no {what} {name!r}")

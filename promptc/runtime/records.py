@@ -1,0 +1,100 @@
+"""Records shared by the engines, the interpreter and the trainer.
+
+A model call is a `CallRequest`; the engine answers every request with a `CallResult`,
+never an exception: a call that failed after its retries is a result with `error` set.
+Running a workflow on one sample gives a `Trace`: every node's `NodeRecord`, in the
+order the nodes ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import frozen
+
+PHASES = ("forward", "backward", "propose", "validate", "demos")
+
+
+@frozen
+class CallRequest:
+    """One chat completion.
+
+    model: a litellm model string ("local/default", "scripted/rules.json",
+        "openai/gpt-4o-mini", ...), already resolved from the program's `model` decls.
+    messages: ({"role": ..., "content": ...}, ...).
+    response_format: a JSON schema (dict) the answer must follow, or None.
+    choices: for enum outputs, the labels the answer must be one of (engines that can
+        constrain decoding use it; others ignore it).
+    phase: which accounting bucket pays for it (see PHASES).
+    rollout: a cache-bypass salt: requests that differ only by rollout are cached apart.
+    """
+
+    model: str
+    messages: tuple[dict, ...]
+    temperature: float = 0.0
+    max_tokens: int = 256
+    seed: int = 0
+    response_format: dict | None = None
+    choices: tuple[str, ...] = ()
+    phase: str = "forward"
+    rollout: str = ""
+
+
+@frozen
+class CallResult:
+    text: str | None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cached: bool = False
+    attempts: int = 1
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@frozen
+class NodeRecord:
+    """What one node did in one sample.
+
+    executed is False for a node whose guard was false (a loop step after a break).
+    For an llm node, `messages` are the rendered messages and `raw` the model's text;
+    `error` is set when the node failed (call error, unparsable answer, exception in a
+    functional node) and then `value` is None.
+    """
+
+    name: str
+    value: Any = None
+    executed: bool = True
+    error: str | None = None
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    messages: tuple[dict, ...] = ()
+    raw: str | None = None
+
+
+@frozen
+class Trace:
+    """One sample through the forward program. `error` is the first node error, if any."""
+
+    inputs: tuple[tuple[str, Any], ...]
+    records: tuple[NodeRecord, ...]
+    output: Any = None
+    error: str | None = None
+
+    def record(self, name: str) -> NodeRecord:
+        for r in self.records:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def value(self, name: str) -> Any:
+        return self.record(name).value
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

@@ -1,0 +1,99 @@
+"""The value types of the language: `text int float bool json list[T] {f: T} enum[A, B]`.
+
+One frozen record, `Type`, covers them all so that the IR stays a small closed set of
+data that prints and serializes without special cases.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+SCALARS = ("text", "int", "float", "bool", "json")
+
+
+@frozen
+class Type:
+    """`kind` is one of text, int, float, bool, json, list, record, enum.
+
+    `elem` is the element type of a list; `fields` the (name, type) pairs of a record, in
+    declaration order; `labels` the members of an enum.
+    """
+
+    kind: str
+    elem: "Type | None" = None
+    fields: tuple[tuple[str, "Type"], ...] = ()
+    labels: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == "list":
+            return f"list[{self.elem}]"
+        if self.kind == "record":
+            return "{" + ", ".join(f"{n}: {t}" for n, t in self.fields) + "}"
+        if self.kind == "enum":
+            return "enum[" + ", ".join(self.labels) + "]"
+        return self.kind
+
+    def field(self, name: str) -> "Type | None":
+        for n, t in self.fields:
+            if n == name:
+                return t
+        return None
+
+    def to_data(self) -> dict:
+        d: dict = {"kind": self.kind}
+        if self.elem is not None:
+            d["elem"] = self.elem.to_data()
+        if self.fields:
+            d["fields"] = [[n, t.to_data()] for n, t in self.fields]
+        if self.labels:
+            d["labels"] = list(self.labels)
+        return d
+
+    @classmethod
+    def from_data(cls, d: dict) -> "Type":
+        return cls(
+            kind=d["kind"],
+            elem=cls.from_data(d["elem"]) if d.get("elem") is not None else None,
+            fields=tuple((n, cls.from_data(t)) for n, t in d.get("fields", ())),
+            labels=tuple(d.get("labels", ())),
+        )
+
+
+TEXT = Type("text")
+INT = Type("int")
+FLOAT = Type("float")
+BOOL = Type("bool")
+JSON = Type("json")
+
+
+def list_of(elem: Type) -> Type:
+    return Type("list", elem=elem)
+
+
+def record(**fields: Type) -> Type:
+    return Type("record", fields=tuple(fields.items()))
+
+
+def enum(*labels: str) -> Type:
+    return Type("enum", labels=tuple(labels))
+
+
+def assignable(src: Type, dst: Type) -> bool:
+    """May a value of type `src` flow where `dst` is expected?
+
+    `json` accepts anything; an enum is a text; an int is a float; lists and records are
+    checked structurally (a record may carry extra fields).
+    """
+    if dst.kind == "json" or src == dst:
+        return True
+    if dst.kind == "text" and src.kind == "enum":
+        return True
+    if dst.kind == "enum" and src.kind == "enum":
+        return set(src.labels) <= set(dst.labels)
+    if dst.kind == "float" and src.kind == "int":
+        return True
+    if dst.kind == "list" and src.kind == "list":
+        return assignable(src.elem, dst.elem)  # type: ignore[arg-type]
+    if dst.kind == "record" and src.kind == "record":
+        return all(src.field(n) is not None and assignable(src.field(n), t) for n, t in dst.fields)  # type: ignore[arg-type]
+    return False
