@@ -1,0 +1,114 @@
+"""Pass 6 — the backward program (textual gradients), one rule per node kind.
+
+As in JAX, differentiation is a table, `RULES: op -> rule`, and a walk that applies it:
+the walk visits the forward nodes in reverse topological order and asks each node's rule
+for a `GradRule`. Adding a node kind means adding a table entry; the walk never changes.
+
+Which nodes get a rule: those that *require a gradient*, i.e. that have a trainable
+param upstream (an `llm` that uses one, or any node reading such a value). Feedback on
+any other node could reach no param, so computing it would only cost backward calls.
+On the TREC example (input -> classify -> strip -> first_word) every node after the
+input gets exactly one rule.
+
+What each rule feeds (the params and upstream values it sends feedback to, in order):
+
+- llm ("llm"): the trainable params it uses (template params and its demos param, in
+  first-use order), then its arguments that require a gradient; note = the llm's name.
+  At run time it is one backward-engine call turning feedback on the output into
+  feedback on each feed.
+- call ("call"): its arguments that require a gradient; note = "name: docstring", so the
+  backward engine knows what the function did to the value.
+- field, index, list, prim ("passthrough"): arguments that require a gradient.
+- select ("select"): the two branches (not the condition), feedback goes to whichever ran.
+- guard, input, const: no rule. A guard is control (whether a loop step ran), not a
+  value the output is made of; feedback does not flow through it.
+
+`GradRule.time` is the node's time index, so gradients of a param used at several loop
+steps keep their step and the optimizer sees them in time order.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from promptc.ir import GradRule, Node, Program
+
+Rule = Callable[[Node, Program, set[str], dict[str, tuple[str, ...]]], GradRule | None]
+
+
+def _trainable_uses(node: Node, program: Program, trainable: set[str]) -> tuple[str, ...]:
+    if node.op != "llm":
+        return ()
+    try:
+        llm = program.llm(node.target)
+    except KeyError:
+        return ()
+    return tuple(u for u in llm.uses if u in trainable)
+
+
+def _upstream(node: Node, requires: set[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a for a in node.args if a in requires))
+
+
+def _llm_rule(node, program, requires, params) -> GradRule:
+    feeds = params.get(node.name, ()) + _upstream(node, requires)
+    return GradRule(node.name, "llm", feeds, node.time, str(node.target))
+
+
+def _call_rule(node, program, requires, params) -> GradRule:
+    try:
+        doc = program.function(node.target).doc
+    except KeyError:
+        doc = ""
+    note = f"{node.target}: {doc}" if doc else str(node.target)
+    return GradRule(node.name, "call", _upstream(node, requires), node.time, note)
+
+
+def _passthrough(node, program, requires, params) -> GradRule:
+    note = f"{node.op} {node.target}" if node.target is not None else node.op
+    return GradRule(node.name, "passthrough", _upstream(node, requires), node.time, note)
+
+
+def _select_rule(node, program, requires, params) -> GradRule:
+    branches = tuple(dict.fromkeys(a for a in node.args[1:] if a in requires))
+    return GradRule(node.name, "select", branches, node.time, "loop-carried value")
+
+
+RULES: dict[str, Rule | None] = {
+    "llm": _llm_rule,
+    "call": _call_rule,
+    "field": _passthrough,
+    "index": _passthrough,
+    "list": _passthrough,
+    "prim": _passthrough,
+    "select": _select_rule,
+    "guard": None,
+    "input": None,
+    "const": None,
+}
+
+
+def gradient(program: Program) -> Program:
+    trainable = {p.name for p in program.params if p.trainable}
+    nodes = program.workflow.nodes
+    # forward: which nodes have a trainable param upstream
+    requires: set[str] = set()
+    params: dict[str, tuple[str, ...]] = {}
+    for n in nodes:
+        own = _trainable_uses(n, program, trainable)
+        if own:
+            params[n.name] = own
+        if own or any(a in requires for a in n.args):
+            requires.add(n.name)
+    # backward: the walk, one rule per node kind
+    rules = []
+    for n in reversed(nodes):
+        if n.op not in RULES:
+            raise ValueError(f"the gradient pass has no rule for node kind '{n.op}' (unroll loops first)")
+        rule = RULES[n.op]
+        if rule is None or n.name not in requires:
+            continue
+        g = rule(n, program, requires, params)
+        if g is not None:
+            rules.append(g)
+    return program.with_pass("gradient", backward=tuple(rules))

@@ -1,0 +1,156 @@
+"""Pass 3 — unroll loops into time steps (straight-line SSA).
+
+A loop of bound N becomes N copies of its body, one per step s = 0 .. N-1 (for a
+`for i in 0..N` loop, step s is the iteration where i == s):
+
+- names: a body node `x` at step s of loop `hop` is renamed `x@hop#s`; a node of an inner
+  loop gets both suffixes, outer first: `x@outer#1@inner#0`. A name already taken gets
+  `.1`, `.2`, ... appended (deterministic: the walk order is fixed);
+- time: every copied node gets `TimeIndex(label, s)`. Nested loops: the node gets the
+  *innermost* loop's step, and that loop's label is qualified by the enclosing steps,
+  e.g. `TimeIndex("outer#1/inner", 0)`, so the index stays one record yet orders all steps;
+- the index placeholder becomes a `const` node `i@hop#s` holding s (dead ones are removed
+  by DCE); each carried placeholder is substituted by the variable's current value;
+- `break if c` (a `loop max` body): step s+1 and everything after it is guarded by
+  `alive@hop#(s+1) = guard(alive@hop#s, c_s)`. Step 0 runs unguarded (or under the
+  enclosing loop's guard); the chain then starts from a `const true` `alive@hop#0`, or from
+  the enclosing guard. Guard nodes themselves are never guarded (a guard whose
+  `alive_before` is false is false, whatever its condition);
+- a carried variable updated in a guarded step becomes `v.sel@hop#s = select(alive@hop#s,
+  update_s, previous)`; selects are not guarded (they choose the previous value when the
+  step did not run);
+- after the loop, each `Loop.results` name is an alias of the variable's final value:
+  later nodes and the workflow output read the final value directly.
+
+Loops are expanded outermost first: a copied inner loop is expanded in the context of
+its outer step (names, guard, time), so guards of nested breaks compose correctly.
+The pass is linear in the size of the unrolled program.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from typing import MutableMapping
+
+from attrs import evolve, frozen
+
+from promptc.ir import Node, Program, TimeIndex, walk
+from promptc.types import BOOL, INT
+
+Env = MutableMapping[str, str]
+
+
+@frozen
+class _Ctx:
+    suffix: str = ""
+    guard: str | None = None
+    time: TimeIndex | None = None
+
+
+class _Unroller:
+    def __init__(self, program: Program):
+        self.used: set[str] = set()
+        for n in walk(program.workflow.nodes):
+            self.used.add(n.name)
+            if n.loop is not None:
+                lp = n.loop
+                self.used.update(ph for _v, _i, ph in lp.carried)
+                self.used.update(r for _v, r in lp.results)
+                if lp.index is not None:
+                    self.used.add(lp.index)
+        self.types: dict[str, object] = {}
+        self.out: list[Node] = []
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.used:
+            k += 1
+            name = f"{base}.{k}"
+        self.used.add(name)
+        return name
+
+    def emit(self, node: Node) -> str:
+        self.out.append(node)
+        self.types[node.name] = node.type
+        return node.name
+
+    # -- straight-line code ----------------------------------------------------------
+    def block(self, nodes: tuple[Node, ...], env: Env, ctx: _Ctx) -> None:
+        top = ctx.suffix == ""
+        for n in nodes:
+            if n.op == "loop":
+                self.loop(n, env, ctx)
+                continue
+            guard = env.get(n.guard, n.guard) if n.guard is not None else None
+            guard = self.both(guard, ctx.guard, n, ctx)
+            args = tuple(env.get(a, a) for a in n.args)
+            if top:
+                new = n if (args == n.args and guard == n.guard) else evolve(n, args=args, guard=guard)
+            else:
+                name = self.fresh(n.name + ctx.suffix)
+                new = evolve(n, name=name, args=args, guard=guard, time=ctx.time or n.time)
+                env[n.name] = name
+            self.emit(new)
+
+    def both(self, own: str | None, outer: str | None, n: Node, ctx: _Ctx) -> str | None:
+        """The guard of a node under its own guard and its step's guard."""
+        if own is None or own == outer:
+            return outer
+        if outer is None:
+            return own
+        name = self.fresh(f"{n.name}.alive{ctx.suffix}")
+        return self.emit(Node(name, "prim", (outer, own), "and", type=BOOL, span=n.span, time=ctx.time))
+
+    # -- one loop --------------------------------------------------------------------
+    def loop(self, n: Node, env: Env, ctx: _Ctx) -> None:
+        lp = n.loop
+        assert lp is not None
+        outer_guard = self.both(env.get(n.guard, n.guard) if n.guard else None, ctx.guard, n, ctx)
+        label = f"{ctx.time}/{lp.label}" if ctx.time is not None else lp.label
+        current = {var: env.get(init, init) for var, init, _ph in lp.carried}
+        alive = outer_guard  # the guard of the current step
+        prev_cond: str | None = None
+        for s in range(lp.bound):
+            suffix = f"{ctx.suffix}@{lp.label}#{s}"
+            time = TimeIndex(label, s)
+            stepped = False  # is this step guarded by this loop's own break?
+            if s > 0 and prev_cond is not None:
+                before = alive
+                if before is None:
+                    before = self.emit(
+                        Node(self.fresh(f"alive{ctx.suffix}@{lp.label}#0"), "const", (), True, BOOL, n.span, TimeIndex(label, 0))
+                    )
+                alive = self.emit(
+                    Node(self.fresh(f"alive{suffix}"), "guard", (before, prev_cond), None, BOOL, n.span, time)
+                )
+                stepped = True
+            step_env: Env = ChainMap({}, env) if isinstance(env, dict) else env.new_child()  # type: ignore[attr-defined]
+            if lp.index is not None:
+                step_env[lp.index] = self.emit(Node(self.fresh(lp.index + suffix), "const", (), s, INT, n.span, time))
+            for var, _init, ph in lp.carried:
+                step_env[ph] = current[var]
+            self.block(lp.body, step_env, _Ctx(suffix, alive, time))
+            for var, upd in lp.updates:
+                value = step_env.get(upd, upd)
+                if stepped:
+                    typ = self.types.get(current[var]) or self.types.get(value)
+                    value = self.emit(
+                        Node(self.fresh(f"{var}.sel{suffix}"), "select", (alive, value, current[var]), None, typ, n.span, time)  # type: ignore[arg-type]
+                    )
+                current[var] = value
+            if lp.brk is not None:
+                prev_cond = step_env.get(lp.brk, lp.brk)
+        for var, res in lp.results:
+            env[res] = current[var]
+
+
+def unroll(program: Program) -> Program:
+    if not any(n.op == "loop" for n in program.workflow.nodes):
+        return program.with_pass("unroll")
+    u = _Unroller(program)
+    for n in program.workflow.nodes:  # types of values defined outside loops, for selects
+        u.types[n.name] = n.type
+    env: dict[str, str] = {}
+    u.block(program.workflow.nodes, env, _Ctx())
+    wf = program.workflow
+    return program.with_pass("unroll", workflow=evolve(wf, nodes=tuple(u.out), output=env.get(wf.output, wf.output)))
