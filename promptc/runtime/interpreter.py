@@ -1,0 +1,332 @@
+"""The forward interpreter: run a compiled (unrolled, typed) program on a batch of samples.
+
+    traces = await forward(program, batch, engine, concurrency=8)
+
+Samples run concurrently under one `asyncio.Semaphore(concurrency)` (engines serialize
+what must be serialized, e.g. the in-process local model, themselves). Inside a sample the
+nodes run in program order, which is topological. There is a single dispatch point,
+`Interpreter.run_node`, and one handler per node kind in `Interpreter.HANDLERS` (the
+torch.fx `Interpreter` shape: a new behaviour is a subclass overriding one handler).
+
+Per node the trace keeps a `NodeRecord`: value, executed flag, error, seconds, tokens,
+and for `llm` nodes the rendered messages and the raw answer text.
+
+Errors are values, per sample:
+- a failed model call, an answer that does not parse into the declared type, an
+  exception inside a functional node, a missing input: the node's record gets `error`
+  and its value is None;
+- a node that reads a value whose node failed is skipped with error "upstream error";
+- `Trace.error` is the first error, as "NODE: message"; `Trace.output` is None then.
+A node whose `guard` is false (a loop step after `break`) is recorded as not executed.
+`select(c, a, b)` reads only the branch it picks, and `guard(alive, stop)` reads `stop`
+only while `alive`, so a failure in a step that did not run does not poison the sample.
+
+A program that is not runnable (a `loop` node left, an unknown op, a function that cannot
+be bound) raises `ProgramError` before any sample runs: that is a wrong program, not a
+failed sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from promptc.bind import BindError, load_callable
+from promptc.ir import OPS, Node, Program
+from promptc.runtime.parse import coerce, parse_answer
+from promptc.runtime.records import CallResult, NodeRecord, Trace
+from promptc.runtime.render import build_request, format_value
+
+log = logging.getLogger(__name__)
+
+UPSTREAM = "upstream error"
+
+
+class ProgramError(Exception):
+    """The program cannot run at all (not unrolled, unbound function, unknown op)."""
+
+
+class _Upstream(Exception):
+    """Raised by `Frame.arg` when the value read belongs to a node that failed."""
+
+
+class _NodeError(Exception):
+    """A sample error raised by a handler: recorded on the node, not propagated."""
+
+
+class Frame:
+    """The state of one sample: values and errors by node name, and the records so far."""
+
+    def __init__(self, inputs: dict[str, Any]):
+        self.inputs = inputs
+        self.values: dict[str, Any] = {}
+        self.failed: set[str] = set()
+        self.records: list[NodeRecord] = []
+        self.first_error: str | None = None
+
+    def arg(self, name: str) -> Any:
+        if name in self.failed:
+            raise _Upstream(name)
+        return self.values.get(name)
+
+
+class Interpreter:
+    """Runs one program; functions are bound once, at construction."""
+
+    def __init__(
+        self,
+        program: Program,
+        engine: Any,
+        *,
+        phase: str = "forward",
+        search_dirs: Iterable[str | Path] = (),
+    ):
+        self.program = program
+        self.engine = engine
+        self.phase = phase
+        self.functions = bind_functions(program, search_dirs)
+        for node in program.nodes:
+            if node.op not in self.HANDLERS:
+                if node.op == "loop":
+                    raise ProgramError(f"node {node.name!r} is a loop: the program was not unrolled")
+                raise ProgramError(f"node {node.name!r} has unknown op {node.op!r}")
+
+    # -- one sample --------------------------------------------------------------
+    async def run(self, inputs: dict[str, Any]) -> Trace:
+        frame = Frame(dict(inputs))
+        for node in self.program.nodes:
+            await self.run_node(node, frame)
+        out_name = self.program.workflow.output
+        output = None if out_name in frame.failed else frame.values.get(out_name)
+        return Trace(
+            inputs=tuple(frame.inputs.items()),
+            records=tuple(frame.records),
+            output=output,
+            error=frame.first_error,
+        )
+
+    async def run_node(self, node: Node, frame: Frame) -> None:
+        """The single dispatch point: guard, then the handler of `node.op`, then the record."""
+        start = time.perf_counter()
+        extra: dict[str, Any] = {}
+        try:
+            if node.guard is not None and not frame.arg(node.guard):
+                frame.values[node.name] = None
+                frame.records.append(NodeRecord(name=node.name, executed=False))
+                return
+            value = await self.HANDLERS[node.op](self, node, frame, extra)
+        except _Upstream:
+            self._fail(node, frame, UPSTREAM, start, extra)
+            return
+        except _NodeError as e:
+            self._fail(node, frame, str(e), start, extra)
+            return
+        frame.values[node.name] = value
+        frame.records.append(NodeRecord(name=node.name, value=value, seconds=time.perf_counter() - start, **extra))
+
+    def _fail(self, node: Node, frame: Frame, error: str, start: float, extra: dict) -> None:
+        frame.failed.add(node.name)
+        frame.values[node.name] = None
+        frame.records.append(
+            NodeRecord(name=node.name, error=error, seconds=time.perf_counter() - start, **extra)
+        )
+        if frame.first_error is None:  # nodes run in order: the first error is the root cause
+            frame.first_error = f"{node.name}: {error}"
+
+    # -- handlers, one per op ----------------------------------------------------
+    async def op_input(self, node: Node, frame: Frame, extra: dict) -> Any:
+        name = node.target
+        if name not in frame.inputs:
+            raise _NodeError(f"missing input '{name}'")
+        value = frame.inputs[name]
+        if node.type is None:
+            return value
+        value, err = coerce(value, node.type)
+        if err:
+            raise _NodeError(f"input '{name}': {err}")
+        return value
+
+    async def op_const(self, node: Node, frame: Frame, extra: dict) -> Any:
+        return node.target
+
+    async def op_llm(self, node: Node, frame: Frame, extra: dict) -> Any:
+        llm = self.program.llm(node.target)
+        args = {pname: frame.arg(a) for (pname, _), a in zip(llm.params, node.args)}
+        req = build_request(self.program, llm, args, phase=self.phase)
+        extra["messages"] = req.messages
+        result: CallResult = await self.engine.call(req)
+        extra["prompt_tokens"] = result.prompt_tokens
+        extra["completion_tokens"] = result.completion_tokens
+        extra["raw"] = result.text
+        if result.error is not None:
+            raise _NodeError(f"model call failed: {result.error}")
+        value, err = parse_answer(result.text, llm.returns)
+        if err:
+            raise _NodeError(err)
+        return value
+
+    async def op_call(self, node: Node, frame: Frame, extra: dict) -> Any:
+        fn = self.functions[node.target]
+        args = [frame.arg(a) for a in node.args]
+        try:
+            value = fn(*args)
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as e:  # the user's function failed on this sample: a sample error
+            raise _NodeError(f"{node.target}() raised {type(e).__name__}: {e}") from None
+        return value
+
+    async def op_field(self, node: Node, frame: Frame, extra: dict) -> Any:
+        rec = frame.arg(node.args[0])
+        if isinstance(rec, dict) and node.target in rec:
+            return rec[node.target]
+        raise _NodeError(f"no field '{node.target}' in {_kind(rec)}")
+
+    async def op_index(self, node: Node, frame: Frame, extra: dict) -> Any:
+        seq = frame.arg(node.args[0])
+        try:
+            return seq[node.target]
+        except (IndexError, KeyError, TypeError):
+            raise _NodeError(f"index {node.target} out of range for {_kind(seq)}") from None
+
+    async def op_list(self, node: Node, frame: Frame, extra: dict) -> Any:
+        return [frame.arg(a) for a in node.args]
+
+    async def op_prim(self, node: Node, frame: Frame, extra: dict) -> Any:
+        op = node.target
+        if op == "and":  # short-circuit, like the language reads
+            return bool(frame.arg(node.args[0])) and bool(frame.arg(node.args[1]))
+        if op == "or":
+            return bool(frame.arg(node.args[0])) or bool(frame.arg(node.args[1]))
+        vals = [frame.arg(a) for a in node.args]
+        fn = PRIM_OPS.get(op)
+        if fn is None:
+            raise ProgramError(f"unknown primitive {op!r}")
+        try:
+            return fn(*vals)
+        except TypeError as e:
+            raise _NodeError(f"{op}: {e}") from None
+
+    async def op_guard(self, node: Node, frame: Frame, extra: dict) -> Any:
+        alive = bool(frame.arg(node.args[0]))
+        return alive and not frame.arg(node.args[1])
+
+    async def op_select(self, node: Node, frame: Frame, extra: dict) -> Any:
+        cond, if_true, if_false = node.args
+        return frame.arg(if_true) if frame.arg(cond) else frame.arg(if_false)
+
+    HANDLERS: dict[str, Callable[..., Any]] = {
+        "input": op_input,
+        "const": op_const,
+        "llm": op_llm,
+        "call": op_call,
+        "field": op_field,
+        "index": op_index,
+        "list": op_list,
+        "prim": op_prim,
+        "guard": op_guard,
+        "select": op_select,
+    }
+
+
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, str) or isinstance(b, str):
+        return f"{a if isinstance(a, str) else _text(a)}{b if isinstance(b, str) else _text(b)}"
+    if isinstance(a, list) and isinstance(b, list):
+        return a + b
+    return a + b
+
+
+def _text(v: Any) -> str:
+    return format_value(v)
+
+
+PRIM_OPS: dict[str, Callable[..., Any]] = {
+    "eq": lambda a, b: _eq(a, b),
+    "ne": lambda a, b: not _eq(a, b),
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+    "not": lambda a: not a,
+    "add": _add,
+}
+
+
+def _eq(a: Any, b: Any) -> bool:
+    return a == b
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "no value"
+    return {dict: "a record", list: "a list", str: "a text"}.get(type(v), type(v).__name__)
+
+
+assert set(Interpreter.HANDLERS) == set(OPS) - {"loop"}, "every runnable op has a handler"
+
+
+def bind_functions(program: Program, search_dirs: Iterable[str | Path] = ()) -> dict[str, Callable[..., Any]]:
+    """Bind every `use`d function of the program to its Python callable.
+
+    Files named by `use "path.py"` are looked up in the program's source directory first,
+    then in `search_dirs`.
+    """
+    dirs: list[str | Path] = []
+    if program.file and not program.file.startswith("<"):
+        dirs.append(Path(program.file).resolve().parent)
+    dirs.extend(search_dirs)
+    bound: dict[str, Callable[..., Any]] = {}
+    used = {n.target for n in program.nodes if n.op == "call"}
+    for fn in program.functions:
+        try:
+            bound[fn.name] = load_callable(fn.module, fn.attr, dirs)
+        except BindError as e:
+            if fn.name in used:
+                raise ProgramError(str(e)) from None
+    return bound
+
+
+async def forward(
+    program: Program,
+    batch: Sequence[dict[str, Any]],
+    engine: Any,
+    *,
+    concurrency: int = 8,
+    phase: str = "forward",
+    search_dirs: Iterable[str | Path] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Trace]:
+    """Run `program` on every sample of `batch`; one `Trace` per sample, in batch order."""
+    interp = Interpreter(program, engine, phase=phase, search_dirs=search_dirs)
+    sem = asyncio.Semaphore(max(1, int(concurrency)))
+    total = len(batch)
+    done = 0
+
+    async def one(inputs: dict[str, Any]) -> Trace:
+        nonlocal done
+        async with sem:
+            trace = await interp.run(inputs)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        return trace
+
+    return list(await asyncio.gather(*(one(s) for s in batch)))
+
+
+def run_forward(
+    program: Program,
+    batch: Sequence[dict[str, Any]],
+    engine: Any,
+    **kw: Any,
+) -> list[Trace]:
+    """Synchronous `forward`, for scripts and tests (no event loop may be running)."""
+    return asyncio.run(forward(program, batch, engine, **kw))
+
+
+__all__ = ["forward", "run_forward", "Interpreter", "ProgramError", "bind_functions", "UPSTREAM"]

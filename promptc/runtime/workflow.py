@@ -1,0 +1,231 @@
+"""Embedding: `promptc.load(path)` and the `Workflow` object that serves a program.
+
+    import promptc
+    wf = promptc.load("trec.pfc")
+    wf(question="Who wrote Hamlet?")            # -> "HUM"; raises PromptcRunError on failure
+    await wf.acall(question="Who wrote Hamlet?")
+    results = wf.batch([{"question": q} for q in qs], concurrency=8)
+    [r.output if r.ok else r.error for r in results]   # batch: errors are values
+    wf.params["instruction"]                    # the (trained) prompt texts and demos
+
+Serving imports no training code (`promptc.optim`) and no compiler frontend (lark):
+a `.pfc` is read by `promptc.artifact`, run by the interpreter, and the engine is made on
+first use (with the on-disk cache under `.promptc/cache` unless told otherwise).
+Loading a `.pflow` source is accepted too, for convenience; that one compiles it.
+
+The workflow owns one private event loop on a daemon thread and runs every call on it,
+so the engine (its connections, semaphores, the local model's worker) always lives on
+one loop: `wf(...)` works with or without a running event loop (scripts, notebooks),
+and `acall` awaits the same loop's work from the caller's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Coroutine, Iterable, Mapping, Sequence
+
+from attrs import frozen
+
+from promptc.ir import Program
+from promptc.runtime.interpreter import Interpreter, forward
+from promptc.runtime.records import Trace
+
+
+class PromptcRunError(Exception):
+    """A sample failed (a model call, an unparsable answer, a functional node's exception).
+
+    `.error` is the first node error ("NODE: message"); `.trace` the full trace.
+    """
+
+    def __init__(self, trace: Trace):
+        super().__init__(f"workflow failed: {trace.error}")
+        self.trace = trace
+        self.error = trace.error
+
+
+@frozen
+class Result:
+    """One sample of `Workflow.batch`: the output, or the error (never an exception)."""
+
+    output: Any
+    error: str | None
+    trace: Trace
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Workflow:
+    """A compiled program bound to an engine, callable like a function of its inputs."""
+
+    def __init__(
+        self,
+        program: Program,
+        *,
+        engine: Any = None,
+        cache_dir: str | Path | None = None,
+        no_cache: bool = False,
+        search_dirs: Iterable[str | Path] = (),
+        concurrency: int = 8,
+    ):
+        self._program = program
+        self._engine = engine
+        self._cache_dir = cache_dir
+        self._no_cache = no_cache
+        self._search_dirs = tuple(search_dirs)
+        self._concurrency = concurrency
+        self._interp: Interpreter | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._params = MappingProxyType({p.name: _param_value(p) for p in program.params})
+
+    # -- what it is -------------------------------------------------------------
+    @property
+    def program(self) -> Program:
+        return self._program
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """name -> prompt text, or tuple of demos ({"inputs": {...}, "output": ...}); read-only."""
+        return self._params
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self._program.workflow.inputs)
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from promptc.runtime.engine import make_engine
+
+            kw: dict[str, Any] = {"no_cache": self._no_cache}
+            if self._cache_dir is not None:
+                kw["cache_dir"] = str(self._cache_dir)
+            self._engine = make_engine(**kw)
+        return self._engine
+
+    @property
+    def accounting(self) -> Any:
+        return self.engine.accounting
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}: {t}" for n, t in self._program.workflow.inputs)
+        return f"<promptc.Workflow {self._program.workflow.name}({args}) -> {self._program.workflow.returns}>"
+
+    # -- calling ----------------------------------------------------------------
+    def __call__(self, **inputs: Any) -> Any:
+        """Run one sample synchronously; the output, or `PromptcRunError`."""
+        return _output(self.trace(**inputs))
+
+    async def acall(self, **inputs: Any) -> Any:
+        """Run one sample; the output, or `PromptcRunError`."""
+        self._check(inputs)
+        fut = asyncio.run_coroutine_threadsafe(self._run_one(inputs), self._ensure_loop())
+        return _output(await asyncio.wrap_future(fut))
+
+    def trace(self, **inputs: Any) -> Trace:
+        """Run one sample synchronously and return its full `Trace` (errors as values)."""
+        self._check(inputs)
+        return self._submit(self._run_one(inputs))
+
+    def batch(self, samples: Sequence[Mapping[str, Any]], concurrency: int | None = None) -> list[Result]:
+        """Run many samples concurrently. Errors are values: each `Result` has `.output`
+        or `.error` (a missing or unknown input is an error of that sample too)."""
+        batch = [dict(s) for s in samples]
+        traces = self._submit(
+            forward(
+                self._program,
+                batch,
+                self.engine,
+                concurrency=concurrency or self._concurrency,
+                search_dirs=self._search_dirs,
+            )
+        )
+        return [Result(output=t.output, error=t.error, trace=t) for t in traces]
+
+    def close(self) -> None:
+        """Stop the private event loop (a closed workflow restarts it on the next call)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+
+    # -- internals --------------------------------------------------------------
+    def _check(self, inputs: Mapping[str, Any]) -> None:
+        names = self.inputs
+        unknown = [k for k in inputs if k not in names]
+        missing = [n for n in names if n not in inputs]
+        if unknown or missing:
+            parts = []
+            if missing:
+                parts.append("missing input" + ("s " if len(missing) > 1 else " ") + ", ".join(missing))
+            if unknown:
+                parts.append("unknown input" + ("s " if len(unknown) > 1 else " ") + ", ".join(unknown))
+            raise TypeError(f"{self._program.workflow.name}(): " + "; ".join(parts))
+
+    async def _run_one(self, inputs: dict[str, Any]) -> Trace:
+        if self._interp is None:
+            self._interp = Interpreter(self._program, self.engine, search_dirs=self._search_dirs)
+        return await self._interp.run(inputs)
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="promptc-workflow", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def _submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()).result()
+
+
+def load(
+    path: str | Path,
+    *,
+    cache_dir: str | Path | None = None,
+    no_cache: bool = False,
+    engine: Any = None,
+    concurrency: int = 8,
+) -> Workflow:
+    """Load a compiled `.pfc` (or compile a `.pflow`) and return a `Workflow`.
+
+    `cache_dir` defaults to `.promptc/cache` in the working directory; `no_cache=True`
+    bypasses the cache; `engine` replaces the default engine altogether.
+    """
+    path = Path(path)
+    if path.suffix == ".pflow":
+        from promptc.compiler import compile_file  # the compiler only for sources
+
+        program = compile_file(str(path))
+    else:
+        from promptc.artifact import load_program
+
+        program = load_program(str(path))
+    return Workflow(
+        program,
+        engine=engine,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
+        search_dirs=(path.resolve().parent,),
+        concurrency=concurrency,
+    )
+
+
+def _output(trace: Trace) -> Any:
+    if not trace.ok:
+        raise PromptcRunError(trace)
+    return trace.output
+
+
+def _param_value(p: Any) -> Any:
+    if p.kind == "demos":
+        return tuple({"inputs": dict(d.inputs), "output": d.output} for d in p.demos)
+    return p.text
+
+
+__all__ = ["load", "Workflow", "Result", "PromptcRunError"]

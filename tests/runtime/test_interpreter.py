@@ -1,0 +1,216 @@
+"""The forward interpreter on hand-built unrolled programs with a fake engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+from runtime_helpers import LABELS, FakeEngine, agent_program, trec_program
+
+from promptc.ir import Demo, Function, Node, Program, Workflow
+from promptc.runtime.interpreter import UPSTREAM, ProgramError, forward, run_forward
+from promptc.types import INT, TEXT, record
+
+
+def classify_by_keyword(messages):
+    q = messages[-1]["content"]
+    return "Label: HUM." if "Who" in q else "LOC"
+
+
+def test_llm_node_renders_calls_and_parses_enum():
+    eng = FakeEngine(classify_by_keyword)
+    traces = run_forward(trec_program(), [{"question": "Who wrote Hamlet?"}, {"question": "Where is Rome?"}], eng)
+    assert [t.output for t in traces] == ["HUM", "LOC"]
+    assert all(t.ok for t in traces)
+    rec = traces[0].record("raw")
+    assert rec.raw == "Label: HUM."
+    assert rec.messages[0] == {"role": "system", "content": "Classify the question.\nReply with the label only."}
+    assert rec.messages[-1] == {"role": "user", "content": "Question: Who wrote Hamlet?"}
+    assert rec.prompt_tokens == 10 and rec.completion_tokens == 2
+    req = eng.requests[0]
+    assert req.choices == LABELS and req.model == "scripted/test" and req.phase == "forward"
+
+
+def test_phase_is_passed_to_requests():
+    eng = FakeEngine(lambda m: "NUM")
+    run_forward(trec_program(), [{"question": "How many?"}], eng, phase="validate")
+    assert eng.requests[0].phase == "validate"
+
+
+def test_unparsable_answer_is_a_sample_error_with_raw_text():
+    eng = FakeEngine(lambda m: "I think it is a person" if "Who" in m[-1]["content"] else "NUM")
+    traces = run_forward(trec_program(post="lower"), [{"question": "Who?"}, {"question": "How many?"}], eng)
+    bad, good = traces
+    assert not bad.ok and bad.output is None
+    assert bad.error.startswith("raw: answer is not one of ABBR")
+    assert bad.record("raw").raw == "I think it is a person"
+    assert bad.record("answer").error == UPSTREAM
+    assert good.ok and good.output == "num"
+
+
+def test_call_error_is_recorded():
+    traces = run_forward(trec_program(), [{"question": "Q"}], FakeEngine(error="timeout after 3 attempts"))
+    assert traces[0].error == "raw: model call failed: timeout after 3 attempts"
+
+
+def test_function_exception_is_a_sample_error(tmp_path):
+    mod = tmp_path / "tools.py"
+    mod.write_text("def boom(s: str) -> str:\n    if 'x' in s:\n        raise ValueError('bad x')\n    return s.upper()\n")
+    p = trec_program(output=TEXT)
+    p = Program(
+        file=str(tmp_path / "prog.pflow"),
+        source_hash="0",
+        models=p.models,
+        params=p.params,
+        functions=(Function("boom", "tools.py", "boom"),),
+        llms=p.llms,
+        workflow=Workflow(
+            "w",
+            p.workflow.inputs,
+            TEXT,
+            p.workflow.nodes + (Node("b", "call", args=("raw",), target="boom", type=TEXT),),
+            "b",
+        ),
+    )
+    eng = FakeEngine(lambda m: m[-1]["content"])
+    ok, bad = run_forward(p, [{"question": "abc"}, {"question": "xyz"}], eng)
+    assert ok.output == "QUESTION: ABC"
+    assert bad.error == "b: boom() raised ValueError: bad x"
+
+
+def test_missing_input_is_a_sample_error():
+    (t,) = run_forward(trec_program(), [{}], FakeEngine())
+    assert t.error == "question: missing input 'question'"
+    assert t.record("raw").error == UPSTREAM
+
+
+def test_demos_are_rendered_before_last_user_message():
+    demos = (Demo((("question", "Who is Bach?"),), "HUM"), Demo((("question", "What is NASA?"),), "ABBR"))
+    eng = FakeEngine(lambda m: "DESC")
+    run_forward(trec_program(demos=demos), [{"question": "Why?"}], eng)
+    msgs = eng.requests[0].messages
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert msgs[1]["content"] == "Question: Who is Bach?" and msgs[2]["content"] == "HUM"
+    assert msgs[-1]["content"] == "Question: Why?"
+
+
+def test_record_output_gets_schema_and_json_instruction():
+    out = record(label=TEXT, confidence=INT)
+    eng = FakeEngine(lambda m: 'Sure! ```json\n{"label": "HUM", "confidence": "3"}\n```')
+    (t,) = run_forward(trec_program(output=out), [{"question": "Who?"}], eng)
+    assert t.output == {"label": "HUM", "confidence": 3}
+    req = eng.requests[0]
+    assert req.response_format["required"] == ["label", "confidence"]
+    assert "JSON" in req.messages[-1]["content"] and '"confidence"' in req.messages[-1]["content"]
+
+
+def test_record_missing_field_is_error():
+    out = record(label=TEXT, confidence=INT)
+    (t,) = run_forward(trec_program(output=out), [{"question": "Who?"}], FakeEngine(lambda m: '{"label": "HUM"}'))
+    assert t.error == "raw: missing field confidence"
+
+
+def test_agent_loop_breaks_and_skips_later_steps():
+    corpus = ["Paris is the capital of France.", "Rome is the capital of Italy."]
+    replies = iter(
+        [
+            {"action": "search", "arg": "capital of Italy"},
+            {"action": "finish", "arg": "Rome"},
+            {"action": "search", "arg": "never asked"},
+        ]
+    )
+    eng = FakeEngine(lambda m: json.dumps(next(replies)))
+    (t,) = run_forward(agent_program(3), [{"question": "Capital of Italy?", "corpus": corpus}], eng)
+    assert t.ok, t.error
+    assert t.output == "Rome"
+    assert len(eng.requests) == 2
+    # step 1 saw step 0's observation
+    assert "Observation: Rome is the capital of Italy." in eng.requests[1].messages[-1]["content"]
+    step2 = [r for r in t.records if r.name.endswith("_2") and r.name != "obs_2" and r.name != "alive_2"]
+    assert step2 and all(not r.executed and r.value is None for r in step2)
+    assert t.record("alive_2").value is False
+    assert t.record("obs_2").value == "Rome"  # select kept the previous value
+
+
+def test_agent_loop_runs_all_steps_without_finish():
+    eng = FakeEngine(lambda m: json.dumps({"action": "lookup", "arg": "capital"}))
+    (t,) = run_forward(agent_program(3), [{"question": "?", "corpus": ["Oslo is a capital."]}], eng)
+    assert len(eng.requests) == 3
+    assert t.output == "Oslo is a capital."
+    assert all(r.executed for r in t.records)
+
+
+def test_error_in_a_skipped_step_does_not_fail_the_sample():
+    replies = iter([json.dumps({"action": "finish", "arg": "done"})])
+    eng = FakeEngine(lambda m: next(replies))  # a second call would raise StopIteration
+    (t,) = run_forward(agent_program(2), [{"question": "?", "corpus": []}], eng)
+    assert t.ok and t.output == "done"
+
+
+def test_prims_and_list_index_field():
+    nodes = (
+        Node("a", "const", target="ab"),
+        Node("b", "const", target="cd"),
+        Node("s", "prim", args=("a", "b"), target="add"),
+        Node("l", "list", args=("a", "b")),
+        Node("l2", "prim", args=("l", "l"), target="add"),
+        Node("i", "index", args=("l2",), target=3),
+        Node("e", "prim", args=("i", "b"), target="eq"),
+        Node("n", "prim", args=("e",), target="not"),
+        Node("r", "const", target={"k": 1}),
+        Node("f", "field", args=("r",), target="k"),
+        Node("lt", "prim", args=("f", "f"), target="lt"),
+        Node("o", "prim", args=("n", "lt"), target="or"),
+        Node("out", "list", args=("s", "e", "o", "f")),
+    )
+    p = trec_program()
+    p = Program("<t>", "0", p.models, (), (), (), Workflow("w", (), TEXT, nodes, "out"))
+    (t,) = run_forward(p, [{}], FakeEngine())
+    assert t.output == ["abcd", True, False, 1]
+
+
+def test_index_out_of_range_is_error():
+    nodes = (Node("l", "const", target=[1]), Node("i", "index", args=("l",), target=2))
+    p = trec_program()
+    p = Program("<t>", "0", p.models, (), (), (), Workflow("w", (), TEXT, nodes, "i"))
+    (t,) = run_forward(p, [{}], FakeEngine())
+    assert t.error == "i: index 2 out of range for a list"
+
+
+def test_loop_node_is_a_program_error():
+    p = trec_program()
+    p = p.with_nodes(p.nodes + (Node("lp", "loop", target="L"),))
+    with pytest.raises(ProgramError, match="not unrolled"):
+        run_forward(p, [{}], FakeEngine())
+
+
+def test_concurrency_is_bounded_and_progress_reported():
+    active = 0
+    peak = 0
+
+    class SlowEngine:
+        async def call(self, req):
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.01)
+            active -= 1
+            from promptc.runtime.records import CallResult
+
+            return CallResult(text="NUM")
+
+    seen = []
+    batch = [{"question": f"q{i}"} for i in range(12)]
+    traces = run_forward(trec_program(), batch, SlowEngine(), concurrency=3, progress=lambda d, n: seen.append((d, n)))
+    assert len(traces) == 12 and all(t.output == "NUM" for t in traces)
+    assert [t.inputs for t in traces] == [(("question", f"q{i}"),) for i in range(12)]
+    assert peak == 3
+    assert seen[-1] == (12, 12) and len(seen) == 12
+
+
+def test_forward_is_async():
+    traces = asyncio.run(forward(trec_program(), [{"question": "Who?"}], FakeEngine(classify_by_keyword)))
+    assert traces[0].output == "HUM"
+    assert re.match(r"^\d", str(traces[0].record("raw").seconds))
