@@ -1,0 +1,87 @@
+"""The trainer's run folder state, written after every step (msgpack, atomic replace).
+
+A checkpoint holds everything `Trainer.fit(resume=True)` needs to continue as if it had
+never stopped: the best params so far (prompt texts and demos), the step counter, the
+validation scores, the history, every rejected proposal, the optimizer's memory, the
+demo pool, the minibatch sampler's random state and the accounting. Data only (no
+pickle); the write goes to a temporary file first and replaces the old checkpoint with
+`os.replace`, so a kill -9 leaves either the previous or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from attrs import evolve
+
+from promptc.ir import Demo, Param, Program
+
+FILE = "checkpoint.msgpack"
+VERSION = 1
+
+
+def demo_to_data(d: Demo) -> dict:
+    return {"inputs": [[k, v] for k, v in d.inputs], "output": d.output}
+
+
+def demo_from_data(d: dict) -> Demo:
+    return Demo(inputs=tuple((k, v) for k, v in d["inputs"]), output=d["output"])
+
+
+def params_to_data(program: Program) -> dict:
+    """The values of every param of a program (what training changes)."""
+    return {
+        p.name: {"kind": p.kind, "text": p.text, "demos": [demo_to_data(d) for d in p.demos]}
+        for p in program.params
+    }
+
+
+def apply_params(program: Program, data: dict) -> Program:
+    """`program` with the param values of `data` (names not in the program are ignored)."""
+    for p in program.params:
+        d = data.get(p.name)
+        if d is None:
+            continue
+        program = program.with_param(
+            evolve(p, text=d.get("text", p.text), demos=tuple(demo_from_data(x) for x in d.get("demos", ())))
+        )
+    return program
+
+
+def rng_to_data(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def rng_from_data(data: list) -> random.Random:
+    rng = random.Random()
+    rng.setstate((data[0], tuple(data[1]), data[2]))
+    return rng
+
+
+def save(run_dir: str | Path, state: dict) -> Path:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / FILE
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(msgpack.packb({"version": VERSION, **state}, use_bin_type=True))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load(run_dir: str | Path) -> dict | None:
+    """The checkpoint of a run folder, or None when there is none."""
+    path = Path(run_dir) / FILE
+    if not path.exists():
+        return None
+    data = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        raise ValueError(f"{path}: not a promptc checkpoint (version {data.get('version') if isinstance(data, dict) else '?'})")
+    return data
