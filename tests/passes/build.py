@@ -155,3 +155,24 @@ class ProgramBuilder:
         wf = Workflow(self.wf.name, self.wf.inputs, self.wf.returns, tuple(self.wf.nodes), self.wf.output, self.span())
         return Program(self.file, "0" * 64, tuple(self.models), tuple(self.params), tuple(self.functions),
                        tuple(self.llms), wf, self.train)
+
+
+def trec(file: str = FILE, returns: Type = TEXT) -> Program:
+    """input -> llm classify (instruction, answer_format, shots) -> strip -> first_word."""
+    b = ProgramBuilder(file)
+    b.model("task")
+    b.param("instruction", trainable=True, text="Classify the question.", role="what to classify")
+    b.param("answer_format", trainable=True, text="Reply with the label only.")
+    b.param("shots", kind="demos", trainable=True, max_demos=4)
+    b.function("strip", params=[("s", TEXT)], returns=TEXT, doc="Removes whitespace.")
+    b.function("first_word", params=[("s", TEXT)], returns=TEXT, doc="Keeps the first word.")
+    b.function("exact_match", module="std.metrics")
+    b.llm("classify", [("question", TEXT)], TEXT, system="{instruction}\n{answer_format}",
+          user="Question: {question}", demos="shots")
+    w = b.workflow("trec", [("question", TEXT)], returns)
+    q = w.input("question")
+    raw = w.llm("classify", q, name="raw")
+    s = w.call("strip", raw, name="s")
+    w.ret(w.call("first_word", s, name="out"))
+    b.train_spec("exact_match")
+    return b.build()
