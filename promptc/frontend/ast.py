@@ -168,6 +168,7 @@ class ModelDecl:
     default: str
     env: str | None
     span: Span
+    name_span: Span | None = None
 
 
 @frozen
@@ -181,6 +182,7 @@ class ParamDecl:
     text: str
     max_demos: int | None
     span: Span
+    name_span: Span | None = None
 
 
 @frozen
@@ -216,6 +218,7 @@ class LlmDecl:
     model_span: Span
     entries: tuple[Union[Message, DemosEntry], ...]
     span: Span
+    name_span: Span | None = None
 
 
 @frozen
@@ -225,6 +228,7 @@ class WorkflowDecl:
     returns: Type
     body: tuple[Stmt, ...]
     span: Span
+    name_span: Span | None = None
 
 
 @frozen

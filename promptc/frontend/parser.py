@@ -320,7 +320,9 @@ class _ToAst(Transformer):
 
     def model_decl(self, meta, children):
         name, (default, env) = children
-        return A.ModelDecl(name=self._name(name), default=default, env=env, span=self._span(meta))
+        return A.ModelDecl(
+            name=self._name(name), default=default, env=env, span=self._span(meta), name_span=_tok_span(self.file, name)
+        )
 
     def kind_prompt(self, meta, children):
         return ("prompt", None)
@@ -355,6 +357,7 @@ class _ToAst(Transformer):
             text=text,
             max_demos=k,
             span=self._span(meta),
+            name_span=_tok_span(self.file, name),
         )
 
     def arg(self, meta, children):
@@ -381,11 +384,19 @@ class _ToAst(Transformer):
             model_span=_tok_span(self.file, model),
             entries=tuple(entries),
             span=self._span(meta),
+            name_span=_tok_span(self.file, name),
         )
 
     def workflow_decl(self, meta, children):
         name, args, returns, body = children
-        return A.WorkflowDecl(name=self._name(name), params=args or (), returns=returns, body=body, span=self._span(meta))
+        return A.WorkflowDecl(
+            name=self._name(name),
+            params=args or (),
+            returns=returns,
+            body=body,
+            span=self._span(meta),
+            name_span=_tok_span(self.file, name),
+        )
 
     def train_entry(self, meta, children):
         key, value = children
