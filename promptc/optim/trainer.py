@@ -34,7 +34,7 @@ cache, replaying a step that was interrupted costs no new call.
 from __future__ import annotations
 
 import asyncio
-import json
+import copy
 import logging
 import random
 import time
@@ -366,7 +366,7 @@ class Trainer:
             "stopped": self.stopped,
         }
 
-    def _restore(self, state: dict) -> None:
+    def _restore(self, state: dict, keep_meter: bool = False) -> None:
         if state.get("source_hash") != self.source.source_hash:
             log.warning("resuming %s: the source changed since the checkpoint", self.run_dir)
         self.step = state["step"]
@@ -377,7 +377,8 @@ class Trainer:
         self.memory = dict(state["memory"])
         self.pool = dict(state["demo_pool"])
         self.rng = checkpoint.rng_from_data(state["rng"])
-        self.meter = Meter(self.meter.engine, max_calls=self.max_calls, data=state["accounting"])
+        if not keep_meter:
+            self.meter = Meter(self.meter.engine, max_calls=self.max_calls, data=state["accounting"])
 
     # -- the loop --------------------------------------------------------------------
     async def afit(self) -> Result:
@@ -401,7 +402,14 @@ class Trainer:
                     stopped = reason
                     break
                 t0 = time.monotonic()
-                entry = await self._run_step(self.step + 1)
+                saved = copy.deepcopy(self._state())
+                try:
+                    entry = await self._run_step(self.step + 1)
+                except BudgetExhausted:
+                    # a step is a transaction: drop its partial results (they are in the
+                    # cache), keep what it spent
+                    self._restore(saved, keep_meter=True)
+                    raise
                 entry["seconds"] = round(time.monotonic() - t0, 3)
                 self.step += 1
                 self.history.append(entry)
