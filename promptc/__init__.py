@@ -28,6 +28,8 @@ _LAZY = {
     "demos": "promptc.frontend.decorator",
     "model": "promptc.frontend.decorator",
     "use": "promptc.frontend.decorator",
+    "train": "promptc.frontend.decorator",
+    "compile_workflow": "promptc.frontend.decorator",
     "compile_file": "promptc.compiler",
     "compile_source": "promptc.compiler",
 }

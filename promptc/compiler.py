@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promptc.errors import CompileError, Span
+from promptc.errors import CompileError
 from promptc.frontend.lower import lower
 from promptc.frontend.parser import parse
 from promptc.ir import Program
@@ -49,12 +49,4 @@ def run_passes(program: Program, until: str | None = None) -> Program:
     return run_pipeline(program, until=until)
 
 
-def compile_workflow(fn) -> Program:
-    """The compiled `Program` of a `@promptc.workflow` function."""
-    program = getattr(fn, "program", None)
-    if not isinstance(program, Program):
-        raise CompileError(f"{fn!r} is not a @promptc.workflow function", None)
-    return program
-
-
-__all__ = ["compile_source", "compile_file", "compile_workflow", "run_passes", "Span"]
+__all__ = ["compile_source", "compile_file", "run_passes"]

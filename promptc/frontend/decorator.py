@@ -1,0 +1,645 @@
+"""`@promptc.workflow`: a workflow written as a decorated Python function.
+
+    import promptc
+    from typing import Literal
+
+    task = promptc.model("PROMPTC_TASK_MODEL", default="local/default")
+    instruction = promptc.prompt("Classify the question.", trainable=True, role="the task")
+    shots = promptc.demos(max=4, trainable=True)
+    exact_match = promptc.use("std.metrics", "exact_match")
+
+    @promptc.llm(via=task, system="{instruction}", demos=shots, user="Question: {question}")
+    def classify(question: str) -> Literal["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]: ...
+
+    @promptc.workflow(train=promptc.train(metric=exact_match, answer="label"))
+    def trec(question: str) -> str:
+        label = classify(question)
+        return label
+
+    trec.program            # the compiled Program (promptc.compile_workflow(trec) too)
+    trec(question="...")    # runs it (promptc.runtime.workflow.Workflow)
+
+Like Triton's `@jit`, the decorator reads the function's source with `ast` and lowers a
+small Python subset to the *same* AST as the `.pflow` parser, so the shared lowering
+gives identical IR. The body is checked when the decorator runs (an unsupported
+construct is a `CompileError` at the user's own file, line and column); the program is
+built on first use of `.program`, from the declarations in the function's module
+globals at that time (so they may be defined after the workflow). Declarations take the
+name of the global variable that holds them, and appear in the program in the order of
+the module's globals, like the declarations of a `.pflow` file.
+
+The subset (see docs/language.md for the mapping):
+
+- `x = e` declares `x` the first time (`let x = e`) and updates it after (`x = e`);
+  `x += e` is `x = x + e`;
+- `for i in range(N):` is `for i in 0..N` (N an int literal or a module-level int);
+- `for _ in range(N):` whose body ends with `if COND: break` is `loop max N { ...;
+  break if COND }` (its index is not available);
+- `return e` as the last statement;
+- expressions: names, str/int/float/bool literals, calls of llms and functions with
+  positional arguments, `x.f`, `x[0]`, `[a, b]`, `+`, one comparison `== != < <= > >=`,
+  `and`, `or`, `not`.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import linecache
+import os
+import sys
+import textwrap
+import typing
+from typing import Any, Callable
+
+from promptc.bind import python_type
+from promptc.errors import CompileError, Span
+from promptc.frontend import ast as A
+from promptc.frontend import template as T
+from promptc.types import JSON, Type
+
+__all__ = ["workflow", "llm", "prompt", "demos", "model", "use", "train", "compile_workflow", "WorkflowFunction"]
+
+
+# ---- declarations -------------------------------------------------------------------------
+
+
+def _caller_span(depth: int = 2) -> Span | None:
+    try:
+        f = sys._getframe(depth)
+    except ValueError:  # pragma: no cover
+        return None
+    return Span(f.f_code.co_filename, f.f_lineno, 1)
+
+
+class _Decl:
+    """A declaration object; its name is the module global that holds it."""
+
+    span: Span | None = None
+
+
+class ModelRef(_Decl):
+    def __init__(self, env: str | None, default: str, span: Span | None):
+        self.env, self.default, self.span = env, default, span
+
+    def __repr__(self) -> str:
+        return f"promptc.model({self.env!r}, default={self.default!r})"
+
+
+class PromptRef(_Decl):
+    def __init__(self, text: str, trainable: bool, role: str, span: Span | None):
+        self.text, self.trainable, self.role, self.span = text, trainable, role, span
+
+    def __repr__(self) -> str:
+        return f"promptc.prompt({self.text!r}, trainable={self.trainable})"
+
+
+class DemosRef(_Decl):
+    def __init__(self, max_demos: int, trainable: bool, role: str, span: Span | None):
+        self.max_demos, self.trainable, self.role, self.span = max_demos, trainable, role, span
+
+    def __repr__(self) -> str:
+        return f"promptc.demos(max={self.max_demos}, trainable={self.trainable})"
+
+
+class FunctionRef(_Decl):
+    """A Python callable bound as a functional node (`use MODULE { attr }`)."""
+
+    def __init__(self, module: str, attr: str, span: Span | None):
+        self.module, self.attr, self.span = module, attr, span
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from promptc.bind import load_callable
+
+        dirs = [os.path.dirname(self.span.file)] if self.span and self.span.file else []
+        return load_callable(self.module, self.attr, dirs)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"promptc.use({self.module!r}, {self.attr!r})"
+
+
+class TrainRef:
+    def __init__(self, metric: FunctionRef, answer: str, teacher, backward, optimizer, span: Span | None):
+        self.metric, self.answer, self.span = metric, answer, span
+        self.teacher, self.backward, self.optimizer = teacher, backward, optimizer
+
+
+class LlmRef(_Decl):
+    """An `@promptc.llm` function: its signature gives the arguments and the output type."""
+
+    def __init__(self, fn: Callable, via: ModelRef, entries: list[tuple[str, Any]]):
+        functools.update_wrapper(self, fn)
+        self.fn, self.via, self.entries = fn, via, entries
+        self.span = _def_span(fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"llm '{self.fn.__name__}' can only be called inside a @promptc.workflow function")
+
+    def __repr__(self) -> str:
+        return f"<promptc.llm {self.fn.__name__}>"
+
+
+def model(env: str | None = None, default: str = "local/default") -> ModelRef:
+    """`model NAME = env(ENV, DEFAULT)`; with `env=None`, `model NAME = DEFAULT`."""
+    return ModelRef(env, default, _caller_span())
+
+
+def prompt(text: str = "", *, trainable: bool = False, role: str = "") -> PromptRef:
+    """`param NAME: prompt [trainable] ["role"] = TEXT` (the text is used verbatim)."""
+    return PromptRef(text, trainable, role, _caller_span())
+
+
+def demos(max: int, *, trainable: bool = False, role: str = "") -> DemosRef:  # noqa: A002 - mirrors `demos(max = K)`
+    """`param NAME: demos(max = K) [trainable] ["role"]`."""
+    if not isinstance(max, int) or isinstance(max, bool) or max < 1:
+        raise CompileError("promptc.demos(max=K) needs an int K >= 1", _caller_span())
+    return DemosRef(max, trainable, role, _caller_span())
+
+
+def use(module: str, *names: str) -> Any:
+    """`use MODULE { a, b }`: one `FunctionRef` per name (a tuple when several).
+
+    `module` is "std.<name>" or a path to a Python file, relative to the calling file.
+    Assigning to another variable name aliases the function (`use m { a as b }`).
+    """
+    span = _caller_span()
+    if not names:
+        raise CompileError("promptc.use(MODULE, NAME, ...) needs at least one function name", span)
+    refs = tuple(FunctionRef(module, n, span) for n in names)
+    return refs[0] if len(refs) == 1 else refs
+
+
+def train(
+    metric: FunctionRef,
+    answer: str = "answer",
+    teacher: ModelRef | None = None,
+    backward: ModelRef | None = None,
+    optimizer: ModelRef | None = None,
+) -> TrainRef:
+    """The `train` block of a decorated workflow: `@promptc.workflow(train=promptc.train(...))`."""
+    return TrainRef(metric, answer, teacher, backward, optimizer, _caller_span())
+
+
+_ENTRY_KEYS = ("system", "user", "assistant", "demos")
+
+
+def llm(via: ModelRef | None = None, **entries: Any) -> Callable[[Callable], LlmRef]:
+    """`@promptc.llm(via=MODEL, system="...", demos=P, user="...")` on a function stub.
+
+    The keyword order is the message order. For several messages of one role, pass
+    `messages=[("system", "..."), ("demos", shots), ("user", "..."), ...]` instead.
+    The function's annotations give the argument and output types; its body is ignored.
+    """
+    span = _caller_span()
+    if not isinstance(via, ModelRef):
+        raise CompileError("@promptc.llm needs via=MODEL, a promptc.model(...)", span)
+    if "messages" in entries:
+        if len(entries) > 1:
+            raise CompileError("@promptc.llm: give either messages=[...] or system=/user=/... keywords", span)
+        items = [tuple(m) for m in entries["messages"]]
+    else:
+        items = list(entries.items())
+    for role, value in items:
+        if role not in _ENTRY_KEYS:
+            raise CompileError(f"@promptc.llm: unknown entry '{role}' (expected one of {', '.join(_ENTRY_KEYS)})", span)
+        if role == "demos" and not isinstance(value, DemosRef):
+            raise CompileError("@promptc.llm: demos= must be a promptc.demos(...) param", span)
+        if role != "demos" and not isinstance(value, str):
+            raise CompileError(f"@promptc.llm: {role}= must be a template string", span)
+
+    def wrap(fn: Callable) -> LlmRef:
+        return LlmRef(fn, via, items)  # type: ignore[arg-type]
+
+    return wrap
+
+
+def workflow(fn: Callable | None = None, *, train: TrainRef | None = None) -> Any:  # noqa: F811 - the decorator's keyword
+    """`@promptc.workflow` or `@promptc.workflow(train=promptc.train(...))`."""
+    if fn is None:
+        return lambda f: WorkflowFunction(f, train)
+    return WorkflowFunction(fn, train)
+
+
+def compile_workflow(fn: "WorkflowFunction") -> Any:
+    """The compiled `Program` of a decorated workflow (same as `fn.program`)."""
+    if not isinstance(fn, WorkflowFunction):
+        raise TypeError(f"{fn!r} is not a @promptc.workflow function")
+    return fn.program
+
+
+# ---- the decorated workflow ---------------------------------------------------------------
+
+
+class WorkflowFunction:
+    """A decorated workflow: `.program` (compiled on first use), `.module_ast`, and calling runs it."""
+
+    def __init__(self, fn: Callable, train_ref: TrainRef | None):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.train = train_ref
+        self._src = _Source.of(fn)
+        self._body = _BodyLowering(self._src, fn).workflow()
+        self._program = None
+        self._runtime = None
+
+    @property
+    def file(self) -> str:
+        return self._src.file
+
+    def module_ast(self) -> A.Module:
+        """The AST of the workflow and the declarations of its module, as the parser would give it."""
+        return _module_ast(self)
+
+    @property
+    def program(self):
+        if self._program is None:
+            from promptc.compiler import run_passes
+            from promptc.frontend.lower import lower
+
+            module = self.module_ast()
+            try:
+                self._program = run_passes(lower(module))
+            except CompileError as e:
+                raise e.with_source(module.source)
+        return self._program
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        names = [n for n, _ in self.program.workflow.inputs]
+        if len(args) > len(names):
+            raise TypeError(f"{self.fn.__name__}() takes {len(names)} arguments, got {len(args)}")
+        inputs = dict(zip(names, args))
+        inputs.update(kwargs)
+        if self._runtime is None:
+            from promptc.runtime.workflow import Workflow
+
+            self._runtime = Workflow(self.program, search_dirs=(os.path.dirname(os.path.abspath(self.file)),))
+        return self._runtime(**inputs)
+
+    def __repr__(self) -> str:
+        return f"<promptc.workflow {self.fn.__name__}>"
+
+
+class _Source:
+    """A function's source, parsed, with the map from its positions to the real file."""
+
+    def __init__(self, file: str, text: str, first_line: int, indent: int, tree: ast.Module, lines: list[str]):
+        self.file, self.text, self.first_line, self.indent, self.tree, self.lines = file, text, first_line, indent, tree, lines
+
+    @classmethod
+    def of(cls, fn: Callable) -> "_Source":
+        file = inspect.getsourcefile(fn) or inspect.getfile(fn)
+        try:
+            lines, first = inspect.getsourcelines(fn)
+        except (OSError, TypeError) as e:
+            raise CompileError(f"cannot read the source of '{fn.__name__}': {e}", None) from None
+        src = "".join(lines)
+        dedented = textwrap.dedent(src)
+        first_text = next((l for l in lines if l.strip()), "")
+        first_dedented = next((l for l in dedented.splitlines(True) if l.strip()), "")
+        indent = len(first_text) - len(first_dedented)
+        text = "".join(linecache.getlines(file)) or src
+        try:
+            tree = ast.parse(dedented)
+        except SyntaxError as e:  # pragma: no cover - Python already compiled it
+            raise CompileError(f"cannot parse '{fn.__name__}': {e.msg}", Span(file, first + (e.lineno or 1) - 1, 1)) from None
+        return cls(file, text, first, indent, tree, dedented.splitlines())
+
+    def span(self, node: ast.AST) -> Span:
+        line = node.lineno  # type: ignore[attr-defined]
+        end_line = getattr(node, "end_lineno", None) or line
+        col = self._chars(line, node.col_offset)  # type: ignore[attr-defined]
+        end = getattr(node, "end_col_offset", None)
+        end_col = self._chars(end_line, end) if end is not None else col + 1
+        return Span(
+            self.file,
+            line + self.first_line - 1,
+            col + self.indent + 1,
+            end_line + self.first_line - 1,
+            end_col + self.indent + 1,
+        )
+
+    def _chars(self, line: int, byte_offset: int) -> int:
+        if 1 <= line <= len(self.lines):
+            return len(self.lines[line - 1].encode("utf-8")[:byte_offset].decode("utf-8", "replace"))
+        return byte_offset
+
+    def error(self, message: str, node: ast.AST) -> CompileError:
+        return CompileError(message, self.span(node), self.text)
+
+
+def _def_span(fn: Callable) -> Span | None:
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        file = inspect.getsourcefile(fn) or ""
+    except (OSError, TypeError):
+        return None
+    for i, line in enumerate(lines):
+        stripped = line.lstrip()
+        if stripped.startswith(("def ", "async def ")):
+            col = len(line) - len(stripped) + 1
+            return Span(file, first + i, col, first + i, col + len(stripped.rstrip()))
+    return Span(file, first, 1)
+
+
+_CMP = {ast.Eq: "eq", ast.NotEq: "ne", ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge"}
+_SUPPORTED = "assignments, `for _ in range(N)`, `if COND: break` ending a loop, and `return`"
+
+
+class _BodyLowering:
+    """Python `ast` of the workflow function -> `promptc.frontend.ast` statements."""
+
+    def __init__(self, src: _Source, fn: Callable):
+        self.src = src
+        self.fn = fn
+        self.globals = getattr(fn, "__globals__", {})
+        self.calls: list[str] = []
+
+    def workflow(self) -> tuple[tuple[A.Arg, ...], Type, tuple[A.Stmt, ...], Span, Span]:
+        fdef = self.src.tree.body[0]
+        if not isinstance(fdef, ast.FunctionDef):
+            raise self.src.error("@promptc.workflow decorates a plain `def` function", fdef)
+        a = fdef.args
+        if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs or a.defaults:
+            raise self.src.error("a workflow takes plain positional arguments (no defaults, *args or **kwargs)", fdef)
+        try:
+            hints = typing.get_type_hints(self.fn)
+        except Exception:  # annotations that do not evaluate: untyped (json)
+            hints = {}
+        args = tuple(A.Arg(name=x.arg, type=python_type(hints.get(x.arg)), span=self.src.span(x)) for x in a.args)
+        returns = python_type(hints.get("return")) if "return" in hints else JSON
+        body = list(fdef.body)
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            body = body[1:]  # the docstring
+        bound = [set(x.arg for x in a.args)]
+        stmts = self.block(body, bound, in_loop=False)
+        name_span = self.src.span(fdef)
+        return args, returns, stmts, self.src.span(fdef), name_span
+
+    def block(self, body: list[ast.stmt], bound: list[set[str]], in_loop: bool) -> tuple[A.Stmt, ...]:
+        return tuple(self.stmt(s, bound, in_loop) for s in body)
+
+    def is_bound(self, name: str, bound: list[set[str]]) -> bool:
+        return any(name in f for f in bound)
+
+    def stmt(self, s: ast.stmt, bound: list[set[str]], in_loop: bool) -> A.Stmt:
+        src = self.src
+        if isinstance(s, ast.Assign):
+            if len(s.targets) != 1 or not isinstance(s.targets[0], ast.Name):
+                raise src.error("assign to one plain variable (no unpacking, attributes or chained `a = b = ...`)", s)
+            return self._assign(s.targets[0], self.expr(s.value), s, bound)
+        if isinstance(s, ast.AugAssign):
+            if not isinstance(s.op, ast.Add) or not isinstance(s.target, ast.Name):
+                raise src.error("only `x += e` is supported among augmented assignments", s)
+            if not self.is_bound(s.target.id, bound):
+                raise src.error(f"'{s.target.id}' is not defined yet", s.target)
+            left = A.Name(s.target.id, src.span(s.target))
+            value = A.BinOp("add", left, self.expr(s.value), src.span(s))
+            return A.Assign(name=s.target.id, value=value, span=src.span(s), name_span=src.span(s.target))
+        if isinstance(s, ast.AnnAssign):
+            raise src.error("annotated assignments are not supported in a workflow; write `x = ...`", s)
+        if isinstance(s, ast.Return):
+            if s.value is None:
+                raise src.error("a workflow returns a value: `return EXPR`", s)
+            return A.Return(value=self.expr(s.value), span=src.span(s))
+        if isinstance(s, ast.For):
+            return self._for(s, bound)
+        if isinstance(s, ast.While):
+            raise src.error("`while` loops are unbounded; write `for _ in range(N):` ending with `if COND: break`", s)
+        if isinstance(s, ast.If):
+            raise src.error("`if` is only supported as `if COND: break`, the last statement of a `for _ in range(N)` loop", s)
+        if isinstance(s, ast.Break):
+            raise src.error("`break` is only supported as `if COND: break`, the last statement of a loop", s)
+        if isinstance(s, ast.Expr):
+            raise src.error("an expression statement has no effect; assign its value to a variable", s)
+        if isinstance(s, ast.Pass):
+            raise src.error("`pass` is not supported in a workflow", s)
+        raise src.error(f"`{type(s).__name__}` statements are not supported in a workflow (supported: {_SUPPORTED})", s)
+
+    def _assign(self, target: ast.Name, value: A.Expr, s: ast.stmt, bound: list[set[str]]) -> A.Stmt:
+        span, name_span = self.src.span(s), self.src.span(target)
+        if self.is_bound(target.id, bound):
+            return A.Assign(name=target.id, value=value, span=span, name_span=name_span)
+        bound[-1].add(target.id)
+        return A.Let(name=target.id, value=value, span=span, name_span=name_span)
+
+    def _for(self, s: ast.For, bound: list[set[str]]) -> A.Stmt:
+        src = self.src
+        if s.orelse:
+            raise src.error("`for ... else` is not supported", s.orelse[0])
+        if not isinstance(s.target, ast.Name):
+            raise src.error("the loop variable must be a plain name", s.target)
+        it = s.iter
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" and not it.keywords):
+            raise src.error("a workflow loop iterates over `range(N)` with a constant N", it)
+        if len(it.args) == 1:
+            start: A.Expr = A.Literal(0, src.span(it))
+            stop = self._const_int(it.args[0])
+        elif len(it.args) == 2:
+            start, stop = self._const_int(it.args[0]), self._const_int(it.args[1])
+        else:
+            raise src.error("use `range(N)`: a workflow loop counts from 0 in steps of 1", it)
+        body = list(s.body)
+        last = body[-1]
+        is_break = (
+            isinstance(last, ast.If)
+            and not last.orelse
+            and len(last.body) == 1
+            and isinstance(last.body[0], ast.Break)
+        )
+        inner = bound + [set()]
+        if is_break:
+            assert isinstance(last, ast.If)
+            if s.target.id != "_" and any(isinstance(n, ast.Name) and n.id == s.target.id for b in body for n in ast.walk(b)):
+                raise src.error(
+                    "a loop that ends with `if COND: break` is a `loop max N`, which has no index; name it `_`", s.target
+                )
+            if not (isinstance(start, A.Literal) and start.value == 0):
+                raise src.error("use `range(N)`: a workflow loop counts from 0", it)
+            stmts = self.block(body[:-1], inner, in_loop=True)
+            brk = A.BreakIf(cond=self.expr(last.test), span=src.span(last))
+            return A.LoopMax(bound=stop, body=stmts + (brk,), span=src.span(s))
+        inner[-1].add(s.target.id)
+        stmts = self.block(body, inner, in_loop=True)
+        return A.For(var=s.target.id, start=start, stop=stop, body=stmts, span=src.span(s), var_span=src.span(s.target))
+
+    def _const_int(self, e: ast.expr) -> A.Expr:
+        """An int literal, or a module-level int constant by name; anything else is left to lowering's check."""
+        if isinstance(e, ast.Name):
+            v = self.globals.get(e.id)
+            if isinstance(v, int) and not isinstance(v, bool):
+                return A.Literal(v, self.src.span(e))
+            raise self.src.error(f"unbounded loop: the bound '{e.id}' is not a module-level int constant", e)
+        return self.expr(e)
+
+    def expr(self, e: ast.expr) -> A.Expr:
+        src = self.src
+        span = src.span(e)
+        if isinstance(e, ast.Name):
+            return A.Name(e.id, span)
+        if isinstance(e, ast.Constant):
+            if isinstance(e.value, (str, int, float)) and e.value is not None and not isinstance(e.value, complex):
+                return A.Literal(e.value, span)
+            raise src.error(f"unsupported constant {e.value!r} (str, int, float or bool only)", e)
+        if isinstance(e, ast.UnaryOp):
+            if isinstance(e.op, ast.Not):
+                return A.Not(self.expr(e.operand), span)
+            if isinstance(e.op, ast.USub) and isinstance(e.operand, ast.Constant) and type(e.operand.value) in (int, float):
+                return A.Literal(-e.operand.value, span)
+            raise src.error("unsupported operator (supported: + == != < <= > >= and or not)", e)
+        if isinstance(e, ast.BinOp):
+            if not isinstance(e.op, ast.Add):
+                raise src.error("unsupported operator (supported: + == != < <= > >= and or not)", e)
+            return A.BinOp("add", self.expr(e.left), self.expr(e.right), span)
+        if isinstance(e, ast.BoolOp):
+            op = "and" if isinstance(e.op, ast.And) else "or"
+            out = self.expr(e.values[0])
+            for v in e.values[1:]:
+                right = self.expr(v)
+                out = A.BinOp(op, out, right, A_join(out.span, right.span))
+            return out
+        if isinstance(e, ast.Compare):
+            if len(e.ops) != 1 or type(e.ops[0]) not in _CMP:
+                raise src.error("one comparison at a time, with == != < <= > or >=", e)
+            return A.BinOp(_CMP[type(e.ops[0])], self.expr(e.left), self.expr(e.comparators[0]), span)
+        if isinstance(e, ast.Call):
+            if not isinstance(e.func, ast.Name):
+                raise src.error("only llms and functions declared at module level can be called, by name", e.func)
+            if e.keywords or any(isinstance(a, ast.Starred) for a in e.args):
+                raise src.error("call with positional arguments only", e)
+            self.calls.append(e.func.id)
+            return A.Call(e.func.id, tuple(self.expr(a) for a in e.args), span, src.span(e.func))
+        if isinstance(e, ast.Attribute):
+            return A.Field(self.expr(e.value), e.attr, span)
+        if isinstance(e, ast.Subscript):
+            if isinstance(e.slice, ast.Slice):
+                raise src.error("slices are not supported; index with an int constant, like x[0]", e.slice)
+            return A.Index(self.expr(e.value), self.expr(e.slice), span)
+        if isinstance(e, ast.List):
+            return A.ListExpr(tuple(self.expr(x) for x in e.elts), span)
+        if isinstance(e, ast.JoinedStr):
+            raise src.error("f-strings are not supported in a workflow; build text with +", e)
+        raise src.error(f"`{type(e).__name__}` expressions are not supported in a workflow", e)
+
+
+def A_join(a: Span, b: Span) -> Span:
+    return Span(a.file, a.line, a.col, b.end_line, b.end_col)
+
+
+# ---- module globals -> declarations -------------------------------------------------------
+
+
+def _module_ast(wf: WorkflowFunction) -> A.Module:
+    src = wf._src
+    g = wf.fn.__globals__
+    names: dict[int, str] = {}
+    for name, obj in list(g.items()):
+        if isinstance(obj, _Decl) and id(obj) not in names:
+            names[id(obj)] = name
+
+    def name_of(obj: Any, what: str, span: Span | None) -> str:
+        n = names.get(id(obj))
+        if n is None:
+            raise CompileError(f"the {what} must be held by a module-level variable of '{os.path.basename(src.file)}'", span)
+        return n
+
+    items: list[A.Decl] = []
+    fallback = Span(src.file, src.first_line, 1)
+    for name, obj in list(g.items()):
+        if names.get(id(obj)) != name:
+            continue
+        span = obj.span or fallback
+        if isinstance(obj, ModelRef):
+            items.append(A.ModelDecl(name=name, default=obj.default, env=obj.env, span=span, name_span=span))
+        elif isinstance(obj, PromptRef):
+            items.append(
+                A.ParamDecl(name, "prompt", obj.trainable, obj.role, obj.text, None, span=span, name_span=span)
+            )
+        elif isinstance(obj, DemosRef):
+            items.append(A.ParamDecl(name, "demos", obj.trainable, obj.role, "", obj.max_demos, span=span, name_span=span))
+        elif isinstance(obj, FunctionRef):
+            items.append(A.Use(module=obj.module, names=(A.ImportName(obj.attr, name if name != obj.attr else None, span),), span=span))
+        elif isinstance(obj, LlmRef):
+            items.append(_llm_ast(obj, name, name_of))
+    # plain Python functions of the workflow's own file that it calls: `use "<this file>" { f }`
+    body_calls = _calls(wf._body[2])
+    for callee in dict.fromkeys(body_calls):
+        obj = g.get(callee)
+        if inspect.isfunction(obj) and not isinstance(obj, _Decl) and obj.__module__ == wf.fn.__module__:
+            span = _def_span(obj) or fallback
+            items.append(A.Use(module=os.path.basename(src.file), names=(A.ImportName(callee, None, span),), span=span))
+    args, returns, body, span, name_span = wf._body
+    items.append(A.WorkflowDecl(wf.fn.__name__, args, returns, body, span=span, name_span=name_span))
+    if wf.train is not None:
+        t = wf.train
+        tspan = t.span or span
+        entries = [A.TrainEntry("metric", name_of(t.metric, "train metric", tspan), tspan)]
+        entries.append(A.TrainEntry("answer", t.answer, tspan))
+        for key in ("teacher", "backward", "optimizer"):
+            m = getattr(t, key)
+            if m is not None:
+                entries.append(A.TrainEntry(key, name_of(m, f"{key} model", tspan), tspan))
+        items.append(A.TrainDecl(wf.fn.__name__, tuple(entries), tspan, tspan))
+    return A.Module(items=tuple(items), file=src.file, source=src.text)
+
+
+def _calls(stmts) -> list[str]:
+    out: list[str] = []
+
+    def ex(e):
+        if isinstance(e, A.Call):
+            out.append(e.func)
+            for a in e.args:
+                ex(a)
+        elif isinstance(e, (A.Field, A.Not)):
+            ex(e.value if isinstance(e, A.Field) else e.operand)
+        elif isinstance(e, A.Index):
+            ex(e.value)
+        elif isinstance(e, A.BinOp):
+            ex(e.left)
+            ex(e.right)
+        elif isinstance(e, A.ListExpr):
+            for x in e.items:
+                ex(x)
+
+    def st(s):
+        if isinstance(s, (A.Let, A.Assign, A.Return)):
+            ex(s.value)
+        elif isinstance(s, A.BreakIf):
+            ex(s.cond)
+        elif isinstance(s, (A.For, A.LoopMax)):
+            for b in s.body:
+                st(b)
+
+    for s in stmts:
+        st(s)
+    return out
+
+
+def _llm_ast(ref: LlmRef, name: str, name_of) -> A.LlmDecl:
+    fn = ref.fn
+    span = ref.span or Span("<unknown>", 1, 1)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    sig = inspect.signature(fn)
+    params = tuple(
+        A.Arg(n, python_type(hints.get(n)), span)
+        for n, p in sig.parameters.items()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    )
+    returns = python_type(hints.get("return")) if "return" in hints else JSON
+    entries: list[A.Message | A.DemosEntry] = []
+    for role, value in ref.entries:
+        if role == "demos":
+            entries.append(A.DemosEntry(name_of(value, f"demos param of llm '{name}'", span), span))
+            continue
+        try:
+            found = T.scan(value)
+        except T.TemplateError as e:
+            raise CompileError(f"bad template in llm '{name}': {e.message}", span) from None
+        holes = tuple(A.Placeholder(n, span) for n, _, _ in found)
+        entries.append(A.Message(role=role, template=value, placeholders=holes, span=span))
+    model_name = name_of(ref.via, f"model of llm '{name}'", span)
+    return A.LlmDecl(name, params, returns, model_name, span, tuple(entries), span=span, name_span=span)
