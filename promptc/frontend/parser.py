@@ -63,6 +63,8 @@ class _Separators:
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         source: str = getattr(self._local, "source", "")
         brackets: list[str] = []
+        opened: list[Token] = []  # the open brackets, for "'(' is not closed" hints
+        self._local.opened = opened
         prev: Token | None = None
         for tok in stream:
             if tok.type in ("_NL", "SEMI"):
@@ -77,8 +79,10 @@ class _Separators:
                 v = str(tok)
                 if v in ("(", "[", "{"):
                     brackets.append(v)
+                    opened.append(tok)
                 elif v in (")", "]", "}") and brackets:
                     brackets.pop()
+                    opened.pop()
             prev = tok
             yield tok
 
@@ -136,6 +140,9 @@ _DESCRIBE = {
     "$END": "end of file",
 }
 _EXPR_START = {"NAME", "STRING", "INT", "LPAR", "LSQB"}
+# Operators that may always follow a complete expression: not worth listing when
+# something that ends it (a separator, a closing bracket) is also expected.
+_CONTINUATIONS = {"COMP_OP", "PLUS", "DOT", "LSQB", "LPAR", "AND", "OR"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -149,6 +156,8 @@ def _terminal_text() -> dict[str, str]:
 
 def _describe_expected(names: set[str]) -> str:
     names = {n for n in names if n not in ("SEMI", "COMMENT")}
+    if not _EXPR_START <= names and names - _CONTINUATIONS:
+        names -= _CONTINUATIONS
     words: list[str] = []
     if _EXPR_START <= names:
         words.append("an expression")
@@ -185,9 +194,10 @@ def _short(s: str) -> str:
 def _parse_error(e: UnexpectedInput, source: str, file: str) -> CompileError:
     if isinstance(e, UnexpectedCharacters):
         ch = source[e.pos_in_stream] if 0 <= e.pos_in_stream < len(source) else ""
-        what = "unterminated string" if ch == '"' else f"unexpected character {ch!r}"
         span = Span(file, e.line, e.column, e.line, e.column + 1)
-        return CompileError(what + _describe_expected(set(e.allowed or ())), span, source)
+        if ch == '"':
+            return CompileError("unterminated string (a \"...\" string ends on its line; use \"\"\"...\"\"\" for several lines)", span, source)
+        return CompileError(f"unexpected character {ch!r}" + _describe_expected(set(e.allowed or ())), span, source)
     if isinstance(e, UnexpectedToken):
         tok = e.token
         if tok.type == "$END":
@@ -198,7 +208,12 @@ def _parse_error(e: UnexpectedInput, source: str, file: str) -> CompileError:
             if tok.type == "_NL" and str(tok) != ";":
                 span = Span(file, tok.line, tok.column, tok.line, tok.column + 1)
         expected = set(e.accepts or e.expected or ())
-        return CompileError(f"unexpected {_describe_token(tok)}" + _describe_expected(expected), span, source)
+        msg = f"unexpected {_describe_token(tok)}" + _describe_expected(expected)
+        opened = getattr(_POSTLEX._local, "opened", None)
+        if opened and (tok.type == "$END" or (str(opened[-1]) in "([" and tok.line > opened[-1].line)):
+            b = opened[-1]
+            msg += f" (the '{b}' at line {b.line}, column {b.column} is not closed)"
+        return CompileError(msg, span, source)
     if isinstance(e, UnexpectedEOF):
         return CompileError("unexpected end of file" + _describe_expected(set(e.expected or ())), _end_span(source, file), source)
     return CompileError(f"syntax error: {e}", Span(file, getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1), source)

@@ -1,0 +1,139 @@
+"""Golden text of the compile errors users meet most (rendered exactly as the CLI prints them)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from promptc.compiler import compile_source
+from promptc.errors import CompileError
+
+BASE = """\
+use std.text { strip }
+model task = "scripted/echo"
+param instruction: prompt trainable "the task" = "Answer briefly."
+llm ask(question: text) -> text via task {
+  system "{instruction}"
+  user   "Q: {question}"
+}
+workflow qa(question: text) -> text {
+  let raw = ask(question)
+  return strip(raw)
+}
+"""
+
+
+def render(src: str) -> str:
+    with pytest.raises(CompileError) as info:
+        compile_source(src, "qa.pflow")
+    return info.value.render()
+
+
+def golden(text: str) -> str:
+    return textwrap.dedent(text).strip("\n")
+
+
+def test_base_compiles():
+    assert compile_source(BASE, "qa.pflow").workflow.name == "qa"
+
+
+def test_syntax_error_missing_paren():
+    src = BASE.replace("let raw = ask(question)", "let raw = ask(question")
+    assert render(src) == golden("""
+        qa.pflow:10:3: error: unexpected 'return', expected one of ')', ',' (the '(' at line 9, column 16 is not closed)
+            return strip(raw)
+            ^~~~~~
+        """)
+
+
+def test_syntax_error_missing_equals():
+    src = BASE.replace("let raw = ask(question)", "let raw ask(question)")
+    assert render(src) == golden("""
+        qa.pflow:9:11: error: unexpected 'ask', expected '='
+            let raw ask(question)
+                    ^~~
+        """)
+
+
+def test_syntax_error_unterminated_string():
+    src = BASE.replace('"Q: {question}"', '"Q: {question}')
+    assert render(src) == golden('''
+        qa.pflow:6:10: error: unterminated string (a "..." string ends on its line; use """...""" for several lines)
+            user   "Q: {question}
+                   ^
+        ''')
+
+
+def test_unknown_name():
+    src = BASE.replace("let raw = ask(question)", "let raw = ask(questoin)")
+    assert render(src) == golden("""
+        qa.pflow:9:17: error: unknown name 'questoin' (did you mean 'question'?)
+            let raw = ask(questoin)
+                          ^~~~~~~~
+        """)
+
+
+def test_wrong_type():  # raised by the typecheck pass
+    src = BASE.replace("return strip(raw)", "return strip(1)")
+    assert render(src) == golden("""
+        qa.pflow:10:10: error: argument 1 of 'strip' expects text, got int
+            return strip(1)
+                   ^~~~~~~~
+        """)
+
+
+def test_missing_placeholder():
+    src = BASE.replace('"Q: {question}"', '"Q: {query}"')
+    assert render(src) == golden("""
+        qa.pflow:6:14: error: placeholder '{query}' in llm 'ask' names neither a param nor an argument
+            user   "Q: {query}"
+                       ^~~~~~~
+        """)
+
+
+def test_unbounded_loop():
+    src = BASE.replace("  return strip(raw)", "  loop {\n    raw = ask(raw)\n  }\n  return strip(raw)")
+    assert render(src) == golden("""
+        qa.pflow:10:3: error: unbounded loop: write `loop max N { ... }` with a constant N
+            loop {
+            ^~~~
+        """)
+
+
+def test_non_constant_for_bound():
+    src = BASE.replace("  return strip(raw)", "  for i in 0..n {\n    raw = ask(raw)\n  }\n  return strip(raw)")
+    assert render(src) == golden("""
+        qa.pflow:10:15: error: unbounded loop: the bound of `for i in 0..N` must be an integer constant
+            for i in 0..n {
+                        ^
+        """)
+
+
+def test_duplicate_param():
+    src = BASE.replace("param instruction", 'param instruction: prompt = "x"\nparam instruction')
+    assert render(src) == golden("""
+        qa.pflow:4:7: error: duplicate param 'instruction' (first declared at line 3)
+          param instruction: prompt trainable "the task" = "Answer briefly."
+                ^~~~~~~~~~~
+        """)
+
+
+def test_break_if_not_last():
+    src = BASE.replace(
+        "  return strip(raw)", '  loop max 3 {\n    break if raw == ""\n    raw = ask(raw)\n  }\n  return strip(raw)'
+    )
+    assert render(src) == golden("""
+        qa.pflow:11:5: error: `break if` must be the last statement of a `loop max` body
+              break if raw == ""
+              ^~~~~~~~~~~~~~~~~~
+        """)
+
+
+def test_end_of_file():
+    src = BASE[: BASE.rindex("}")]
+    assert render(src) == golden("""
+        qa.pflow:10:20: error: unexpected end of file, expected one of a newline or ';', '}' (the '{' at line 8, column 37 is not closed)
+            return strip(raw)
+                             ^
+        """)
