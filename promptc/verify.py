@@ -24,9 +24,9 @@ class VerifyError(Exception):
 def verify(program: Program) -> None:
     passes = set(program.passes)
     v = _Verifier(program, "resolve" in passes, "typecheck" in passes, "unroll" in passes)
-    top = v.block(program.workflow.nodes, [])
+    v.block(program.workflow.nodes)
     out = program.workflow.output
-    if out not in top:
+    if out not in v.visible:
         raise VerifyError(f"workflow output '{out}' is not defined")
     nodes = {n.name for n in program.workflow.nodes}
     params = {p.name for p in program.params}
@@ -39,6 +39,9 @@ def verify(program: Program) -> None:
 
 
 class _Verifier:
+    """One walk. Names are unique program-wide (checked), so what is visible is one set:
+    a loop body's names and placeholders are removed from it when the body ends."""
+
     def __init__(self, program: Program, resolved: bool, typed: bool, unrolled: bool):
         self.resolved = resolved
         self.typed = typed
@@ -46,80 +49,89 @@ class _Verifier:
         self.llms = {l.name for l in program.llms}
         self.functions = {f.name for f in program.functions}
         self.seen: set[str] = set()  # every name defined anywhere: SSA across scopes
+        self.visible: set[str] = set()
         self.types: dict[str, object] = {}
 
     def define(self, name: str, where: str) -> None:
         if name in self.seen:
             raise VerifyError(f"'{name}' is defined twice ({where})")
         self.seen.add(name)
+        self.visible.add(name)
 
-    def block(self, nodes: tuple[Node, ...], scope: list[set[str]]) -> set[str]:
-        local: set[str] = set()
-        scope = scope + [local]
-
-        def visible(name: str) -> bool:
-            return any(name in s for s in scope)
-
+    def block(self, nodes: tuple[Node, ...]) -> list[str]:
+        """Check a node list; returns the names it defined (to close a loop body)."""
+        defined: list[str] = []
+        visible, seen = self.visible, self.seen
+        ops, prims = OPS, PRIMS
         for n in nodes:
-            self.node(n, visible)
-            if n.op == "loop":
-                self.loop(n, scope, visible, local)
-            self.define(n.name, f"node {n.op}")
-            local.add(n.name)
-            self.types[n.name] = n.type
-        return local
+            op = n.op
+            name = n.name
+            if op not in ops:
+                raise VerifyError(f"node '{n.name}' has unknown kind '{op}'")
+            for a in n.args:
+                if a not in visible:
+                    raise VerifyError(f"node '{n.name}' reads '{a}' before it is defined")
+            if (op == "loop") != (n.loop is not None):
+                raise VerifyError(f"node '{n.name}': a Loop record belongs to loop nodes only")
+            if op == "prim" and n.target not in prims:
+                raise VerifyError(f"node '{n.name}' has unknown operator '{n.target}'")
+            if n.guard is not None:
+                self.guard(n)
+            if self.resolved and op in ("llm", "call"):
+                if op == "llm" and n.target not in self.llms:
+                    raise VerifyError(f"node '{n.name}' calls unknown llm '{n.target}'")
+                if op == "call" and n.target not in self.functions:
+                    raise VerifyError(f"node '{n.name}' calls unknown function '{n.target}'")
+            if op == "loop":
+                if self.unrolled:
+                    raise VerifyError(f"loop '{n.name}' is left after the unroll pass")
+                defined.extend(self.loop(n))
+            elif self.typed:
+                if n.type is None:
+                    raise VerifyError(f"node '{n.name}' has no type after type checking")
+                if op == "guard" and n.type.kind != "bool":
+                    raise VerifyError(f"guard '{n.name}' has type {n.type}, not bool")
+                self.types[n.name] = n.type
+            if name in seen:  # self.define, inlined: this is the hot loop
+                raise VerifyError(f"'{name}' is defined twice (node {op})")
+            seen.add(name)
+            visible.add(name)
+            defined.append(name)
+        return defined
 
-    def node(self, n: Node, visible) -> None:
-        if n.op not in OPS:
-            raise VerifyError(f"node '{n.name}' has unknown kind '{n.op}'")
-        if n.op == "prim" and n.target not in PRIMS:
-            raise VerifyError(f"node '{n.name}' has unknown operator '{n.target}'")
-        if (n.op == "loop") != (n.loop is not None):
-            raise VerifyError(f"node '{n.name}': a Loop record belongs to loop nodes only")
-        if n.op == "loop" and self.unrolled:
-            raise VerifyError(f"loop '{n.name}' is left after the unroll pass")
-        for a in n.args:
-            if not visible(a):
-                raise VerifyError(f"node '{n.name}' reads '{a}' before it is defined")
-        if n.guard is not None:
-            if not visible(n.guard):
-                raise VerifyError(f"node '{n.name}' is guarded by '{n.guard}' before it is defined")
-            if self.typed:
-                t = self.types.get(n.guard)
-                if t is not None and getattr(t, "kind", None) != "bool":
-                    raise VerifyError(f"node '{n.name}' is guarded by '{n.guard}' of type {t}, not bool")
-        if self.resolved:
-            if n.op == "llm" and n.target not in self.llms:
-                raise VerifyError(f"node '{n.name}' calls unknown llm '{n.target}'")
-            if n.op == "call" and n.target not in self.functions:
-                raise VerifyError(f"node '{n.name}' calls unknown function '{n.target}'")
-        if self.typed and n.op != "loop":
-            if n.type is None:
-                raise VerifyError(f"node '{n.name}' has no type after type checking")
-            if n.op == "guard" and n.type.kind != "bool":
-                raise VerifyError(f"guard '{n.name}' has type {n.type}, not bool")
+    def guard(self, n: Node) -> None:
+        if n.guard not in self.visible:
+            raise VerifyError(f"node '{n.name}' is guarded by '{n.guard}' before it is defined")
+        if self.typed:
+            t = self.types.get(n.guard)
+            if t is not None and getattr(t, "kind", None) != "bool":
+                raise VerifyError(f"node '{n.name}' is guarded by '{n.guard}' of type {t}, not bool")
 
-    def loop(self, n: Node, scope: list[set[str]], visible, local: set[str]) -> None:
+    def loop(self, n: Node) -> list[str]:
         lp = n.loop
         assert lp is not None
-        inner: set[str] = set()
+        inner: list[str] = []
         for _var, init, ph in lp.carried:
-            if not visible(init):
+            if init not in self.visible:
                 raise VerifyError(f"loop '{n.name}' carries '{init}' before it is defined")
+        for _var, _init, ph in lp.carried:
             self.define(ph, f"placeholder of loop '{n.name}'")
-            inner.add(ph)
+            inner.append(ph)
         if lp.index is not None:
             self.define(lp.index, f"index of loop '{n.name}'")
-            inner.add(lp.index)
-        inner |= self.block(lp.body, scope + [inner])
+            inner.append(lp.index)
+        inner.extend(self.block(lp.body))
         for var, upd in lp.updates:
-            if upd not in inner and not visible(upd):
+            if upd not in self.visible:
                 raise VerifyError(f"loop '{n.name}' updates '{var}' from undefined '{upd}'")
-        if lp.brk is not None and lp.brk not in inner and not visible(lp.brk):
+        if lp.brk is not None and lp.brk not in self.visible:
             raise VerifyError(f"loop '{n.name}' breaks on undefined '{lp.brk}'")
+        self.visible.difference_update(inner)  # the body's names end with the body
         carried = {v for v, _i, _p in lp.carried}
+        results = []
         for var, res in lp.results:
             if var not in carried:
                 raise VerifyError(f"loop '{n.name}' has a result for '{var}', which it does not carry")
             self.define(res, f"result of loop '{n.name}'")
-            local.add(res)
+            results.append(res)
+        return results

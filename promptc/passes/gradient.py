@@ -31,47 +31,45 @@ from __future__ import annotations
 
 from typing import Callable
 
+from attrs import define
+
 from promptc.ir import GradRule, Node, Program
 
-Rule = Callable[[Node, Program, set[str], dict[str, tuple[str, ...]]], GradRule | None]
+@define
+class Context:
+    """What a rule may consult: the program, the nodes that require a gradient, the
+    trainable params each `llm` uses, and the functions' docstrings."""
+
+    program: Program
+    requires: set[str]
+    params: dict[str, tuple[str, ...]]  # llm name -> trainable params it uses
+    docs: dict[str, str]  # function name -> docstring
+
+    def upstream(self, node: Node, args: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        """The arguments of `node` that require a gradient, without repeats."""
+        return tuple(dict.fromkeys(a for a in (node.args if args is None else args) if a in self.requires))
 
 
-def _trainable_uses(node: Node, program: Program, trainable: set[str]) -> tuple[str, ...]:
-    if node.op != "llm":
-        return ()
-    try:
-        llm = program.llm(node.target)
-    except KeyError:
-        return ()
-    return tuple(u for u in llm.uses if u in trainable)
+Rule = Callable[[Node, Context], "GradRule | None"]
 
 
-def _upstream(node: Node, requires: set[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(a for a in node.args if a in requires))
+def _llm_rule(node: Node, cx: Context) -> GradRule:
+    return GradRule(node.name, "llm", cx.params.get(node.target, ()) + cx.upstream(node), node.time, str(node.target))
 
 
-def _llm_rule(node, program, requires, params) -> GradRule:
-    feeds = params.get(node.name, ()) + _upstream(node, requires)
-    return GradRule(node.name, "llm", feeds, node.time, str(node.target))
-
-
-def _call_rule(node, program, requires, params) -> GradRule:
-    try:
-        doc = program.function(node.target).doc
-    except KeyError:
-        doc = ""
+def _call_rule(node: Node, cx: Context) -> GradRule:
+    doc = cx.docs.get(node.target, "")
     note = f"{node.target}: {doc}" if doc else str(node.target)
-    return GradRule(node.name, "call", _upstream(node, requires), node.time, note)
+    return GradRule(node.name, "call", cx.upstream(node), node.time, note)
 
 
-def _passthrough(node, program, requires, params) -> GradRule:
+def _passthrough(node: Node, cx: Context) -> GradRule:
     note = f"{node.op} {node.target}" if node.target is not None else node.op
-    return GradRule(node.name, "passthrough", _upstream(node, requires), node.time, note)
+    return GradRule(node.name, "passthrough", cx.upstream(node), node.time, note)
 
 
-def _select_rule(node, program, requires, params) -> GradRule:
-    branches = tuple(dict.fromkeys(a for a in node.args[1:] if a in requires))
-    return GradRule(node.name, "select", branches, node.time, "loop-carried value")
+def _select_rule(node: Node, cx: Context) -> GradRule:
+    return GradRule(node.name, "select", cx.upstream(node, node.args[1:]), node.time, "loop-carried value")
 
 
 RULES: dict[str, Rule | None] = {
@@ -90,16 +88,21 @@ RULES: dict[str, Rule | None] = {
 
 def gradient(program: Program) -> Program:
     trainable = {p.name for p in program.params if p.trainable}
+    seeds = {l.name: tuple(u for u in l.uses if u in trainable) for l in program.llms}
     nodes = program.workflow.nodes
     # forward: which nodes have a trainable param upstream
     requires: set[str] = set()
-    params: dict[str, tuple[str, ...]] = {}
     for n in nodes:
-        own = _trainable_uses(n, program, trainable)
-        if own:
-            params[n.name] = own
-        if own or any(a in requires for a in n.args):
+        if RULES.get(n.op) is None:  # no rule (guards, inputs, consts): feedback stops here
+            continue
+        if n.op == "llm" and seeds.get(n.target):
             requires.add(n.name)
+        else:
+            for a in n.args:
+                if a in requires:
+                    requires.add(n.name)
+                    break
+    cx = Context(program, requires, seeds, {f.name: f.doc for f in program.functions})
     # backward: the walk, one rule per node kind
     rules = []
     for n in reversed(nodes):
@@ -108,7 +111,7 @@ def gradient(program: Program) -> Program:
         rule = RULES[n.op]
         if rule is None or n.name not in requires:
             continue
-        g = rule(n, program, requires, params)
+        g = rule(n, cx)
         if g is not None:
             rules.append(g)
     return program.with_pass("gradient", backward=tuple(rules))

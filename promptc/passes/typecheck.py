@@ -111,7 +111,8 @@ class _Checker:
                 g = env.get(n.guard)
                 if g is not None and g.kind != "bool":
                     raise CompileError(f"a guard must be bool, got {g}", n.span)
-            arg_types = [env.get(a) for a in n.args]
+            get = env.get
+            arg_types = [get(a) for a in n.args]
             for a, t in zip(n.args, arg_types):
                 if t is None:
                     raise CompileError(f"unknown name '{a}'", n.span)
@@ -121,7 +122,9 @@ class _Checker:
                 rule = RULES.get(n.op)
                 if rule is None:
                     raise CompileError(f"unknown node kind '{n.op}'", n.span)
-                n = evolve(n, type=rule(self, n, arg_types))
+                t = rule(self, n, arg_types)
+                # the constructor, not attrs.evolve: this runs once per node
+                n = Node(n.name, n.op, n.args, n.target, t, n.span, n.time, n.guard, n.loop)
             env.set(n.name, n.type)
             out.append(n)
         return tuple(out)

@@ -84,11 +84,12 @@ class _Unroller:
             guard = env.get(n.guard, n.guard) if n.guard is not None else None
             guard = self.both(guard, ctx.guard, n, ctx)
             args = tuple(env.get(a, a) for a in n.args)
+            # the constructor, not attrs.evolve: this runs once per emitted node
             if top:
-                new = n if (args == n.args and guard == n.guard) else evolve(n, args=args, guard=guard)
+                new = n if (args == n.args and guard == n.guard) else Node(n.name, n.op, args, n.target, n.type, n.span, n.time, guard, None)
             else:
                 name = self.fresh(n.name + ctx.suffix)
-                new = evolve(n, name=name, args=args, guard=guard, time=ctx.time or n.time)
+                new = Node(name, n.op, args, n.target, n.type, n.span, ctx.time or n.time, guard, None)
                 env[n.name] = name
             self.emit(new)
 

@@ -85,7 +85,7 @@ def test_rule_table_covers_every_straight_line_kind():
 
 def test_adding_a_kind_is_a_table_entry(monkeypatch):
     p = run_pipeline(trec(), until="peers")
-    monkeypatch.setitem(gradient_mod.RULES, "call", lambda n, prog, req, params: GradRule(n.name, "custom", ()))
+    monkeypatch.setitem(gradient_mod.RULES, "call", lambda n, cx: GradRule(n.name, "custom", cx.upstream(n)))
     assert {g.rule for g in gradient(p).backward} == {"custom", "llm"}
 
 

@@ -1,0 +1,209 @@
+"""How the compiler scales: time per pass on synthetic workflows.
+
+Cases:
+- `chain N`: N nodes built directly as IR, a chain of llm -> call -> prim nodes where
+  every third node also reads the value two steps back (diamonds);
+- `loop S`: a `loop max S` agent body of 12 nodes (llm, calls, prims, `break if`)
+  unrolled into S time steps;
+- `pflow N`: the same kind of chain written as `.pflow` text and compiled end to end
+  (parse and lowering included, in the `front` column).
+
+Run: `python bench/compile_scale.py` (add `--quick` for the small sizes only). The aim:
+10,000 nodes through all passes in well under a second, and time per node flat as sizes
+grow (every pass is linear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from promptc.errors import Span  # noqa: E402
+from promptc.ir import Function, LlmDef, Loop, Message, Model, Node, Param, Program, Workflow  # noqa: E402
+from promptc.passes.pipeline import PASS_NAMES, run_pipeline  # noqa: E402
+from promptc.types import BOOL, TEXT  # noqa: E402
+
+FILE = "bench.pflow"
+
+
+def _decls() -> dict:
+    return dict(
+        models=(Model("task", "scripted/echo"),),
+        params=(
+            Param("instr", "prompt", True, "the instruction", "Rewrite the text."),
+            Param("fmt", "prompt", True, "the format", "One line."),
+            Param("shots", "demos", True, max_demos=2),
+        ),
+        functions=(Function("strip", "std.text", "strip"), Function("concat", "std.text", "concat")),
+        llms=(
+            LlmDef(
+                "step", (("x", TEXT),), TEXT, "task",
+                (Message("system", "{instr}\n{fmt}"), Message("user", "Text: {x}")), demos="shots",
+            ),
+        ),
+    )
+
+
+def _span(i: int) -> Span:
+    return Span(FILE, i + 1, 1)
+
+
+def chain(n: int) -> Program:
+    nodes = [Node("x", "input", (), "x", span=_span(0))]
+    prev, prev2 = "x", "x"
+    for i in range(1, n):
+        name = f"v{i}"
+        kind = i % 3
+        if kind == 1:
+            node = Node(name, "llm", (prev,), "step", span=_span(i))
+        elif kind == 2:
+            node = Node(name, "call", (prev,), "strip", span=_span(i))
+        else:  # a diamond: join the last value with the one two steps back
+            node = Node(name, "call", (prev, prev2), "concat", span=_span(i))
+        nodes.append(node)
+        prev2, prev = prev, name
+    wf = Workflow("bench", (("x", TEXT),), TEXT, tuple(nodes), prev)
+    return Program(FILE, "0" * 64, workflow=wf, **_decls())
+
+
+def looped(steps: int) -> Program:
+    ph = "h.ph"
+    body = [
+        Node("t", "llm", (ph,), "step", span=_span(10)),
+        Node("u", "call", ("t",), "strip", span=_span(11)),
+        Node("w", "call", (ph, "u"), "concat", span=_span(12)),
+        Node("a", "llm", ("w",), "step", span=_span(13)),
+        Node("b", "call", ("a",), "strip", span=_span(14)),
+        Node("c", "call", ("w", "b"), "concat", span=_span(15)),
+        Node("d", "const", (), "FINISH", span=_span(16)),
+        Node("e", "prim", ("c", "d"), "add", span=_span(17)),
+        Node("f", "call", ("e",), "strip", span=_span(18)),
+        Node("k", "const", (), "done", span=_span(19)),
+        Node("g", "prim", ("b", "k"), "eq", span=_span(20)),
+        Node("stop", "prim", ("g", "g"), "and", span=_span(21)),
+    ]
+    lp = Loop("h", "max", steps, None, (("h", "x", ph),), tuple(body), (("h", "f"),), "stop", (("h", "h.out"),))
+    nodes = (
+        Node("x", "input", (), "x", span=_span(0)),
+        Node("L", "loop", (), "h", span=_span(1), loop=lp),
+        Node("out", "call", ("h.out",), "strip", span=_span(30)),
+    )
+    wf = Workflow("bench", (("x", TEXT),), TEXT, nodes, "out")
+    return Program(FILE, "0" * 64, workflow=wf, **_decls())
+
+
+def pflow_chain(n: int) -> str:
+    lines = [
+        'use std.text { strip, concat }',
+        'model task = "scripted/echo"',
+        'param instr: prompt trainable "the instruction" = "Rewrite the text."',
+        'param fmt: prompt trainable "the format" = "One line."',
+        "param shots: demos(max = 2) trainable",
+        "llm step(x: text) -> text via task {",
+        '  system "{instr}\\n{fmt}"',
+        "  demos shots",
+        '  user "Text: {x}"',
+        "}",
+        "workflow bench(x: text) -> text {",
+    ]
+    prev, prev2 = "x", "x"
+    for i in range(1, n):
+        kind = i % 3
+        expr = f"step({prev})" if kind == 1 else f"strip({prev})" if kind == 2 else f"concat({prev}, {prev2})"
+        lines.append(f"  let v{i} = {expr}")
+        prev2, prev = prev, f"v{i}"
+    lines += [f"  return {prev}", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def measure(program: Program, repeat: int = 3) -> tuple[dict, Program]:
+    best: dict | None = None
+    out = program
+    for _ in range(repeat):
+        t: dict = {}
+        t0 = time.perf_counter()
+        out = run_pipeline(program, timings=t)
+        t["total"] = time.perf_counter() - t0
+        if best is None or t["total"] < best["total"]:
+            best = t
+    assert best is not None
+    return best, out
+
+
+def measure_pflow(n: int, repeat: int = 3) -> tuple[dict, Program] | None:
+    try:
+        from promptc.compiler import compile_source
+        from promptc.frontend.lower import lower
+        from promptc.frontend.parser import parse
+    except ImportError:
+        return None
+    text = pflow_chain(n)
+    best = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        lowered = lower(parse(text, FILE))
+        front = time.perf_counter() - t0
+        t, out = measure(lowered, repeat=1)
+        t["front"] = front
+        t["total"] += front
+        if best is None or t["total"] < best[0]["total"]:
+            best = (t, out)
+    compile_source(text, FILE)  # the public entry point agrees
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes only")
+    opts = ap.parse_args()
+    sizes = (100, 1_000) if opts.quick else (100, 1_000, 10_000)
+    steps = (1, 10) if opts.quick else (1, 10, 100)
+    rows = []
+    for n in sizes:
+        p = chain(n)
+        t, out = measure(p)
+        rows.append((f"chain {n}", len(p.nodes), len(out.nodes), t))
+    for s in steps:
+        p = looped(s)
+        t, out = measure(p)
+        rows.append((f"loop {s} steps", 15, len(out.nodes), t))
+    for n in sizes:
+        r = measure_pflow(n)
+        if r is not None:
+            t, out = r
+            rows.append((f"pflow {n}", n, len(out.nodes), t))
+
+    cols = ["front", *PASS_NAMES, "verify", "total"]
+    header = ["case", "nodes in", "nodes out", *[f"{c} ms" for c in cols], "µs/node"]
+    table = [header]
+    for name, nin, nout, t in rows:
+        per = t["total"] / max(nout, 1) * 1e6
+        table.append([name, str(nin), str(nout), *[f"{t[c] * 1e3:.1f}" if c in t else "-" for c in cols], f"{per:.1f}"])
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        rt = Table(title="promptc compile scale (best of 3)")
+        for i, h in enumerate(header):
+            rt.add_column(h, justify="left" if i == 0 else "right")
+        for row in table[1:]:
+            rt.add_row(*row)
+        Console(width=200).print(rt)
+    except ImportError:
+        widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+        for row in table:
+            print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    big = [t for name, _i, nout, t in rows if name == "chain 10000"]
+    if big:
+        passes_only = big[0]["total"]
+        print(f"10,000 nodes through all passes (with verify): {passes_only * 1e3:.0f} ms "
+              f"({'OK' if passes_only < 1 else 'over'} the 1 s aim)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
