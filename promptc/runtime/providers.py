@@ -43,7 +43,13 @@ def ensure_litellm() -> Any:
     with _SETUP_LOCK:
         if _litellm is not None:
             return _litellm
-        import litellm
+        import warnings
+
+        with warnings.catch_warnings():  # pydantic warns about litellm's TypedDicts at import
+            warnings.simplefilter("ignore")
+            import litellm
+        # ... and again when litellm builds its response schemas on the first call
+        warnings.filterwarnings("ignore", message=r".*ReadOnly. qualifier", category=UserWarning)
 
         litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banners on stdout
         litellm.telemetry = False
@@ -121,8 +127,16 @@ def _handler_classes(litellm: Any) -> dict[str, type]:
 
         async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
             model_response = kwargs["model_response"]
+            params = kwargs.get("optional_params") or {}
+            options = {
+                "choices": list(promptc_options(params).get("choices") or ()),
+                "response_format": params.get("response_format"),
+                "temperature": params.get("temperature"),
+                "max_tokens": params.get("max_tokens"),
+                "seed": params.get("seed"),
+            }
             try:
-                ans = await scripted.answer(model, messages)
+                ans = await scripted.answer(model, messages, options)
             except scripted.ScriptError as e:
                 raise litellm.BadRequestError(str(e), model=f"scripted/{model}", llm_provider="scripted") from e
             return _fill(litellm, model_response, ans.text, f"scripted/{model}", ans.prompt_tokens, ans.completion_tokens)

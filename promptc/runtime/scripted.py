@@ -2,7 +2,8 @@
 
 Model strings:
 - "scripted/<name>": a Python callable registered with `register(name, fn)`;
-  `fn(messages: list[dict]) -> str`. It may also return a dict
+  `fn(messages: list[dict]) -> str`, or `fn(messages, options)` to also see the
+  request's decoding options (choices, response_format, temperature, max_tokens, seed). It may also return a dict
   {"text": ..., "prompt_tokens": ..., "completion_tokens": ...} (or a `CallResult`) to
   control the token counts, or raise — a litellm exception (RateLimitError, ...) is
   treated like the provider's, anything else is a non-retryable failure of the call.
@@ -48,7 +49,7 @@ from attrs import frozen
 Messages = list[dict[str, Any]]
 ScriptFn = Callable[[Messages], Any]
 
-_REGISTRY: dict[str, tuple[ScriptFn, float]] = {}
+_REGISTRY: dict[str, tuple[ScriptFn, float, bool]] = {}
 _RULES_CACHE: dict[tuple[str, float], RuleSet] = {}
 _LOCK = threading.Lock()
 
@@ -62,8 +63,18 @@ def register(name: str, fn: ScriptFn, *, latency: float = 0.0) -> str:
     if not name or name.startswith("/"):
         raise ValueError(f"bad scripted engine name {name!r}")
     with _LOCK:
-        _REGISTRY[name] = (fn, float(latency))
+        _REGISTRY[name] = (fn, float(latency), _wants_options(fn))
     return f"scripted/{name}"
+
+
+def _wants_options(fn: ScriptFn) -> bool:
+    """True if fn takes a second positional argument (the request options)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 def unregister(name: str) -> None:
@@ -223,8 +234,12 @@ def _is_litellm_error(e: BaseException) -> bool:
     return type(e).__module__.startswith(("litellm", "openai", "httpx"))
 
 
-async def answer(name: str, messages: Messages) -> Answer:
-    """Answer `messages` with scripted engine `name` (the part after "scripted/")."""
+async def answer(name: str, messages: Messages, options: dict[str, Any] | None = None) -> Answer:
+    """Answer `messages` with scripted engine `name` (the part after "scripted/").
+
+    options: the request's decoding options ({"choices", "response_format",
+    "temperature", "max_tokens", "seed"}), given to fns that take a second argument.
+    """
     entry = _REGISTRY.get(name)
     if entry is None:
         if name.endswith((".json", ".toml")):
@@ -235,11 +250,11 @@ async def answer(name: str, messages: Messages) -> Answer:
             f"no scripted engine named {name!r} (registered: {known}); register one with "
             "promptc.runtime.scripted.register(name, fn) or give a .json/.toml rules file"
         )
-    fn, latency = entry
+    fn, latency, wants_options = entry
     if latency > 0:
         await asyncio.sleep(latency)
     try:
-        out = fn(messages)
+        out = fn(messages, dict(options or {})) if wants_options else fn(messages)
         if inspect.isawaitable(out):
             out = await out
     except ScriptError:

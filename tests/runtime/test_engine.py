@@ -1,0 +1,225 @@
+"""The engine through litellm with the scripted provider: retries, timeouts, accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from promptc.runtime import scripted
+from promptc.runtime.accounting import Accounting, Counts
+from promptc.runtime.engine import Engine, classify, make_engine, retry_after, scrub, to_response_format
+from promptc.runtime.records import CallRequest
+
+
+def req(model: str, text: str, **kw) -> CallRequest:
+    return CallRequest(model=model, messages=({"role": "user", "content": text},), **kw)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def fast_engine(**kw) -> Engine:
+    kw.setdefault("backoff", 0.001)
+    kw.setdefault("max_backoff", 0.004)
+    return Engine(**kw)
+
+
+def test_answer_tokens_and_accounting_per_phase():
+    model = scripted.register("e-echo", lambda m: "echo " + m[-1]["content"])
+    engine = fast_engine()
+    r1 = run(engine.call(req(model, "one two three")))
+    r2 = run(engine.call(req(model, "four", phase="backward")))
+    assert r1.ok and r1.text == "echo one two three"
+    assert (r1.prompt_tokens, r1.completion_tokens, r1.attempts, r1.cached) == (3, 4, 1, False)
+    assert r2.text == "echo four"
+    acc = engine.accounting
+    assert acc.totals("forward") == Counts(calls=1, prompt_tokens=3, completion_tokens=4)
+    assert acc.totals("backward") == Counts(calls=1, prompt_tokens=1, completion_tokens=2)
+    assert set(acc.by_phase()) == {"forward", "backward"}
+    assert acc.by_model()[model].calls == 2
+    assert acc.summary_line() == "calls 2 (cache hits 0) · tokens 4 in / 6 out · $0.0000"
+
+
+@pytest.mark.parametrize("retries", [4, 0])
+def test_fault_injection_30_percent_every_request_accounted(retries):
+    inner = scripted.faulty(lambda m: "answer: " + m[-1]["content"], rate=0.3, seed=7)
+    model = scripted.register(f"e-faulty-{retries}", inner)
+    engine = fast_engine(retries=retries)
+    n = 200
+
+    async def batch():
+        return await asyncio.gather(*(engine.call(req(model, f"q{i}")) for i in range(n)))
+
+    results = run(batch())
+    ok = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    assert len(ok) + len(failed) == n
+    assert all(r.text is None and r.error for r in failed)
+    t = engine.accounting.totals()
+    assert t.calls == n and t.cache_hits == 0
+    assert t.errors == len(failed) and t.answered == len(ok)
+    # every raised fault cost one attempt: retries + first-attempt failures that stuck
+    raised = inner.injected["429"] + inner.injected["500"] + inner.injected["timeout"]
+    assert t.retries == sum(r.attempts - 1 for r in results)
+    assert inner.calls == sum(r.attempts for r in results)
+    assert raised == t.retries + len(failed)
+    assert raised > 30  # the injection really happened
+    garbage = [r for r in ok if not r.text.startswith("answer: ")]
+    assert len(garbage) == inner.injected["garbage"] > 0  # garbage is an answer; parsing it is downstream
+    if retries == 0:
+        assert t.retries == 0 and len(failed) == raised
+        assert {"RateLimitError" in r.error or "InternalServerError" in r.error or "Timeout" in r.error for r in failed} == {True}
+    else:
+        assert t.retries > 0 and len(failed) <= 3  # 0.3**5 of 200 is about 0.5
+        assert all("gave up after 5 attempts" in r.error for r in failed)
+
+
+def test_retry_after_header_is_honoured():
+    model = scripted.register("e-429", scripted.faulty(lambda m: "x", rate=1.0, kinds=("429",), retry_after=0.3))
+    engine = fast_engine(retries=1)
+    start = time.perf_counter()
+    r = run(engine.call(req(model, "q")))
+    elapsed = time.perf_counter() - start
+    assert not r.ok and r.attempts == 2
+    assert elapsed >= 0.3
+    assert "RateLimitError" in r.error
+
+
+def test_timeout_per_attempt_then_error():
+    async def hang(messages):
+        await asyncio.sleep(30)
+        return "too late"
+
+    model = scripted.register("e-hang", hang)
+    engine = fast_engine(timeout=0.2, retries=1)
+    start = time.perf_counter()
+    r = run(engine.call(req(model, "q")))
+    elapsed = time.perf_counter() - start
+    assert not r.ok and r.attempts == 2
+    assert "no answer within 0.2s" in r.error
+    assert elapsed < 5
+    assert engine.accounting.totals().errors == 1
+
+
+def test_non_retryable_errors_fail_at_once():
+    def broken(messages):
+        raise ValueError("cannot")
+
+    model = scripted.register("e-broken", broken)
+    engine = fast_engine(retries=4)
+    r = run(engine.call(req(model, "q")))
+    assert not r.ok and r.attempts == 1
+    assert "ValueError: cannot" in r.error
+    r2 = run(engine.call(req("scripted/not-registered-anywhere", "q")))
+    assert not r2.ok and r2.attempts == 1 and "no scripted engine" in r2.error
+    assert engine.accounting.totals() == Counts(calls=2, errors=2)
+
+
+def test_choices_and_schema_reach_the_provider():
+    seen: list[dict] = []
+
+    def spy(messages, options):
+        seen.append(options)
+        return options["choices"][-1] if options["choices"] else "{}"
+
+    model = scripted.register("e-spy", spy)
+    engine = fast_engine()
+    r = run(engine.call(req(model, "q", choices=("ABBR", "HUM"), temperature=0.5, max_tokens=9, seed=4)))
+    assert r.text == "HUM"
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    run(engine.call(req(model, "q2", response_format=schema)))
+    assert seen[0]["choices"] == ["ABBR", "HUM"]
+    assert (seen[0]["temperature"], seen[0]["max_tokens"], seen[0]["seed"]) == (0.5, 9, 4)
+    assert seen[1]["response_format"]["json_schema"]["schema"] == schema
+    # hosted providers never get promptc's extra_body (they would reject it)
+    assert "extra_body" not in engine._kwargs(req("openai/gpt-4o-mini", "q", choices=("A",)))
+
+
+def test_max_concurrency_bounds_calls_in_flight():
+    state = {"now": 0, "peak": 0}
+
+    async def slow(messages):
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        await asyncio.sleep(0.02)
+        state["now"] -= 1
+        return "ok"
+
+    model = scripted.register("e-slow", slow)
+    engine = fast_engine(max_concurrency=3)
+
+    async def batch():
+        return await asyncio.gather(*(engine.call(req(model, f"q{i}")) for i in range(12)))
+
+    assert all(r.ok for r in run(batch()))
+    assert state["peak"] == 3
+
+
+def test_scripted_latency_runs_concurrently():
+    model = scripted.register("e-lat", lambda m: "ok", latency=0.2)
+    engine = fast_engine()
+
+    async def batch():
+        return await asyncio.gather(*(engine.call(req(model, f"q{i}")) for i in range(20)))
+
+    start = time.perf_counter()
+    assert all(r.ok for r in run(batch()))
+    assert time.perf_counter() - start < 2.0  # 20 x 0.2 s would be 4 s if serialized
+
+
+def test_classify_and_retry_after_parsing():
+    import httpx
+    import litellm
+
+    request = httpx.Request("POST", "http://x")
+    e429 = litellm.RateLimitError("r", llm_provider="p", model="m",
+                                  response=httpx.Response(429, headers={"retry-after-ms": "1500"}, request=request))
+    assert classify(e429) == (True, 1.5)
+    assert classify(litellm.AuthenticationError("no", llm_provider="p", model="m"))[0] is False
+    assert classify(litellm.BadRequestError("no", llm_provider="p", model="m"))[0] is False
+    assert classify(litellm.ServiceUnavailableError("down", llm_provider="p", model="m"))[0] is True
+    assert classify(litellm.APIConnectionError("reset", llm_provider="p", model="m"))[0] is True
+    assert classify(TimeoutError())[0] is True
+    assert classify(RuntimeError("bug"))[0] is False
+
+    class WithDate(Exception):
+        response = httpx.Response(503, headers={"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, request=request)
+
+    assert retry_after(WithDate()) == 0.0  # a date in the past: retry now
+
+
+def test_secrets_are_scrubbed(monkeypatch):
+    monkeypatch.setenv("SOMEPROVIDER_API_KEY", "abcd1234secretvalue")
+    text = scrub("failed with key abcd1234secretvalue and sk-proj-ABCDEFGHIJKLMNOP")
+    assert "abcd1234secretvalue" not in text and "sk-proj-ABCDEFGH" not in text
+
+
+def test_response_format_wrapping():
+    schema = {"type": "object"}
+    assert to_response_format(schema) == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    wrapped = {"type": "json_object"}
+    assert to_response_format(wrapped) is wrapped
+
+
+def test_accounting_round_trip_and_since():
+    acc = Accounting()
+    acc.add("forward", "m1", calls=2, prompt_tokens=10, completion_tokens=3, cost=0.5)
+    snap = acc.snapshot()
+    acc.add("forward", "m1", cache_hits=4)
+    acc.add("propose", "m2", calls=1, errors=1, retries=2)
+    again = Accounting.from_data(acc.to_data())
+    assert again.rows() == acc.rows()
+    delta = acc.since(snap)
+    assert delta.totals() == Counts(calls=1, cache_hits=4, errors=1, retries=2)
+    assert acc.summary_line() == (
+        "calls 3 (cache hits 4) · tokens 10 in / 3 out · $0.5000 · errors 1 · retries 2"
+    )
+
+
+def test_make_engine_no_cache(tmp_path):
+    assert make_engine(cache_dir=tmp_path / "c", no_cache=True).cache is None
+    e = make_engine(cache_dir=tmp_path / "c")
+    assert e.cache is not None and (tmp_path / "c" / "calls.sqlite").exists()
