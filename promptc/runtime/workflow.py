@@ -80,6 +80,7 @@ class Workflow:
         self._concurrency = concurrency
         self._interp: Interpreter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._params = MappingProxyType({p.name: _param_value(p) for p in program.params})
 
@@ -124,18 +125,20 @@ class Workflow:
     async def acall(self, **inputs: Any) -> Any:
         """Run one sample; the output, or `PromptcRunError`."""
         self._check(inputs)
-        fut = asyncio.run_coroutine_threadsafe(self._run_one(inputs), self._ensure_loop())
+        interp = self._interpreter()
+        fut = asyncio.run_coroutine_threadsafe(interp.run(dict(inputs)), self._ensure_loop())
         return _output(await asyncio.wrap_future(fut))
 
     def trace(self, **inputs: Any) -> Trace:
         """Run one sample synchronously and return its full `Trace` (errors as values)."""
         self._check(inputs)
-        return self._submit(self._run_one(inputs))
+        return self._submit(self._interpreter().run(dict(inputs)))
 
     def batch(self, samples: Sequence[Mapping[str, Any]], concurrency: int | None = None) -> list[Result]:
         """Run many samples concurrently. Errors are values: each `Result` has `.output`
         or `.error` (a missing or unknown input is an error of that sample too)."""
         batch = [dict(s) for s in samples]
+        self._interpreter()
         traces = self._submit(
             forward(
                 self._program,
@@ -148,11 +151,29 @@ class Workflow:
         return [Result(output=t.output, error=t.error, trace=t) for t in traces]
 
     def close(self) -> None:
-        """Stop the private event loop (a closed workflow restarts it on the next call)."""
+        """Stop the private event loop: pending background tasks (e.g. litellm's logging
+        worker) are cancelled and awaited, then the loop is closed. The workflow stays
+        usable: the next call starts a new loop."""
         with self._lock:
-            loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(timeout=5)
+        except Exception:  # shutting down: nothing left to report to
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=5)
+        if not loop.is_running():
+            loop.close()
+
+    def __enter__(self) -> "Workflow":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # -- internals --------------------------------------------------------------
     def _check(self, inputs: Mapping[str, Any]) -> None:
@@ -167,17 +188,20 @@ class Workflow:
                 parts.append("unknown input" + ("s " if len(unknown) > 1 else " ") + ", ".join(unknown))
             raise TypeError(f"{self._program.workflow.name}(): " + "; ".join(parts))
 
-    async def _run_one(self, inputs: dict[str, Any]) -> Trace:
+    def _interpreter(self) -> Interpreter:
+        # Built in the caller's thread: imports (litellm, user modules) never happen on
+        # the loop thread, concurrently with the caller.
         if self._interp is None:
             self._interp = Interpreter(self._program, self.engine, search_dirs=self._search_dirs)
-        return await self._interp.run(inputs)
+        return self._interp
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="promptc-workflow", daemon=True).start()
-                self._loop = loop
+                thread = threading.Thread(target=loop.run_forever, name="promptc-workflow", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
             return self._loop
 
     def _submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -214,6 +238,14 @@ def load(
         search_dirs=(path.resolve().parent,),
         concurrency=concurrency,
     )
+
+
+async def _cancel_pending() -> None:
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _output(trace: Trace) -> Any:
