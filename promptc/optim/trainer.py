@@ -122,6 +122,7 @@ class Result:
     test_start: float | None = None
     test_best: float | None = None
     artifact: str | None = None
+    new_calls: int = 0  # requests of THIS process that reached a model (not the cache)
 
 
 class Trainer:
@@ -386,6 +387,7 @@ class Trainer:
         if state is not None:
             self._restore(state)
             log.info("resumed %s at step %d", self.run_dir, self.step)
+        new_at_start = self.meter.total("new_calls")
         stopped = ""
         try:
             if self.best_val is None:
@@ -439,6 +441,7 @@ class Trainer:
             accounting=self.meter.snapshot(),
             test_start=test_start,
             test_best=test_best,
+            new_calls=int(self.meter.total("new_calls") - new_at_start),
         )
         return evolve(result, artifact=str(self._write_outputs(result)))
 
