@@ -1,0 +1,254 @@
+"""`promptc run FILE(.pflow|.pfc) (--input k=v ... | --data IN.jsonl) [--out OUT.jsonl]`.
+
+One sample (`--input`): prints the workflow's output on stdout — a text or label as it
+is, any other value as JSON — and exits 0; a failed sample prints its error on stderr
+and exits 1. A batch (`--data`): runs every row concurrently with a progress bar and
+writes one JSON line per row, in order, `{"output": ..., "error": ...}` to `--out` (or
+stdout); failed samples are rows with an error, the exit code stays 0. A summary line
+(samples, errors, calls, cache hits, tokens) goes to stderr.
+
+`--input` values are parsed as JSON when they parse (`--input k=3`, `--input
+'ctx=[["t", ["s"]]]'`), else taken as text; a `text` input always keeps the raw string.
+Values are then cast to the declared input types.
+
+Exit codes: 0 ok, 1 a compile/load/run error (printed, never a traceback), 2 bad usage.
+The helpers here (loading, engine, progress, summary) are shared with `promptc eval`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+
+class CliError(Exception):
+    """A user-facing error: printed as `promptc CMD: error: MESSAGE`, exit `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="a workflow source (.pflow) or compiled artifact (.pfc)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", "-i", action="append", metavar="NAME=VALUE", default=None, help="an input value (repeat for each input)")
+    src.add_argument("--data", metavar="IN.jsonl", help="run every row of a JSON Lines file")
+    parser.add_argument("--out", "-o", metavar="OUT.jsonl", help="with --data: write the outputs here (default: stdout)")
+    add_engine_arguments(parser)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, default=8, metavar="N", help="samples run at once (default 8)")
+    parser.add_argument("--no-cache", action="store_true", help="ask the model again, ignoring the cache")
+    parser.add_argument("--cache-dir", metavar="DIR", help="the call cache (default .promptc/cache)")
+
+
+def main(args: argparse.Namespace) -> int:
+    return guarded("run", lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False)
+    program, search_dirs = load_program(args.file)
+    if args.concurrency < 1:
+        raise CliError("--concurrency must be at least 1", 2)
+    if args.input is not None:
+        inputs = parse_inputs(program, args.input)
+        engine = make_cli_engine(args)
+        (trace,) = run_batch(program, [inputs], engine, args.concurrency, search_dirs, show_progress=False)
+        if not trace.ok:
+            err.print(f"[red]error:[/red] {escape(trace.error)}")
+            _print_raw_hint(err, trace)
+            return 1
+        sys.stdout.write(format_output(trace.output) + "\n")
+        return 0
+
+    from promptc.runtime.data import dumps_line, write_jsonl
+
+    batch = read_data(args.data)
+    engine = make_cli_engine(args)
+    traces = run_batch(program, batch, engine, args.concurrency, search_dirs)
+    rows = [{"output": t.output, "error": t.error} for t in traces]
+    if args.out:
+        write_jsonl(args.out, rows)
+    else:
+        for row in rows:
+            sys.stdout.write(dumps_line(row) + "\n")
+    errors = sum(1 for t in traces if not t.ok)
+    line = f"n={len(traces)} · errors {errors} · {calls_summary(engine)}"
+    if args.out:
+        line += f" · wrote {args.out}"
+    err.print(escape(line))
+    return 0
+
+
+# -- shared with `promptc eval` ------------------------------------------------------
+def guarded(command: str, body: Any) -> int:
+    """Run a subcommand body: user errors print one line, never a traceback."""
+    try:
+        return int(body() or 0)
+    except CliError as e:
+        sys.stderr.write(f"promptc {command}: error: {e}\n")
+        return e.code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"promptc {command}: interrupted\n")
+        return 130
+    except Exception as e:  # a bug: one line, with what to report
+        sys.stderr.write(f"promptc {command}: internal error ({type(e).__name__}): {e}; please report it\n")
+        return 1
+
+
+def load_program(file: str) -> tuple[Any, tuple[Path, ...]]:
+    """The Program of a `.pflow` (compiled) or `.pfc` (loaded), and the dirs for `use "x.py"`."""
+    path = Path(file)
+    if not path.exists():
+        raise CliError(f"no such file: '{file}'")
+    if not path.is_file():
+        raise CliError(f"not a file: '{file}'")
+    search_dirs = (path.resolve().parent,)
+    if path.suffix == ".pflow":
+        from promptc.compiler import compile_file
+        from promptc.errors import CompileError
+
+        try:
+            return compile_file(path), search_dirs
+        except CompileError as e:
+            sys.stderr.write(e.render() + "\n")
+            raise CliError("compilation failed") from None
+    from promptc.artifact import ArtifactError, load_program as load_pfc
+
+    try:
+        return load_pfc(path), search_dirs
+    except ArtifactError as e:
+        raise CliError(str(e)) from None
+
+
+def parse_inputs(program: Any, pairs: Sequence[str]) -> dict[str, Any]:
+    """`NAME=VALUE` pairs -> inputs cast to the workflow's declared input types."""
+    from promptc.runtime.parse import coerce
+
+    declared = dict(program.workflow.inputs)
+    inputs: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise CliError(f"--input expects NAME=VALUE, got '{pair}'", 2)
+        if name not in declared:
+            raise CliError(f"unknown input '{name}' (inputs: {', '.join(declared) or 'none'})", 2)
+        t = declared[name]
+        if t.kind in ("text", "enum"):
+            value: Any = raw
+        else:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+        value, error = coerce(value, t)
+        if error:
+            raise CliError(f"input '{name}': {error}", 2)
+        inputs[name] = value
+    missing = [n for n in declared if n not in inputs]
+    if missing:
+        raise CliError(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(missing)} (give --input NAME=VALUE)", 2)
+    return inputs
+
+
+def read_data(path: str, limit: int | None = None) -> list[dict[str, Any]]:
+    from promptc.runtime.data import DataError, read_jsonl
+
+    try:
+        rows = read_jsonl(path, limit=limit)
+    except DataError as e:
+        raise CliError(str(e)) from None
+    if not rows:
+        raise CliError(f"{path}: no samples")
+    return rows
+
+
+def make_cli_engine(args: argparse.Namespace) -> Any:
+    from promptc.runtime.engine import make_engine
+
+    kw: dict[str, Any] = {"no_cache": bool(args.no_cache)}
+    if args.cache_dir:
+        kw["cache_dir"] = args.cache_dir
+    return make_engine(**kw)
+
+
+def run_batch(
+    program: Any,
+    batch: list[dict[str, Any]],
+    engine: Any,
+    concurrency: int,
+    search_dirs: Sequence[Path],
+    *,
+    show_progress: bool = True,
+    label: str = "running",
+) -> list[Any]:
+    """Run the forward program on a batch with a rich progress bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from promptc.bind import BindError
+    from promptc.runtime.interpreter import ProgramError, forward
+
+    async def go(progress_cb: Any) -> list[Any]:
+        return await forward(
+            program, batch, engine, concurrency=concurrency, search_dirs=search_dirs, progress=progress_cb
+        )
+
+    try:
+        if not show_progress:
+            return asyncio.run(go(None))
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as bar:
+            task = bar.add_task(label, total=len(batch))
+            return asyncio.run(go(lambda done, total: bar.update(task, completed=done)))
+    except (ProgramError, BindError) as e:
+        raise CliError(str(e)) from None
+
+
+def calls_summary(engine: Any) -> str:
+    """"calls 20 (cache hits 0) · tokens 1,234 in / 56 out[ · $0.0012]" from the accounting."""
+    t = engine.accounting.totals()
+    line = f"calls {t.calls:,} (cache hits {t.cache_hits:,}) · tokens {t.prompt_tokens:,} in / {t.completion_tokens:,} out"
+    if t.cost:
+        line += f" · ${t.cost:.4f}"
+    if t.retries:
+        line += f" · retries {t.retries:,}"
+    return line
+
+
+def format_output(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def escape(text: str | None) -> str:
+    from rich.markup import escape as _escape
+
+    return _escape(text or "")
+
+
+def _print_raw_hint(err: Any, trace: Any) -> None:
+    for rec in trace.records:
+        if rec.error and rec.raw is not None:
+            raw = " ".join(rec.raw.split())
+            err.print(f"[dim]raw answer of {escape(rec.name)}: {escape(raw[:200])}[/dim]")
+            return
