@@ -1,0 +1,194 @@
+"""`promptc run` and `promptc eval`, in-process with the scripted engine (and one subprocess
+run with a rules file, since a subprocess cannot see in-process registrations)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import pytest
+
+from promptc.cli import main
+from promptc.runtime import scripted
+
+ROOT = Path(__file__).resolve().parent.parent
+TREC = ROOT / "examples" / "trec" / "trec.pflow"
+TREC_TEST = ROOT / "examples" / "trec" / "test.jsonl"
+
+
+def keyword_label(question: str) -> str:
+    q = question.lower()
+    if q.startswith("who"):
+        return "HUM"
+    if q.startswith("where"):
+        return "LOC"
+    if q.startswith(("how many", "when", "how much")):
+        return "NUM"
+    return "DESC"
+
+
+def trec_engine(messages):
+    q = messages[-1]["content"].removeprefix("Question: ")
+    if "sky" in q:
+        return "I cannot tell."  # not a label: a sample error
+    return f"Label: {keyword_label(q)}."
+
+
+@pytest.fixture
+def trec_model(monkeypatch, tmp_path):
+    scripted.register("cli-trec", trec_engine)
+    monkeypatch.setenv("PROMPTC_TASK_MODEL", "scripted/cli-trec")
+    monkeypatch.chdir(tmp_path)  # the default cache (.promptc/cache) lands in tmp_path
+    yield
+    scripted.unregister("cli-trec")
+
+
+def test_run_single_input_prints_label(trec_model, capsys):
+    assert main(["run", str(TREC), "--input", "question=Who wrote Hamlet?"]) == 0
+    assert capsys.readouterr().out == "HUM\n"
+    assert (Path(".promptc") / "cache").exists()
+
+
+def test_run_failed_sample_exits_1_without_traceback(trec_model, capsys):
+    assert main(["run", str(TREC), "--input", "question=Why is the sky blue?", "--no-cache"]) == 1
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    assert "error: label: answer is not one of ABBR, DESC, ENTY, HUM, LOC, NUM" in cap.err
+    assert "raw answer of label: I cannot tell." in cap.err
+    assert "Traceback" not in cap.err
+
+
+def test_run_data_writes_jsonl(trec_model, tmp_path, capsys):
+    data = tmp_path / "in.jsonl"
+    qs = ["Who is Bach?", "Where is Rome?", "Why is the sky blue?", "How many legs has a spider?"]
+    data.write_text("".join(json.dumps({"question": q}) + "\n" for q in qs))
+    out = tmp_path / "out.jsonl"
+    assert main(["run", str(TREC), "--data", str(data), "--out", str(out), "--concurrency", "2"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["output"] for r in rows] == ["HUM", "LOC", None, "NUM"]
+    assert rows[2]["error"].startswith("label: answer is not one of")
+    err = capsys.readouterr().err
+    assert "n=4 · errors 1 · calls 4 (cache hits 0)" in err
+
+    # without --out the rows go to stdout; everything is cached now
+    assert main(["run", str(TREC), "--data", str(data)]) == 0
+    cap = capsys.readouterr()
+    assert [json.loads(line)["output"] for line in cap.out.splitlines()] == ["HUM", "LOC", None, "NUM"]
+    # the unparsable answer was a successful call: it is cached like the others
+    assert "n=4 · errors 1 · calls 0 (cache hits 4)" in cap.err
+
+
+def expected_accuracy(n: int) -> float:
+    rows = [json.loads(line) for line in TREC_TEST.read_text().splitlines() if line.strip()][:n]
+    return sum(keyword_label(r["question"]) == r["label"] for r in rows) / n
+
+
+def test_eval_prints_metric_and_reuses_cache(trec_model, capsys):
+    assert main(["eval", str(TREC), "--data", str(TREC_TEST), "--limit", "20"]) == 0
+    first = capsys.readouterr().out.strip()
+    acc = expected_accuracy(20)
+    assert first.startswith(f"exact_match {acc:.3f} · n=20 · errors 0 · calls 20 (cache hits 0) · tokens ")
+    assert main(["eval", str(TREC), "--data", str(TREC_TEST), "--limit", "20"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert second.startswith(f"exact_match {acc:.3f} · n=20 · errors 0 · calls 0 (cache hits 20) · tokens 0 in")
+
+
+def test_eval_metric_option_and_out(trec_model, tmp_path, capsys):
+    out = tmp_path / "scores.jsonl"
+    assert main(["eval", str(TREC), "--data", str(TREC_TEST), "--limit", "5", "--metric", "contains", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("contains ")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5 and all(set(r) == {"output", "expected", "score", "error"} for r in rows)
+    assert all(r["score"] == float(r["output"] == r["expected"]) for r in rows)
+
+
+def test_eval_usage_errors(trec_model, tmp_path, capsys):
+    assert main(["eval", str(TREC), "--data", str(TREC_TEST), "--metric", "bleu"]) == 2
+    assert "unknown metric 'bleu'" in capsys.readouterr().err
+    assert main(["eval", str(TREC), "--data", str(tmp_path / "nope.jsonl")]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x", "label": "HUM"}\nnot json\n')
+    assert main(["eval", str(TREC), "--data", str(bad)]) == 1
+    assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_compile_error_is_rendered(tmp_path, capsys):
+    src = tmp_path / "bad.pflow"
+    src.write_text('model task = "scripted/x"\nworkflow w(q: text) -> text {\n  return nope(q)\n}\n')
+    assert main(["run", str(src), "--input", "q=hi"]) == 1
+    err = capsys.readouterr().err
+    assert f"{src}:3:" in err and "error:" in err and "^" in err
+    assert "Traceback" not in err
+
+
+ECHO = """
+model task = "scripted/cli-echo"
+llm echo(n: int, name: text, tags: list[text]) -> text via task {
+  user "{name} has {n} {tags}"
+}
+workflow w(n: int, name: text, tags: list[text]) -> text {
+  return echo(n, name, tags)
+}
+"""
+
+
+@pytest.fixture
+def echo_src(tmp_path, monkeypatch):
+    scripted.register("cli-echo", lambda m: m[-1]["content"])
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "echo.pflow"
+    src.write_text(ECHO)
+    yield src
+    scripted.unregister("cli-echo")
+
+
+def test_inputs_are_cast_to_declared_types(echo_src, capsys):
+    args = ["run", str(echo_src), "--no-cache", "--input", "n=3", "--input", "name=123", "--input", 'tags=["a", "b"]']
+    assert main(args) == 0
+    assert capsys.readouterr().out == '123 has 3 ["a", "b"]\n'
+
+
+@pytest.mark.parametrize(
+    "inputs,message",
+    [
+        (["n=abc", "name=x", "tags=[]"], "input 'n': expected a number"),
+        (["n=1", "name=x"], "missing input tags"),
+        (["n=1", "name=x", "tags=[]", "zz=1"], "unknown input 'zz'"),
+        (["n1", "name=x", "tags=[]"], "--input expects NAME=VALUE"),
+    ],
+)
+def test_bad_inputs_are_usage_errors(echo_src, capsys, inputs, message):
+    args = ["run", str(echo_src)] + [x for i in inputs for x in ("--input", i)]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_run_compiled_artifact(echo_src, tmp_path, capsys):
+    from promptc.artifact import save
+    from promptc.compiler import compile_file
+
+    pfc = tmp_path / "echo.pfc"
+    save(compile_file(echo_src), pfc)
+    assert main(["run", str(pfc), "--input", "n=2", "--input", "name=Ann", "--input", "tags=[]", "--no-cache"]) == 0
+    assert capsys.readouterr().out == "Ann has 2 []\n"
+    (tmp_path / "junk.pfc").write_bytes(b"not an artifact")
+    assert main(["run", str(tmp_path / "junk.pfc"), "--input", "n=1"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_subprocess_run_with_rules_file(tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [{"match": "Who", "reply": "HUM"}], "default": "LOC"}))
+    env = {**os.environ, "PROMPTC_TASK_MODEL": f"scripted/{rules}", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "promptc", "run", str(TREC), "--input", "question=Who wrote Hamlet?", "--no-cache"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "HUM\n"
