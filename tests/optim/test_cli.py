@@ -1,9 +1,11 @@
-"""`promptc optimize` and `promptc inspect` as a user runs them (subprocess, scripted
-rules files, no network), including a real SIGKILL in the middle of training and
-`--resume` afterwards."""
+"""`promptc optimize` and `promptc inspect` as a user runs them (the CLI entry point with
+scripted rules files, no network), and a real SIGKILL of a training subprocess in the
+middle of a step followed by `--resume`."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -15,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.optim.scripted_task import SOURCE, data
+from tests.optim.scripted_task import SOURCE, Script, data
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMPTC = [sys.executable, "-m", "promptc"]
 
 RULES = {
     "task.json": {"rules": [{"system": "places are LOC", "match": "Where", "reply": "LOC"},
@@ -44,9 +45,27 @@ def setup(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(tmp_path, *args, **kw):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*PROMPTC, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, **kw)
+class Ran:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run(tmp_path, *args):
+    """`promptc ARGS` in-process (litellm is imported once per test session), in tmp_path."""
+    from promptc.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse usage errors
+                code = e.code
+    finally:
+        os.chdir(cwd)
+    return Ran(code, out.getvalue(), err.getvalue())
 
 
 OPT = ["optimize", "trec.pflow", "--train", "train.jsonl", "--val", "val.jsonl", "--steps", "2", "--batch-size", "4"]
@@ -133,9 +152,10 @@ def test_sigkill_then_resume(tmp_path):
                "--out", f"{run_dir}/out.pfc", *extra]
         return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    ref = go("ref", "cache_ref")
-    out, err = ref.communicate(timeout=120)
-    assert ref.returncode == 0, err
+    # the uninterrupted reference run, in-process with the same scripted models
+    Script().register()
+    r = run(tmp_path, "optimize", *args, "--run-dir", "ref", "--cache-dir", "cache_ref", "--out", "ref/out.pfc")
+    assert r.returncode == 0, r.stderr
     unique_calls = _rows(tmp_path / "cache_ref")
     assert unique_calls > 0
 
