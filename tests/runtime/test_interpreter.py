@@ -214,3 +214,42 @@ def test_forward_is_async():
     traces = asyncio.run(forward(trec_program(), [{"question": "Who?"}], FakeEngine(classify_by_keyword)))
     assert traces[0].output == "HUM"
     assert re.match(r"^\d", str(traces[0].record("raw").seconds))
+
+
+def test_fault_injection_every_sample_answered_or_error(tmp_path):
+    """30 % of calls fail (429, 500, timeout, garbage): every sample ends answered or with
+    a recorded error, and the counts add up with the engine's accounting."""
+    import os
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from attrs import evolve
+
+    from promptc.ir import Model
+    from promptc.runtime import scripted
+    from promptc.runtime.engine import Engine
+
+    flaky = scripted.faulty(lambda m: "NUM" if "many" in m[-1]["content"] else "HUM", rate=0.3, seed=7)
+    scripted.register("flaky-fwd", flaky)
+    try:
+        p = evolve(trec_program(), models=(Model("task", "scripted/flaky-fwd"),))
+        batch = [{"question": f"How many {i}?" if i % 2 else f"Who is {i}?"} for i in range(60)]
+        eng = Engine(cache=None, retries=1, backoff=0.001, max_backoff=0.002, timeout=5)
+        traces = run_forward(p, batch, eng, concurrency=16)
+    finally:
+        scripted.unregister("flaky-fwd")
+    ok = [t for t in traces if t.ok]
+    failed = [t for t in traces if not t.ok]
+    assert len(ok) + len(failed) == 60 and failed and ok
+    for i, t in enumerate(traces):
+        if t.ok:
+            assert t.output == ("NUM" if i % 2 else "HUM")
+        else:
+            assert t.output is None and t.error.startswith("raw: ")
+    call_failures = [t for t in failed if "model call failed" in t.error]
+    garbage = [t for t in failed if "answer is not one of" in t.error]
+    assert len(call_failures) + len(garbage) == len(failed)
+    acc = eng.accounting.totals()
+    assert acc.calls == 60 and acc.errors == len(call_failures)
+    # every attempt was either a clean answer (one per answered sample) or an injected fault
+    assert flaky.calls - sum(flaky.injected.values()) == len(ok)
+    assert flaky.injected["garbage"] == len(garbage)

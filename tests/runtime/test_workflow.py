@@ -112,3 +112,38 @@ def test_given_engine_is_used(program, tmp_path):
     w(question="Who?")
     assert eng.accounting.totals().calls == 1
     w.close()
+
+
+SERVE = r"""
+import json, sys
+import promptc
+wf = promptc.load(sys.argv[1], cache_dir=sys.argv[2])
+out = wf(question="Who wrote Hamlet?")
+heavy = sorted(m for m in sys.modules if m == "lark" or m.startswith(("lark.", "promptc.optim", "promptc.frontend", "promptc.passes", "promptc.compiler")))
+print(json.dumps({"out": out, "heavy": heavy, "params": sorted(wf.params)}))
+"""
+
+
+def test_serving_a_pfc_imports_no_compiler_or_training_code(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from promptc.artifact import save
+    from promptc.compiler import compile_file
+
+    root = Path(__file__).resolve().parents[2]
+    pfc = tmp_path / "trec.pfc"
+    save(compile_file(root / "examples" / "trec" / "trec.pflow"), pfc)
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [{"match": "Hamlet", "reply": "hum"}], "default": "LOC"}))
+    env = {**os.environ, "PROMPTC_TASK_MODEL": f"scripted/{rules}", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVE, str(pfc), str(tmp_path / "cache")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == {"out": "HUM", "heavy": [], "params": ["answer_format", "instruction", "shots"]}
+    assert (tmp_path / "cache").exists()
