@@ -29,6 +29,7 @@ failed sample.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import time
@@ -158,7 +159,10 @@ class Interpreter:
         args = {pname: frame.arg(a) for (pname, _), a in zip(llm.params, node.args)}
         req = build_request(self.program, llm, args, phase=self.phase)
         extra["messages"] = req.messages
-        result: CallResult = await self.engine.call(req)
+        try:
+            result: CallResult = await self.engine.call(req)
+        except Exception as e:  # engines must not raise; one that does fails the sample only
+            raise _NodeError(f"model call failed: engine raised {type(e).__name__}: {e}") from None
         extra["prompt_tokens"] = result.prompt_tokens
         extra["completion_tokens"] = result.completion_tokens
         extra["raw"] = result.text
@@ -325,8 +329,15 @@ def run_forward(
     engine: Any,
     **kw: Any,
 ) -> list[Trace]:
-    """Synchronous `forward`, for scripts and tests (no event loop may be running)."""
-    return asyncio.run(forward(program, batch, engine, **kw))
+    """Synchronous `forward`, for scripts and tests. Inside a running event loop (a
+    notebook) it runs on a fresh loop in a worker thread."""
+    coro = forward(program, batch, engine, **kw)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 __all__ = ["forward", "run_forward", "Interpreter", "ProgramError", "bind_functions", "UPSTREAM"]

@@ -253,3 +253,24 @@ def test_fault_injection_every_sample_answered_or_error(tmp_path):
     # every attempt was either a clean answer (one per answered sample) or an injected fault
     assert flaky.calls - sum(flaky.injected.values()) == len(ok)
     assert flaky.injected["garbage"] == len(garbage)
+
+
+def test_engine_that_raises_fails_the_sample_only():
+    class Broken:
+        async def call(self, req):
+            if "boom" in req.messages[-1]["content"]:
+                raise RuntimeError("socket closed")
+            from promptc.runtime.records import CallResult
+
+            return CallResult(text="HUM")
+
+    ok, bad = run_forward(trec_program(), [{"question": "fine"}, {"question": "boom"}], Broken())
+    assert ok.output == "HUM"
+    assert bad.error == "raw: model call failed: engine raised RuntimeError: socket closed"
+
+
+def test_run_forward_inside_a_running_loop():
+    async def main():
+        return run_forward(trec_program(), [{"question": "Who?"}], FakeEngine(classify_by_keyword))
+
+    assert asyncio.run(main())[0].output == "HUM"
