@@ -192,3 +192,13 @@ def test_subprocess_run_with_rules_file(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "HUM\n"
+
+
+@pytest.mark.local_model
+def test_run_on_the_embedded_model(tmp_path, monkeypatch, capsys):
+    """End to end on SmolLM2 through llama-cpp-python: a label, constrained to the enum."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the `local` extra)")
+    monkeypatch.delenv("PROMPTC_TASK_MODEL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(TREC), "--input", "question=Who wrote Hamlet?"]) == 0
+    assert capsys.readouterr().out.strip() in ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
