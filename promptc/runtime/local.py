@@ -22,6 +22,7 @@ Constrained decoding:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import glob
 import importlib.util
 import logging
@@ -169,6 +170,22 @@ class LocalModel:
 _MODELS: dict[Path, LocalModel] = {}
 _MODELS_LOCK = threading.Lock()
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptc-local")
+
+
+def close_all() -> None:
+    """Free every loaded model. Registered with atexit: llama-cpp's own __del__ fails when
+    it runs during interpreter teardown, after the modules it needs are gone."""
+    with _MODELS_LOCK:
+        models = list(_MODELS.values())
+        _MODELS.clear()
+    for model in models:
+        try:
+            model.llm.close()
+        except Exception:  # best effort at exit
+            pass
+
+
+atexit.register(close_all)
 
 
 def get(name: str = "default") -> LocalModel:

@@ -1,0 +1,89 @@
+"""End to end on the embedded model: SmolLM2-135M through litellm's `local` provider.
+
+Skipped (with the reason) only where llama_cpp or the weights are not installed; CI
+installs both (`make venv`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from promptc.runtime import local
+from promptc.runtime.engine import Engine
+from promptc.runtime.records import CallRequest
+
+REASON = local.available("default")
+pytestmark = [
+    pytest.mark.local_model,
+    pytest.mark.skipif(REASON is not None, reason=f"embedded model unavailable: {REASON}"),
+]
+
+LABELS = ("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(cache=None, timeout=300, retries=0)
+
+
+def call(engine: Engine, req: CallRequest):
+    return asyncio.run(engine.call(req))
+
+
+def test_answers_a_question(engine):
+    r = call(engine, CallRequest(
+        model="local/default",
+        messages=({"role": "user", "content": "What is the capital of France? Answer in one word."},),
+        max_tokens=16,
+    ))
+    assert r.ok, r.error
+    assert "paris" in r.text.lower()
+    assert r.prompt_tokens > 0 and r.completion_tokens > 0 and r.cost == 0.0
+    assert engine.accounting.totals().calls == 1
+
+
+def test_choices_constrain_the_answer_to_a_label(engine):
+    results = [
+        call(engine, CallRequest(
+            model="local/default",
+            messages=(
+                {"role": "system", "content": "Classify the question as one of " + ", ".join(LABELS) + "."},
+                {"role": "user", "content": f"Question: {q}"},
+            ),
+            max_tokens=8,
+            choices=LABELS,
+        ))
+        for q in ("Who wrote Hamlet?", "How many legs does a spider have?", "Where is Rome?")
+    ]
+    for r in results:
+        assert r.ok, r.error
+        assert r.text in LABELS
+
+
+def test_json_schema_constrains_the_answer(engine):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+        "required": ["city", "country"],
+    }
+    r = call(engine, CallRequest(
+        model="local/default",
+        messages=({"role": "user", "content": "Name a city and its country, as JSON."},),
+        max_tokens=48,
+        response_format=schema,
+    ))
+    assert r.ok, r.error
+    data = json.loads(r.text)
+    assert set(data) >= {"city", "country"} and all(isinstance(data[k], str) for k in ("city", "country"))
+
+
+def test_missing_gguf_is_a_clear_non_retried_error(engine, tmp_path):
+    r = call(engine, CallRequest(
+        model=f"local/{tmp_path / 'missing.gguf'}",
+        messages=({"role": "user", "content": "hi"},),
+    ))
+    assert not r.ok and r.attempts == 1
+    assert "GGUF model file not found" in r.error
