@@ -12,7 +12,8 @@
    timeout)`; for the custom providers (`local/`, `scripted/`, see providers.py) the
    enum `choices` ride along in `extra_body`. litellm's and the OpenAI SDK's own retries
    are switched off: retrying is done here, once, for every provider.
-3. Each attempt is bounded by `asyncio.wait_for(timeout)`. Rate limits (429), server
+3. Each attempt is bounded by `asyncio.wait_for(timeout)` (not for `local/`: see
+   `_attempts`). Rate limits (429), server
    errors (5xx), timeouts and connection errors are retried up to `retries` times with
    exponential backoff (`backoff * 2**k`, capped at `max_backoff`) and full jitter; a
    Retry-After (or retry-after-ms) header on the error is honoured instead, up to
@@ -157,11 +158,15 @@ class Engine:
     async def _attempts(self, req: CallRequest, start: float) -> CallResult:
         litellm = providers.ensure_litellm()
         kwargs = self._kwargs(req)
+        # The in-process model cannot be cancelled, and its requests queue on one worker
+        # thread: a deadline would count queueing time and a retry would queue the same
+        # generation twice. Its calls are bounded by max_tokens instead.
+        timeout = None if providers.provider_of(req.model) == "local" else self.timeout
         attempt = 0
         while True:
             attempt += 1
             try:
-                resp = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=self.timeout)
+                resp = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
