@@ -20,8 +20,8 @@ PREVIEW = 60
 
 
 def preview(text: str, width: int = PREVIEW) -> str:
-    """A one-line, length-limited repr of a text."""
-    flat = " ".join(str(text).split())
+    """A one-line, length-limited repr of a text: newlines and tabs shown escaped."""
+    flat = str(text).replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
     if len(flat) > width:
         flat = flat[: width - 1] + "…"
     return '"' + flat.replace('"', '\\"') + '"'

@@ -20,7 +20,7 @@ functions:
   exact_match = std.metrics.exact_match(got: json, expected: json) -> float  "Doc of exact_match, which is long enough to be cu…"
 llms:
   classify(question: text) -> text via task  uses instruction, answer_format, shots
-    system "{instruction} {answer_format}"
+    system "{instruction}\\n{answer_format}"
     demos shots
     user "Question: {question}"
 workflow trec(question: text) -> text {
@@ -84,5 +84,5 @@ def test_dot_has_params_boxes_and_dashed_backward_edges():
 def test_guard_edges_in_dot_and_preview():
     dot = format_dot(run_pipeline(agent(3).build()))
     assert '"alive@act#1" -> "m@act#1" [style=dotted' in dot
-    assert preview('a "b"\n  c', 80) == '"a \\"b\\" c"'
+    assert preview('a "b"\n  c', 80) == '"a \\"b\\"\\n  c"'
     assert preview("x" * 100, 10) == '"xxxxxxxxx…"'
