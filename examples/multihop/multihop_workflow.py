@@ -57,6 +57,6 @@ def multihop(question: str, context: Any) -> str:
     notes = ""
     for hop in range(2):
         q = make_query(question, notes)
-        found = retrieve(q, corpus, 2)
+        found = retrieve(q, corpus, 1)
         notes = write_notes(question, notes, join(found, "\n"))
     return answer(question, notes)

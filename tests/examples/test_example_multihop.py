@@ -4,8 +4,8 @@ on the failures, one optimizer step through the real Trainer.
 
 The scripted task model writes a good search query (the title of the next supporting
 paragraph) only when `query_instruction` states RULE; otherwise its query has no word in
-the corpus and BM25 returns the first two paragraphs, which (for the rows chosen) hold
-no answer. Its notes copy the passages; its answer is the gold answer when the notes
+the corpus and BM25 returns the first paragraph, which (for the rows chosen) holds no
+answer. Its notes copy the passages; its answer is the gold answer when the notes
 contain it. So the only way to a right answer is through the retriever: the test checks
 that the gradients reach `query_instruction` through `retrieve`, at both hops, and that
 the optimizer sees them in time order.
@@ -32,13 +32,13 @@ ALL = {r["question"]: r for split in ("train", "val", "test") for r in rows("mul
 
 
 def usable(r: dict) -> bool:
-    """The answer is in a supporting paragraph and not in the first two (the no-rule hits)."""
+    """The answer is in a supporting paragraph and not in the first one (the no-rule hit)."""
     docs = dict(zip((t for t, _ in r["context"]), passages(r["context"])))
     ans = r["answer"].lower()
-    first_two = [t for t, _ in r["context"][:2]]
+    first = r["context"][0][0]
     return (
-        not any(t in r["supporting_titles"] for t in first_two)
-        and not any(ans in docs[t].lower() for t in first_two)
+        first not in r["supporting_titles"]
+        and ans not in docs[first].lower()
         and any(ans in docs[t].lower() for t in r["supporting_titles"] if t in docs)
     )
 
