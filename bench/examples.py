@@ -142,7 +142,7 @@ def near_chance(r: dict) -> str:
         chance = max(r["baselines"].values()) if r["baselines"] else 0.0
         ref = ", ".join(f"{k}: {v:.3f}" for k, v in r["baselines"].items())
         if top <= chance + 0.05:
-            return f"These scores are at or near chance ({ref}): the model does not solve this task."
+            return f"These scores are near or below chance ({ref}): the model does not solve this task."
         return f"Chance-level references ({ref}); the scores are above them."
     if top < 0.1:
         return "These F1 scores are near zero: the model almost never produces the answer."
