@@ -3,7 +3,8 @@
 For a trainable `demos` param, every `llm` node whose definition uses it is a source of
 examples: in a trace that scored at least the threshold, the node's inputs (the `llm`'s
 arguments at that node) and its output make one `Demo`. Examples the current program gets
-wrong are worth most: when a `teacher` model is given (`train { teacher ... }`), the
+wrong are worth most: where the node produces the workflow's output, a failing sample with
+its expected answer is itself a correct demo (`labeled_demos`); when a `teacher` model is given (`train { teacher ... }`), the
 failing samples are rerun with the teacher in place of every model, and the ones the
 teacher gets right are added as "hard" demos. The pool of candidates lives across steps
 (it is checkpointed); `propose_set` picks a new set of at most `max_demos` — hard ones
@@ -65,6 +66,31 @@ def demos_from_trace(program: Program, param: str, trace: Trace) -> list[Demo]:
     return out
 
 
+def labeled_demos(program: Program, param: str, trace: Trace, expected: Any) -> list[Demo]:
+    """Demos whose output is the dataset's expected answer.
+
+    Only for an `llm` node that produces the workflow's output itself: there the expected
+    answer is exactly what the node should have said, so a failing sample becomes a
+    correct example (DSPy's labeled few-shot does the same). Intermediate nodes have no
+    label and get demos from successful traces or the teacher only.
+    """
+    if expected is None:
+        return []
+    out = []
+    for node in demo_nodes(program, param):
+        if node.name != program.workflow.output:
+            continue
+        llm = program.llm(node.target)
+        try:
+            inputs = tuple((arg, trace.value(v)) for (arg, _), v in zip(llm.params, node.args))
+        except KeyError:
+            continue
+        if any(v is None for _, v in inputs):
+            continue
+        out.append(Demo(inputs=inputs, output=expected))
+    return out
+
+
 def _key(d: Demo) -> str:
     return json.dumps([list(p) for p in d.inputs], sort_keys=True, default=str)
 
@@ -101,8 +127,11 @@ async def collect(
     for t, s in zip(traces, scores):
         if s >= threshold:
             add_to_pool(pool, demos_from_trace(program, param, t), hard=False)
-    teacher = teacher_model(program)
     failing = [i for i, s in enumerate(scores) if s < threshold]
+    answer = program.train.answer if program.train else None
+    for i in failing:
+        add_to_pool(pool, labeled_demos(program, param, traces[i], batch[i].get(answer) if answer else None), hard=True)
+    teacher = teacher_model(program)
     if not teacher or not failing or forward is None or score is None:
         return 0
     tprog = with_model(program, teacher)
@@ -143,4 +172,4 @@ def summarize(demos: tuple[Demo, ...]) -> str:
     return "\n".join(f"{json.dumps(dict(d.inputs), default=str)[:200]} -> {json.dumps(d.output, default=str)[:100]}" for d in demos)
 
 
-__all__: list[Any] = ["collect", "propose_set", "teacher_model", "with_model", "demos_from_trace", "add_to_pool"]
+__all__: list[Any] = ["collect", "propose_set", "teacher_model", "with_model", "demos_from_trace", "labeled_demos", "add_to_pool"]

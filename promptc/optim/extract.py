@@ -86,6 +86,22 @@ def _grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
+def clip(text: str, max_chars: int) -> str:
+    """`text` cut after its last full sentence that fits in `max_chars`.
+
+    Weak optimizer models often write a good first paragraph and then keep going; keeping
+    the sentences that fit is better than losing the proposal. When no sentence ends in
+    the second half of the limit the text is returned whole (and `check` rejects it).
+    """
+    if len(text) <= max_chars:
+        return text
+    head = text[:max_chars]
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", head)]
+    if ends and ends[-1] >= max_chars // 2:
+        return head[: ends[-1]].rstrip()
+    return text
+
+
 def check(
     candidate: str,
     current: str,

@@ -152,7 +152,7 @@ async def propose(
             model=model,
             messages=tuple(convo),
             temperature=0.0 if index == 0 and attempt == 0 else 0.7,
-            max_tokens=min(1024, limit // 3 + 128),
+            max_tokens=min(1024, limit // 4 + 64),  # ~4 characters a token, plus the tags
             phase=phase,
             rollout=f"propose-{index}-{attempt}" if (index or attempt) else "",
         )
@@ -163,6 +163,8 @@ async def propose(
             log.warning("propose %s: %s", name, reason)
             break
         cand = extract.extract(res.text, plain_ok=attempt > 0)
+        if cand is not None:
+            cand = extract.clip(cand, limit)
         reason = "no proposal found in the reply" if cand is None else (extract.check(cand, param.text, **check) or "")
         if cand is not None and not reason:
             return Proposal(name, cand, "", messages, calls)

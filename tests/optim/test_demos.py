@@ -53,3 +53,24 @@ def test_no_teacher_when_it_is_the_task_model():
     assert demo_opt.teacher_model(program) is None
     program = evolve(program, train=evolve(program.train, teacher="task"))
     assert demo_opt.teacher_model(program) is None
+
+
+def test_failing_samples_become_labeled_demos_where_the_llm_gives_the_output():
+    from pathlib import Path
+
+    from promptc.compiler import compile_file
+
+    program = compile_file(str(Path(__file__).resolve().parents[2] / "examples/trec/trec.pflow"))
+    batch = [{"question": q, "label": a} for q, a in
+             [("Who wrote Hamlet?", "HUM"), ("Where is Rome?", "LOC"), ("What is an atom?", "DESC")]]
+    program = evolve(program, models=tuple(evolve(m, default="scripted/t", env=None) for m in program.models))
+    engine = Engine(lambda req: "HUM")
+    traces = asyncio.run(forward(program, batch, engine))
+    scores = score(program, traces, batch)
+    assert scores == [1.0, 0.0, 0.0]
+    pool: list[dict] = []
+    asyncio.run(demo_opt.collect(program, "shots", batch, traces, scores, engine, pool))
+    kept = {(dict(e["demo"]["inputs"])["question"], e["demo"]["output"], e["hard"]) for e in pool}
+    # the success as an ordinary demo, each failure with its expected label as a hard one
+    assert kept == {("Who wrote Hamlet?", "HUM", False), ("Where is Rome?", "LOC", True),
+                    ("What is an atom?", "DESC", True)}

@@ -52,3 +52,14 @@ def test_check_rejects_absorbed_meta_prompt():
     assert "copies" in check(copied, cur, **META)
     # a genuine rewrite that shares ordinary words with the template is fine
     assert check("Classify the question; a question about a place is LOC, about a person HUM.", cur, **META) is None
+
+
+def test_clip_keeps_the_sentences_that_fit():
+    from promptc.optim.extract import clip
+
+    text = "Name the rule first. Then give the label. " + "More words " * 30
+    assert clip(text, 60) == "Name the rule first. Then give the label."
+    assert clip("short", 60) == "short"
+    # no sentence end in the second half of the limit: left whole, for check() to reject
+    long_word = "x" * 100
+    assert clip(long_word, 60) == long_word
