@@ -180,6 +180,7 @@ def program_to_data(p: Program) -> dict:
         "workflow": {
             "name": wf.name, "inputs": _typed(wf.inputs), "returns": _type(wf.returns),
             "nodes": [_node(n) for n in wf.nodes], "output": wf.output, "span": _span(wf.span),
+            "output_span": _span(wf.output_span),
         },
         "train": None if p.train is None else [
             p.train.workflow, p.train.metric, p.train.answer, p.train.teacher, p.train.backward,
@@ -213,6 +214,7 @@ def program_from_data(d: dict) -> Program:
         workflow=Workflow(
             wf["name"], _typed_in(wf["inputs"]), Type.from_data(wf["returns"]),
             tuple(_node_in(n) for n in wf["nodes"]), wf["output"], _span_in(wf["span"]),
+            _span_in(wf.get("output_span")),
         ),
         train=None if t is None else TrainSpec(t[0], t[1], t[2], t[3], t[4], t[5], _span_in(t[6])),
         backward=tuple(GradRule(n, r, tuple(f), _time_in(tm), note) for n, r, f, tm, note in d["backward"]),

@@ -206,6 +206,7 @@ class Workflow:
     nodes: tuple[Node, ...]
     output: str
     span: Span | None = None
+    output_span: Span | None = None  # the `return` statement
 
 
 @frozen

@@ -296,16 +296,19 @@ class _Lowering:
             nodes.append(Node(name=name, op="input", target=a.name, type=a.type, span=a.span))
             scope.define(a.name, name, a.span)
         output: str | None = None
+        output_span: Span | None = None
         for i, s in enumerate(d.body):
             if isinstance(s, A.Return):
                 if i != len(d.body) - 1:
                     raise CompileError("unreachable statement after `return`", _stmt_span(d.body[i + 1]))
                 output = self.expr(s.value, scope, nodes, None)
+                output_span = s.span
             else:
                 self.stmt(s, scope, nodes, loop=None)
         if output is None:
             raise CompileError(f"workflow '{d.name}' has no `return` at its end", d.name_span or d.span)
-        return Workflow(name=d.name, inputs=inputs, returns=d.returns, nodes=tuple(nodes), output=output, span=d.span)
+        return Workflow(name=d.name, inputs=inputs, returns=d.returns, nodes=tuple(nodes), output=output, span=d.span,
+                        output_span=output_span)
 
     def stmt(self, s: A.Stmt, scope: _Scope, out: list[Node], loop: str | None) -> None:
         if isinstance(s, A.Let):

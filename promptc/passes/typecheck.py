@@ -357,6 +357,6 @@ def typecheck(program: Program) -> Program:
     if out is None:
         raise CompileError(f"unknown name '{wf.output}' in return", wf.span)
     if not fits(out, wf.returns):
-        span = next((n.span for n in nodes if n.name == wf.output and n.span is not None), wf.span)
+        span = wf.output_span or next((n.span for n in nodes if n.name == wf.output and n.span is not None), wf.span)
         raise CompileError(f"workflow '{wf.name}' returns {wf.returns}, but the value returned is {out}", span)
     return program.with_pass("typecheck", workflow=evolve(wf, nodes=nodes))
