@@ -88,15 +88,15 @@ class _Lowering:
         self.labels: set[str] = set()
         self.temps = 0
         self.index_vars: set[str] = set()
+        # base -> the last suffix tried for it: `base`, `base.1`, ... up to it are all taken
+        # (names are only ever added), so the next search resumes there, not at `base`.
+        self._next: dict[str, int] = {}
+        self._next_label: dict[str, int] = {}
 
     # -- names ---------------------------------------------------------------------
     def fresh(self, base: str) -> str:
-        name, k = base, 0
-        while name in self.used:
-            k += 1
-            name = f"{base}.{k}"
-        self.used.add(name)
-        return name
+        """`base` if unused, else the first free `base.1`, `base.2`, ..."""
+        return _first_free(base, self.used, self._next)
 
     def temp(self) -> str:
         while True:
@@ -107,12 +107,7 @@ class _Lowering:
                 return name
 
     def label(self, base: str) -> str:
-        name, k = base, 0
-        while name in self.labels:
-            k += 1
-            name = f"{base}.{k}"
-        self.labels.add(name)
-        return name
+        return _first_free(base, self.labels, self._next_label)
 
     # -- declarations --------------------------------------------------------------
     def declare(self, name: str, kind: str, span: Span) -> None:
@@ -489,6 +484,22 @@ class _Lowering:
             v = self.expr(e.operand, scope, out, None)
             return self.emit(out, hint, op="prim", args=(v,), target="not", span=e.span)
         raise CompileError(f"unsupported expression {type(e).__name__}", getattr(e, "span", None))  # pragma: no cover
+
+
+def _first_free(base: str, taken: set[str], tried: dict[str, int]) -> str:
+    """The first of `base`, `base.1`, `base.2`, ... not in `taken` (which it joins).
+
+    `tried[base]` remembers where the last search for `base` stopped, so that redefining one
+    variable N times costs O(N), not O(N^2); the names are the same as a search from `base`.
+    """
+    k = tried.get(base, 0)
+    name = f"{base}.{k}" if k else base
+    while name in taken:
+        k += 1
+        name = f"{base}.{k}"
+    tried[base] = k
+    taken.add(name)
+    return name
 
 
 def _assigned_outside(body: Iterable[A.Stmt], scope: _Scope, extra: Iterable = ()) -> list[str]:

@@ -15,8 +15,8 @@ import threading
 from importlib import resources
 from typing import Any, Iterator
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
@@ -93,34 +93,48 @@ _POSTLEX = _Separators()
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
     text = resources.files("promptc.grammar").joinpath("pflow.lark").read_text(encoding="utf-8")
-    return Lark(
+    parser = Lark(
         text,
         parser="lalr",
         lexer="contextual",
         postlex=_POSTLEX,
-        propagate_positions=True,
         maybe_placeholders=True,
+        keep_all_tokens=True,  # the actions see every token of their rule: that is how they know its span
+        transformer=_ACTIONS.callbacks(),  # the AST is built during the parse
         cache=False,
+    )
+    missing = {r.alias or r.origin.name for r in parser.rules} - set(_ACTIONS.names())
+    missing = {m for m in missing if not m.startswith("_") and not _passes_through(parser, m)}
+    assert not missing, f"grammar rules without an action in parser.py: {sorted(missing)}"
+    return parser
+
+
+def _passes_through(parser: Lark, name: str) -> bool:
+    """`?rule` alternatives of one symbol hand their child on without an action."""
+    return all(
+        r.options.expand1 and len(r.expansion) == 1 for r in parser.rules if r.alias is None and r.origin.name == name
     )
 
 
 def parse(source: str, file: str = "<string>") -> A.Module:
     """Parse `.pflow` text into a `Module`; every error is a `CompileError` carrying `source`."""
+    parser = _lark()
+    state = _ACTIONS._local
+    state.file = file
+    state.error = None
     try:
         try:
             _POSTLEX._local.source = source
-            tree = _lark().parse(source)
+            items = parser.parse(source)
         except UnexpectedInput as e:
             raise _parse_error(e, source, file) from None
-        try:
-            items = _ToAst(file, source).transform(tree)
-        except VisitError as e:
-            if isinstance(e.orig_exc, CompileError):
-                raise e.orig_exc from None
-            raise
+        finally:
+            error, state.error = state.error, None
+        if error is not None:
+            raise error
     except CompileError as e:
         raise e.with_source(source)
-    return A.Module(items=tuple(items.children if hasattr(items, "children") else items), file=file, source=source)
+    return A.Module(items=tuple(items), file=file, source=source)
 
 
 # ---- parse errors ------------------------------------------------------------------------
@@ -257,29 +271,78 @@ def decode_string(raw: str) -> str:
     return "".join(out)
 
 
-# ---- parse tree -> AST -------------------------------------------------------------------
+# ---- reductions -> AST -------------------------------------------------------------------
+#
+# The AST is built while the LALR parser reduces (lark's inline `transformer=`), not by a
+# second pass over a parse tree: no tree, no per-node meta bookkeeping. Lark keeps every
+# token in the children (`keep_all_tokens`), so each action sees the keywords and brackets
+# of its rule and knows its extent: a rule's span runs from the start of its first token
+# to the end of its last one, which is what `propagate_positions` used to give the tree.
+# A rule's value is an `_N` carrying that extent; `( expr )` passes the inner value on
+# with the extent of the parentheses, so an enclosing rule's span includes them while the
+# inner expression keeps its own span.
+#
+# The first `CompileError` an action raises is kept and raised after the parse: a syntax
+# error anywhere in the file wins over it, and among actions the first in reduction order
+# (children before parents, left to right) wins, as with a transform after the parse.
+
+
+class _N:
+    """A reduced rule's value and the extent of its tokens (same attribute names as `Token`)."""
+
+    __slots__ = ("v", "line", "column", "end_line", "end_column")
+
+    def __init__(self, v: Any, first: Any, last: Any):
+        self.v = v
+        self.line = first.line
+        self.column = first.column
+        self.end_line = last.end_line
+        self.end_column = last.end_column
 
 
 def _tok_span(file: str, tok: Token) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
-@v_args(meta=True)
-class _ToAst(Transformer):
-    def __init__(self, file: str, source: str):
-        super().__init__(visit_tokens=False)
-        self.file = file
-        self.source = source
+def _first(c: list) -> Any:
+    for x in c:
+        if x is not None:
+            return x
+    return None
+
+
+def _last(c: list) -> Any:
+    for x in reversed(c):
+        if x is not None:
+            return x
+    return None
+
+
+def _values(c: list) -> list:
+    """The values of the sub-rules among `c` (tokens and missing optionals dropped)."""
+    return [x.v for x in c if type(x) is _N]
+
+
+class _Actions:
+    """One method per rule (or alias) of the grammar; `c` is the rule's children, tokens included."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()  # file, error: per parse
 
     # -- helpers
-    def _span(self, meta: Any) -> Span:
-        if getattr(meta, "empty", True):
-            return Span(self.file, 1, 1)
-        return Span(self.file, meta.line, meta.column, meta.end_line, meta.end_column)
+    def _node(self, v: Any, c: list) -> _N:
+        return _N(v, _first(c), _last(c))
+
+    def _span(self, c: list) -> Span:
+        first = _first(c)
+        if first is None:
+            return Span(self._local.file, 1, 1)
+        last = _last(c)
+        return Span(self._local.file, first.line, first.column, last.end_line, last.end_column)
 
     def _name(self, tok: Token) -> str:
         if str(tok) in RESERVED:
-            raise CompileError(f"'{tok}' is a reserved word and cannot be used as a name", _tok_span(self.file, tok))
+            raise CompileError(f"'{tok}' is a reserved word and cannot be used as a name", _tok_span(self._local.file, tok))
         return str(tok)
 
     def _template(self, tok: Token, role: str, span: Span) -> A.Message:
@@ -299,266 +362,333 @@ class _ToAst(Transformer):
             col = tok.column + start
         else:
             col = start - before.rfind("\n")
-        return Span(self.file, tok.line + nl, col, tok.line + nl, col + (end - start))
+        return Span(self._local.file, tok.line + nl, col, tok.line + nl, col + (end - start))
+
+    def callbacks(self) -> Any:
+        """The actions as lark calls them: each wrapped to keep the first `CompileError`."""
+        ns = type("_Callbacks", (), {})()
+        for name in self.names():
+            setattr(ns, name, _guarded(getattr(self, name), self._local))
+        return ns
+
+    def names(self) -> list[str]:
+        """The rules and aliases that have an action."""
+        return [n for n in dir(type(self)) if not n.startswith("_") and n not in ("callbacks", "names")]
 
     # -- top level
-    def start(self, meta, items):
-        return list(items)
+    def start(self, c):
+        return _values(c)
 
-    def std_module(self, meta, names):
-        return ("std", ".".join(str(n) for n in names), self._span(meta))
+    def std_module(self, c):
+        return self._node(("std", ".".join(str(n) for n in c[::2]), self._span(c)), c)
 
-    def path_module(self, meta, children):
-        return ("path", decode_string(str(children[0])), self._span(meta))
+    def path_module(self, c):
+        return self._node(("path", decode_string(str(c[0])), self._span(c)), c)
 
-    def import_item(self, meta, children):
-        attr, alias = children
-        return A.ImportName(
-            attr=str(attr), alias=self._name(alias) if alias is not None else None, span=self._span(meta)
+    def import_item(self, c):
+        attr, _as, alias = c
+        return self._node(
+            A.ImportName(attr=str(attr), alias=self._name(alias) if alias is not None else None, span=self._span(c)), c
         )
 
-    def use_decl(self, meta, children):
-        (kind, module, mspan), *names = children
+    def use_decl(self, c):
+        kind, module, mspan = c[1].v
+        names = _values(c[2:])
         if kind == "std" and not module.startswith("std."):
             raise CompileError(
                 f"unknown module '{module}': standard modules are 'std.<name>', a file is a string like \"tools.py\"",
                 mspan,
             )
-        return A.Use(module=module, names=tuple(names), span=self._span(meta))
+        return self._node(A.Use(module=module, names=tuple(names), span=self._span(c)), c)
 
-    def model_fixed(self, meta, children):
-        return (decode_string(str(children[0])), None)
+    def model_fixed(self, c):
+        return self._node((decode_string(str(c[0])), None), c)
 
-    def model_env(self, meta, children):
-        var, default = children
-        return (decode_string(str(default)) if default is not None else "local/default", decode_string(str(var)))
+    def model_env(self, c):
+        var, default = c[2], c[4]
+        value = (decode_string(str(default)) if default is not None else "local/default", decode_string(str(var)))
+        return self._node(value, c)
 
-    def model_decl(self, meta, children):
-        name, (default, env) = children
-        return A.ModelDecl(
-            name=self._name(name), default=default, env=env, span=self._span(meta), name_span=_tok_span(self.file, name)
+    def model_decl(self, c):
+        name = c[1]
+        default, env = c[3].v
+        file = self._local.file
+        return self._node(
+            A.ModelDecl(name=self._name(name), default=default, env=env, span=self._span(c), name_span=_tok_span(file, name)),
+            c,
         )
 
-    def kind_prompt(self, meta, children):
-        return ("prompt", None)
+    def kind_prompt(self, c):
+        return self._node(("prompt", None), c)
 
-    def kind_demos(self, meta, children):
-        k = int(children[0])
+    def kind_demos(self, c):
+        tok = c[4]
+        k = int(tok)
         if k < 1:
-            raise CompileError("demos(max = K) needs K >= 1", _tok_span(self.file, children[0]))
-        return ("demos", k)
+            raise CompileError("demos(max = K) needs K >= 1", _tok_span(self._local.file, tok))
+        return self._node(("demos", k), c)
 
-    def role(self, meta, children):
-        return ("role", decode_string(str(children[0])))
+    def role(self, c):
+        return self._node(("role", decode_string(str(c[0]))), c)
 
-    def param_value(self, meta, children):
-        return ("value", children[0], self._span(meta))
+    def param_value(self, c):
+        return self._node(("value", c[1], self._span(c)), c)
 
-    def string(self, meta, children):
-        return children[0]
+    def string(self, c):
+        return c[0]  # the STRING or LONG_STRING token: it has its own position
 
-    def param_decl(self, meta, children):
-        name, (kind, k), trainable, role, value = children
+    def param_decl(self, c):
+        name, (kind, k), trainable, role, value = c[1], c[3].v, c[4], c[5], c[6]
         text = ""
         if value is not None:
             if kind == "demos":
-                raise CompileError("a demos param has no '= value' (its demos are collected by training)", value[2])
-            text = decode_string(str(value[1]))  # plain text: it is substituted, not rendered
-        return A.ParamDecl(
-            name=self._name(name),
-            kind=kind,
-            trainable=trainable is not None,
-            role=role[1] if role is not None else "",
-            text=text,
-            max_demos=k,
-            span=self._span(meta),
-            name_span=_tok_span(self.file, name),
+                raise CompileError("a demos param has no '= value' (its demos are collected by training)", value.v[2])
+            text = decode_string(str(value.v[1]))  # plain text: it is substituted, not rendered
+        return self._node(
+            A.ParamDecl(
+                name=self._name(name),
+                kind=kind,
+                trainable=trainable is not None,
+                role=role.v[1] if role is not None else "",
+                text=text,
+                max_demos=k,
+                span=self._span(c),
+                name_span=_tok_span(self._local.file, name),
+            ),
+            c,
         )
 
-    def arg(self, meta, children):
-        name, ty = children
-        return A.Arg(name=self._name(name), type=ty, span=self._span(meta))
+    def arg(self, c):
+        name, _colon, ty = c
+        return self._node(A.Arg(name=self._name(name), type=ty.v, span=self._span(c)), c)
 
-    def arg_list(self, meta, children):
-        return tuple(children)
+    def arg_list(self, c):
+        return self._node(tuple(_values(c)), c)
 
-    def message(self, meta, children):
-        role, tok = children
-        return self._template(tok, str(role), self._span(meta))
+    def message(self, c):
+        role, tok = c
+        return self._node(self._template(tok, str(role), self._span(c)), c)
 
-    def demos_entry(self, meta, children):
-        return A.DemosEntry(param=str(children[0]), span=self._span(meta))
+    def demos_entry(self, c):
+        return self._node(A.DemosEntry(param=str(c[1]), span=self._span(c)), c)
 
-    def llm_decl(self, meta, children):
-        name, args, returns, model, *entries = children
-        return A.LlmDecl(
-            name=self._name(name),
-            params=args or (),
-            returns=returns,
-            model=str(model),
-            model_span=_tok_span(self.file, model),
-            entries=tuple(entries),
-            span=self._span(meta),
-            name_span=_tok_span(self.file, name),
+    def llm_decl(self, c):
+        name, args, returns, model = c[1], c[3], c[6].v, c[8]
+        entries = _values(c[10:])
+        file = self._local.file
+        return self._node(
+            A.LlmDecl(
+                name=self._name(name),
+                params=args.v if args is not None else (),
+                returns=returns,
+                model=str(model),
+                model_span=_tok_span(file, model),
+                entries=tuple(entries),
+                span=self._span(c),
+                name_span=_tok_span(file, name),
+            ),
+            c,
         )
 
-    def workflow_decl(self, meta, children):
-        name, args, returns, body = children
-        return A.WorkflowDecl(
-            name=self._name(name),
-            params=args or (),
-            returns=returns,
-            body=body,
-            span=self._span(meta),
-            name_span=_tok_span(self.file, name),
+    def workflow_decl(self, c):
+        name, args, returns, body = c[1], c[3], c[6].v, c[7].v
+        return self._node(
+            A.WorkflowDecl(
+                name=self._name(name),
+                params=args.v if args is not None else (),
+                returns=returns,
+                body=body,
+                span=self._span(c),
+                name_span=_tok_span(self._local.file, name),
+            ),
+            c,
         )
 
-    def train_entry(self, meta, children):
-        key, value = children
-        return A.TrainEntry(key=str(key), value=str(value), span=self._span(meta))
+    def train_entry(self, c):
+        key, value = c
+        return self._node(A.TrainEntry(key=str(key), value=str(value), span=self._span(c)), c)
 
-    def train_decl(self, meta, children):
-        name, *entries = children
-        return A.TrainDecl(
-            workflow=str(name), entries=tuple(entries), span=self._span(meta), workflow_span=_tok_span(self.file, name)
+    def train_decl(self, c):
+        name = c[1]
+        entries = _values(c[3:])
+        return self._node(
+            A.TrainDecl(
+                workflow=str(name),
+                entries=tuple(entries),
+                span=self._span(c),
+                workflow_span=_tok_span(self._local.file, name),
+            ),
+            c,
         )
 
     # -- types
-    def type_name(self, meta, children):
-        (tok,) = children
+    def type_name(self, c):
+        (tok,) = c
         name = str(tok)
         if name in SCALARS:
-            return Type(name)
+            return self._node(Type(name), c)
         if name in ("list", "enum"):
             hint = "list[T]" if name == "list" else "enum[A, B, ...]"
-            raise CompileError(f"'{name}' needs its parameters: {hint}", _tok_span(self.file, tok))
+            raise CompileError(f"'{name}' needs its parameters: {hint}", _tok_span(self._local.file, tok))
         raise CompileError(
             f"unknown type '{name}' (types are text, int, float, bool, json, list[T], enum[A, ...], {{field: T}})",
-            _tok_span(self.file, tok),
+            _tok_span(self._local.file, tok),
         )
 
-    def type_generic(self, meta, children):
-        tok, elem = children
+    def type_generic(self, c):
+        tok, elem = c[0], c[2].v
         if str(tok) != "list":
-            raise CompileError(f"unknown generic type '{tok}' (only list[T])", _tok_span(self.file, tok))
-        return list_of(elem)
+            raise CompileError(f"unknown generic type '{tok}' (only list[T])", _tok_span(self._local.file, tok))
+        return self._node(list_of(elem), c)
 
-    def enum_label(self, meta, children):
-        tok = children[0]
+    def enum_label(self, c):
+        tok = c[0]
         value = decode_string(str(tok)) if tok.type == "STRING" else str(tok)
-        return (value, self._span(meta))
+        return self._node((value, self._span(c)), c)
 
-    def type_enum(self, meta, children):
+    def type_enum(self, c):
         labels: list[str] = []
-        for value, span in children:
+        for value, span in _values(c):
             if value in labels:
                 raise CompileError(f"duplicate enum label '{value}'", span)
             labels.append(value)
-        return Type("enum", labels=tuple(labels))
+        return self._node(Type("enum", labels=tuple(labels)), c)
 
-    def record_field(self, meta, children):
-        name, ty = children
-        return (str(name), ty, self._span(meta))
+    def record_field(self, c):
+        name, _colon, ty = c
+        return self._node((str(name), ty.v, self._span(c)), c)
 
-    def type_record(self, meta, children):
+    def type_record(self, c):
         fields: list[tuple[str, Type]] = []
-        for name, ty, span in children:
+        for name, ty, span in _values(c):
             if any(n == name for n, _ in fields):
                 raise CompileError(f"duplicate record field '{name}'", span)
             fields.append((name, ty))
-        return Type("record", fields=tuple(fields))
+        return self._node(Type("record", fields=tuple(fields)), c)
 
     # -- statements
-    def block(self, meta, stmts):
-        return tuple(stmts)
+    def block(self, c):
+        return self._node(tuple(_values(c)), c)
 
-    def let_stmt(self, meta, children):
-        name, value = children
-        return A.Let(name=self._name(name), value=value, span=self._span(meta), name_span=_tok_span(self.file, name))
-
-    def assign_stmt(self, meta, children):
-        name, value = children
-        return A.Assign(name=self._name(name), value=value, span=self._span(meta), name_span=_tok_span(self.file, name))
-
-    def return_stmt(self, meta, children):
-        return A.Return(value=children[0], span=self._span(meta))
-
-    def for_stmt(self, meta, children):
-        var, start, stop, body = children
-        return A.For(
-            var=self._name(var), start=start, stop=stop, body=body, span=self._span(meta), var_span=_tok_span(self.file, var)
+    def let_stmt(self, c):
+        name, value = c[1], c[3].v
+        return self._node(
+            A.Let(name=self._name(name), value=value, span=self._span(c), name_span=_tok_span(self._local.file, name)), c
         )
 
-    def loop_stmt(self, meta, children):
-        bound, body = children
-        return A.LoopMax(bound=bound, body=body, span=self._span(meta))
+    def assign_stmt(self, c):
+        name, value = c[0], c[2].v
+        return self._node(
+            A.Assign(name=self._name(name), value=value, span=self._span(c), name_span=_tok_span(self._local.file, name)),
+            c,
+        )
 
-    def break_stmt(self, meta, children):
-        return A.BreakIf(cond=children[0], span=self._span(meta))
+    def return_stmt(self, c):
+        return self._node(A.Return(value=c[1].v, span=self._span(c)), c)
+
+    def for_stmt(self, c):
+        var, start, stop, body = c[1], c[3].v, c[5].v, c[6].v
+        return self._node(
+            A.For(
+                var=self._name(var),
+                start=start,
+                stop=stop,
+                body=body,
+                span=self._span(c),
+                var_span=_tok_span(self._local.file, var),
+            ),
+            c,
+        )
+
+    def loop_stmt(self, c):
+        bound, body = c[2], c[3].v
+        return self._node(A.LoopMax(bound=bound.v if bound is not None else None, body=body, span=self._span(c)), c)
+
+    def break_stmt(self, c):
+        return self._node(A.BreakIf(cond=c[2].v, span=self._span(c)), c)
 
     # -- expressions
-    def _binop(self, children, op):
-        left, right = children
-        return A.BinOp(op=op, left=left, right=right, span=_join(left.span, right.span))
+    def _binop(self, c, op):
+        left, right = c[0].v, c[2].v
+        return self._node(A.BinOp(op=op, left=left, right=right, span=_join(left.span, right.span)), c)
 
-    def or_(self, meta, children):
-        return self._binop(children, "or")
+    def or_(self, c):
+        return self._binop(c, "or")
 
-    def and_(self, meta, children):
-        return self._binop(children, "and")
+    def and_(self, c):
+        return self._binop(c, "and")
 
-    def add(self, meta, children):
-        return self._binop(children, "add")
+    def add(self, c):
+        return self._binop(c, "add")
 
-    def not_(self, meta, children):
-        return A.Not(operand=children[0], span=self._span(meta))
+    def not_(self, c):
+        return self._node(A.Not(operand=c[1].v, span=self._span(c)), c)
 
     _CMP = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
-    def compare(self, meta, children):
-        left, op, right = children
-        return A.BinOp(op=self._CMP[str(op)], left=left, right=right, span=self._span(meta))
+    def compare(self, c):
+        left, op, right = c[0].v, c[1], c[2].v
+        return self._node(A.BinOp(op=self._CMP[str(op)], left=left, right=right, span=self._span(c)), c)
 
-    def call(self, meta, children):
-        func, *args = children
-        args = [a for a in args if a is not None]
+    def call(self, c):
+        func = c[0].v
+        args = _values(c[2:])
         if not isinstance(func, A.Name):
             raise CompileError("only a declared llm or function can be called, by its name", func.span)
-        return A.Call(func=func.id, args=tuple(args), span=self._span(meta), func_span=func.span)
+        return self._node(A.Call(func=func.id, args=tuple(args), span=self._span(c), func_span=func.span), c)
 
-    def field(self, meta, children):
-        value, name = children
-        return A.Field(value=value, name=str(name), span=self._span(meta))
+    def field(self, c):
+        return self._node(A.Field(value=c[0].v, name=str(c[2]), span=self._span(c)), c)
 
-    def index(self, meta, children):
-        value, idx = children
-        return A.Index(value=value, index=idx, span=self._span(meta))
+    def index(self, c):
+        return self._node(A.Index(value=c[0].v, index=c[2].v, span=self._span(c)), c)
 
-    def name(self, meta, children):
-        tok = children[0]
-        return A.Name(id=str(tok), span=_tok_span(self.file, tok))
+    def atom(self, c):
+        # `( expr )`: the expression keeps its span; the enclosing rule sees the parentheses
+        return _N(c[1].v, c[0], c[2])
 
-    def string_lit(self, meta, children):
-        tok = children[0]
-        return A.Literal(value=decode_string(str(tok)), span=_tok_span(self.file, tok))
+    def name(self, c):
+        tok = c[0]
+        return _N(A.Name(id=str(tok), span=_tok_span(self._local.file, tok)), tok, tok)
 
-    def int_lit(self, meta, children):
-        tok = children[0]
-        return A.Literal(value=int(str(tok)), span=_tok_span(self.file, tok))
+    def string_lit(self, c):
+        tok = c[0]
+        return _N(A.Literal(value=decode_string(str(tok)), span=_tok_span(self._local.file, tok)), tok, tok)
 
-    def float_lit(self, meta, children):
-        tok = children[0]
-        return A.Literal(value=float(str(tok)), span=_tok_span(self.file, tok))
+    def int_lit(self, c):
+        tok = c[0]
+        return _N(A.Literal(value=int(str(tok)), span=_tok_span(self._local.file, tok)), tok, tok)
 
-    def true_lit(self, meta, children):
-        return A.Literal(value=True, span=self._span(meta))
+    def float_lit(self, c):
+        tok = c[0]
+        return _N(A.Literal(value=float(str(tok)), span=_tok_span(self._local.file, tok)), tok, tok)
 
-    def false_lit(self, meta, children):
-        return A.Literal(value=False, span=self._span(meta))
+    def true_lit(self, c):
+        return self._node(A.Literal(value=True, span=self._span(c)), c)
 
-    def list_lit(self, meta, children):
-        return A.ListExpr(items=tuple(c for c in children if c is not None), span=self._span(meta))
+    def false_lit(self, c):
+        return self._node(A.Literal(value=False, span=self._span(c)), c)
+
+    def list_lit(self, c):
+        return self._node(A.ListExpr(items=tuple(_values(c)), span=self._span(c)), c)
+
+
+def _guarded(action: Any, local: threading.local) -> Any:
+    def callback(children: list) -> Any:
+        if local.error is not None:
+            return None  # an earlier action failed: the rest of the parse only looks for syntax errors
+        try:
+            return action(children)
+        except CompileError as e:
+            local.error = e
+            return None
+
+    callback.__name__ = action.__name__
+    return callback
 
 
 def _join(a: Span, b: Span) -> Span:
     return Span(a.file, a.line, a.col, b.end_line, b.end_col)
+
+
+_ACTIONS = _Actions()
