@@ -1,0 +1,118 @@
+"""The parser builds the AST during the LALR parse: spans, error order, grammar cache, GC.
+
+Also lowering's fresh names, which resume per base name instead of rescanning.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import pytest
+
+from promptc.errors import CompileError
+from promptc.frontend import parser as P
+from promptc.frontend.lower import lower
+from promptc.frontend.parser import parse
+
+
+def _sp(span):
+    return (span.line, span.col, span.end_line, span.end_col)
+
+
+def test_spans_with_parentheses():
+    # A rule's span runs over all of its tokens, parentheses included; a parenthesized
+    # expression keeps its own span (a binary `or` / `+` joins its operands' spans).
+    src = (
+        "workflow w(x: text, y: text) -> bool {\n"
+        "  let a = (x) == y\n"
+        "  let b = not ((a))\n"
+        "  let c = [(x), y].z\n"
+        "  return (a) or b\n"
+        "}\n"
+    )
+    wf = parse(src, "f.pflow").items[0]
+    assert _sp(wf.span) == (1, 1, 6, 2)
+    a, b, c, ret = wf.body
+    assert _sp(a.span) == (2, 3, 2, 19) and _sp(a.value.span) == (2, 11, 2, 19)
+    assert _sp(a.value.left.span) == (2, 12, 2, 13) and _sp(a.value.right.span) == (2, 18, 2, 19)
+    assert _sp(b.value.span) == (3, 11, 3, 20) and _sp(b.value.operand.span) == (3, 17, 3, 18)
+    assert _sp(c.value.span) == (4, 11, 4, 21) and _sp(c.value.value.span) == (4, 11, 4, 19)
+    assert _sp(c.value.value.items[0].span) == (4, 13, 4, 14)
+    assert _sp(ret.span) == (5, 3, 5, 18) and _sp(ret.value.span) == (5, 11, 5, 18)
+
+
+def test_a_later_syntax_error_wins_over_an_earlier_semantic_one():
+    src = "workflow w(x: foo) -> text {\n  return x\n}\n}}"
+    with pytest.raises(CompileError) as info:
+        parse(src, "f.pflow")
+    assert info.value.message.startswith("unexpected '}'") and info.value.span.line == 4
+
+
+def test_the_first_semantic_error_in_source_order_wins():
+    src = "workflow w(x: foo, y: list) -> bar {\n  return x\n}\n"
+    with pytest.raises(CompileError) as info:
+        parse(src, "f.pflow")
+    assert info.value.message.startswith("unknown type 'foo'") and _sp(info.value.span)[:2] == (1, 15)
+    assert info.value.source == src
+    # the parser is fine afterwards (no error left over from the failed parse)
+    assert parse("workflow w() -> text { return 1 }").items[0].name == "w"
+
+
+def test_gc_is_paused_only_during_the_parse():
+    assert gc.isenabled()
+    parse("workflow w() -> text { return 1 }")
+    assert gc.isenabled()
+    with pytest.raises(CompileError):
+        parse("workflow w() -> text { return (1 }")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse("workflow w() -> text { return 1 }")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_grammar_cache_lives_in_a_private_temp_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(P.tempfile, "gettempdir", lambda: str(tmp_path))
+    path = P._grammar_cache()
+    if not hasattr(os, "getuid"):
+        assert path is False
+        return
+    folder = os.path.dirname(path)
+    assert os.path.dirname(folder) == str(tmp_path)
+    assert os.stat(folder).st_mode & 0o077 == 0
+    os.chmod(folder, 0o777)  # someone else could write there: no cache
+    assert P._grammar_cache() is False
+
+
+def test_a_corrupt_grammar_cache_is_rebuilt(tmp_path, monkeypatch):
+    if not hasattr(os, "getuid"):
+        pytest.skip("no grammar cache without os.getuid")
+    monkeypatch.setattr(P.tempfile, "gettempdir", lambda: str(tmp_path))
+    path = P._grammar_cache()
+    with open(path, "wb") as f:
+        f.write(b"not a lark cache\n\x80garbage")
+    P._lark.cache_clear()
+    try:
+        m = parse("workflow w(x: text) -> text {\n  let y = x\n  return y\n}\n", "f.pflow")
+        assert m.items[0].body[0].name == "y"
+        assert os.path.getsize(path) > 1000  # rewritten by lark
+    finally:
+        P._lark.cache_clear()
+
+
+def test_fresh_names_for_a_reassigned_variable():
+    body = "".join("  x = strip(x)\n" for _ in range(3))
+    src = (
+        "use std.text { strip }\nworkflow w(x: text) -> text {\n" + body
+        + "  loop max 2 { x = strip(x) }\n  loop max 2 { x = strip(x) }\n  return x\n}\n"
+    )
+    wf = lower(parse(src, "f.pflow")).workflow
+    names = [n.name for n in wf.nodes]
+    assert names == ["x", "x.1", "x.2", "x.3", "loop.step", "loop.step.1"]
+    first, second = wf.nodes[4].loop, wf.nodes[5].loop
+    assert (first.label, second.label) == ("step", "step.1")
+    assert first.carried == (("x", "x.3", "x.4"),) and first.results == (("x", "x.6"),)
+    assert second.carried == (("x", "x.6", "x.7"),) and wf.output == "x.9"
