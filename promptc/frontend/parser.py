@@ -1,8 +1,8 @@
 """`.pflow` text -> AST (`promptc.frontend.ast`), with spans and human parse errors.
 
-The syntax lives in `grammar/pflow.lark` only; this module loads it once (LALR, with
-positions), runs a small post-lexer that decides which newlines separate statements,
-and transforms the parse tree into AST records. Every lark error becomes a located
+The syntax lives in `grammar/pflow.lark` only; this module loads it once (LALR, cached
+between runs), runs a small post-lexer that decides which newlines separate statements,
+and builds the AST records as the parser reduces (no parse tree). Every lark error becomes a located
 `CompileError` ("unexpected 'x', expected one of ..."); a lark traceback never escapes.
 """
 
