@@ -1,19 +1,16 @@
 """`.pflow` text -> AST (`promptc.frontend.ast`), with spans and human parse errors.
 
-The syntax lives in `grammar/pflow.lark` only; this module loads it once (LALR, cached
-between runs), runs a small post-lexer that decides which newlines separate statements,
-and builds the AST records as the parser reduces (no parse tree). Every lark error becomes a located
-`CompileError` ("unexpected 'x', expected one of ..."); a lark traceback never escapes.
+The syntax lives in `grammar/pflow.lark` only; this module builds the LALR parser once per
+process (lark's on-disk grammar cache is not used: it loads a pickle), runs a small
+post-lexer that decides which newlines separate statements, and builds the AST records as
+the parser reduces (no parse tree). Every lark error becomes a located `CompileError` ("unexpected 'x', expected one of ..."); a lark traceback never escapes.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
-import os
 import re
-import stat
-import tempfile
 import textwrap
 import threading
 from importlib import resources
@@ -105,32 +102,11 @@ def _lark() -> Lark:
         maybe_placeholders=True,
         keep_all_tokens=True,  # the actions see every token of their rule: that is how they know its span
         transformer=_ACTIONS.callbacks(),  # the AST is built during the parse
-        cache=_grammar_cache(),
     )
     missing = {r.alias or r.origin.name for r in parser.rules} - set(_ACTIONS.names())
     missing = {m for m in missing if not m.startswith("_") and not _passes_through(parser, m)}
     assert not missing, f"grammar rules without an action in parser.py: {sorted(missing)}"
     return parser
-
-
-def _grammar_cache() -> str | bool:
-    """Where lark keeps the built parser between runs (building it takes ~150 ms, loading ~15).
-
-    A directory of this user's own under the system temp dir (never the repository), so no
-    one else can plant the pickle lark loads; lark stores the hash of the grammar text and
-    options in the file and rebuilds when they differ, so an edited `pflow.lark` is never
-    served stale. False (no cache) when no such directory can be had.
-    """
-    try:
-        uid = os.getuid()
-        folder = os.path.join(tempfile.gettempdir(), f"promptc-{uid}")
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        st = os.lstat(folder)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o077:
-            return False
-        return os.path.join(folder, "pflow-grammar.lark-cache")
-    except (AttributeError, OSError):  # no getuid (Windows) or no writable temp dir
-        return False
 
 
 def _passes_through(parser: Lark, name: str) -> bool:

@@ -1,4 +1,4 @@
-"""The parser builds the AST during the LALR parse: spans, error order, grammar cache, GC.
+"""The parser builds the AST during the LALR parse: spans, error order, GC.
 
 Also lowering's fresh names, which resume per base name instead of rescanning.
 """
@@ -6,7 +6,6 @@ Also lowering's fresh names, which resume per base name instead of rescanning.
 from __future__ import annotations
 
 import gc
-import os
 
 import pytest
 
@@ -72,35 +71,6 @@ def test_gc_is_paused_only_during_the_parse():
         assert not gc.isenabled()
     finally:
         gc.enable()
-
-
-def test_grammar_cache_lives_in_a_private_temp_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(P.tempfile, "gettempdir", lambda: str(tmp_path))
-    path = P._grammar_cache()
-    if not hasattr(os, "getuid"):
-        assert path is False
-        return
-    folder = os.path.dirname(path)
-    assert os.path.dirname(folder) == str(tmp_path)
-    assert os.stat(folder).st_mode & 0o077 == 0
-    os.chmod(folder, 0o777)  # someone else could write there: no cache
-    assert P._grammar_cache() is False
-
-
-def test_a_corrupt_grammar_cache_is_rebuilt(tmp_path, monkeypatch):
-    if not hasattr(os, "getuid"):
-        pytest.skip("no grammar cache without os.getuid")
-    monkeypatch.setattr(P.tempfile, "gettempdir", lambda: str(tmp_path))
-    path = P._grammar_cache()
-    with open(path, "wb") as f:
-        f.write(b"not a lark cache\n\x80garbage")
-    P._lark.cache_clear()
-    try:
-        m = parse("workflow w(x: text) -> text {\n  let y = x\n  return y\n}\n", "f.pflow")
-        assert m.items[0].body[0].name == "y"
-        assert os.path.getsize(path) > 1000  # rewritten by lark
-    finally:
-        P._lark.cache_clear()
 
 
 def test_fresh_names_for_a_reassigned_variable():
