@@ -48,7 +48,8 @@ def loads_tolerant(text: str) -> tuple[Any, str | None]:
     """(value, None) for the JSON found in `text`, or (None, error message).
 
     Tries, in order: the whole text, each fenced code block, then the first balanced
-    {...} or [...] span. Shared with the runtime's answer parser.
+    {...} or [...] span. Raw newlines and tabs inside strings (which strict JSON forbids
+    and small models write) are accepted. Shared with the runtime's answer parser.
     """
     candidates = [text.strip()]
     candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
@@ -60,7 +61,7 @@ def loads_tolerant(text: str) -> tuple[Any, str | None]:
         if not cand:
             continue
         try:
-            return _json.loads(cand), None
+            return _json.loads(cand, strict=False), None
         except ValueError:
             continue
     return None, "no JSON value found in the answer"

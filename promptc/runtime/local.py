@@ -138,6 +138,34 @@ def schema_grammar(schema: dict) -> str:
     return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
 
 
+def bounded(schema: dict, max_tokens: int) -> dict:
+    """`schema` with a `maxLength` on every free string that has none, so that the JSON the
+    grammar allows always closes within `max_tokens` (about three characters a token,
+    shared by the strings; a third of the budget is left for the keys and punctuation).
+
+    A small model under a JSON grammar otherwise keeps writing one string until the token
+    limit cuts the object open, and the answer cannot be parsed.
+    """
+    strings: list[dict] = []
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: walk(v) for k, v in node.items()}
+            if out.get("type") == "string" and "enum" not in out and "maxLength" not in out:
+                strings.append(out)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    out = walk(schema)
+    if strings:
+        per = max(16, (2 * max_tokens) // len(strings))
+        for st in strings:
+            st["maxLength"] = per
+    return out
+
+
 def _schema_of(response_format: dict | None) -> dict | None:
     """Accept a bare JSON schema or an OpenAI-style response_format."""
     if not response_format:
@@ -214,7 +242,7 @@ class LocalModel:
         if choices:
             kwargs["grammar"] = self.grammar(choices=tuple(choices))
         elif schema is not None:
-            kwargs["grammar"] = self.grammar(schema=schema)
+            kwargs["grammar"] = self.grammar(schema=bounded(schema, int(max_tokens or 256)))
         out = self.llm.create_chat_completion(**kwargs)
         text = out["choices"][0]["message"].get("content") or ""
         usage = out.get("usage") or {}
@@ -284,5 +312,5 @@ def describe(name: str = "default") -> str:
 
 __all__ = [
     "LocalAnswer", "LocalModel", "LocalModelUnavailable", "acomplete", "available", "choices_grammar",
-    "complete", "default_model_path", "describe", "get", "llama_threads", "resolve_path", "schema_grammar",
+    "complete", "default_model_path", "describe", "get", "llama_threads", "resolve_path", "schema_grammar", "bounded",
 ]

@@ -118,3 +118,16 @@ def test_missing_gguf_is_a_clear_non_retried_error(engine, tmp_path):
     ))
     assert not r.ok and r.attempts == 1
     assert "GGUF model file not found" in r.error
+
+
+def test_free_strings_in_a_schema_are_bounded_to_fit_the_token_budget():
+    from promptc.runtime.local import bounded
+
+    schema = {"type": "object", "properties": {
+        "thought": {"type": "string"}, "action": {"type": "string", "enum": ["a", "b"]},
+        "arg": {"type": "string", "maxLength": 10}, "items": {"type": "array", "items": {"type": "string"}}}}
+    out = bounded(schema, 150)
+    props = out["properties"]
+    assert props["thought"]["maxLength"] == 150 and props["items"]["items"]["maxLength"] == 150
+    assert "maxLength" not in props["action"] and props["arg"]["maxLength"] == 10
+    assert "maxLength" not in schema["properties"]["thought"]  # the caller's schema is untouched

@@ -49,3 +49,10 @@ def test_json_dumps_and_get():
     assert sj.get({"a": 2}, "b") is None
     assert sj.get([5, 6], "1") == 6
     assert sj.get("text", "a") is None
+
+
+def test_loads_tolerant_accepts_raw_newlines_inside_strings():
+    from promptc.stdlib.json import loads_tolerant
+
+    value, err = loads_tolerant('{"thought": "line one\nline two", "action": "search"}')
+    assert err is None and value == {"thought": "line one\nline two", "action": "search"}
