@@ -179,6 +179,8 @@ def render(results: list[dict], args, meta: dict) -> str:
         f"- budget per example: {args.steps} step(s), batch size {args.batch_size}, {args.proposals} proposal(s) per param per step",
         f"- cache: {meta['cache']}",
         f"- machine: {meta['machine']}",
+        *([f"- kept from an earlier run of this script with the same settings (--keep-results): {', '.join(meta['kept'])}"]
+          if meta.get("kept") else []),
         "",
         f"{meta['model_note']}",
         "",
@@ -194,7 +196,8 @@ def render(results: list[dict], args, meta: dict) -> str:
             f"## {r['name']}",
             "",
             f"{TASKS[r['name']]}. Workflow `{r['workflow']}`; train {r['train_rows']} rows,"
-            f" validation {r['val_rows']}, test {r['test_rows']}. Run: {r['stopped']}.",
+            f" validation {r['val_rows']}, test {r['test_rows']}. Run: {r['stopped']}"
+            + (f", {r['date']}." if r.get("date") else "."),
             "",
             "| | start | optimized |",
             "|---|---|---|",
@@ -236,6 +239,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", default=None, help="call cache (default: a fresh <run dir>/cache)")
     ap.add_argument("--out", default=None, help="report (default examples/RESULTS.md; <run dir>/RESULTS.md with --quick)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 step, batch 2, 3 val and 3 test rows")
+    ap.add_argument("--keep-results", action="store_true",
+                    help="keep the other examples' results from <run dir>/results.json (each keeps its own run date)")
     args = ap.parse_args(argv)
     if args.quick:
         for k, v in QUICK.items():
@@ -282,19 +287,30 @@ def main(argv=None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
         "model_note": note,
     }
+    kept: dict[str, dict] = {}
+    if args.keep_results and (run_dir / "results.json").exists():
+        kept = {r["name"]: r for r in json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+                if r["name"] not in args.examples}
+    meta["kept"] = sorted(kept)
     results = []
+
+    def ordered() -> list[dict]:
+        by_name = {**kept, **{r["name"]: r for r in results}}
+        return [by_name[n] for n in EXAMPLES if n in by_name]
+
     for name in args.examples:
         sys.stderr.write(f"[bench] {name} ...\n")
         r = run_example(name, args, run_dir, cache_dir)
+        r["date"] = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
         sys.stderr.write(
             f"[bench] {name}: val {fmt(r['start_val'])} -> {fmt(r['best_val'])}, test {fmt(r['test_start'])} ->"
             f" {fmt(r['test_best'])}, {r['requests']} requests, {r['seconds']:.0f} s\n"
         )
         results.append(r)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        (run_dir / "results.json").write_text(json.dumps(ordered(), indent=1), encoding="utf-8")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render(results, args, meta) + "\n", encoding="utf-8")  # rewritten after each example
+        out.write_text(render(ordered(), args, meta) + "\n", encoding="utf-8")  # rewritten after each example
     print(out.read_text(encoding="utf-8"))
     return 0
 
