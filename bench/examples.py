@@ -240,7 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="report (default examples/RESULTS.md; <run dir>/RESULTS.md with --quick)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 step, batch 2, 3 val and 3 test rows")
     ap.add_argument("--keep-results", action="store_true",
-                    help="keep the other examples' results from <run dir>/results.json (each keeps its own run date)")
+                    help="keep the other examples' results from --keep-from (each keeps its own run date)")
+    ap.add_argument("--keep-from", default=None, help="results.json to keep from (default <run dir>/results.json)")
     args = ap.parse_args(argv)
     if args.quick:
         for k, v in QUICK.items():
@@ -287,14 +288,16 @@ def main(argv=None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}",
         "model_note": note,
     }
-    kept: dict[str, dict] = {}
-    if args.keep_results and (run_dir / "results.json").exists():
-        kept = {r["name"]: r for r in json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-                if r["name"] not in args.examples}
-    meta["kept"] = sorted(kept)
+    keep_from = Path(args.keep_from) if args.keep_from else run_dir / "results.json"
     results = []
 
     def ordered() -> list[dict]:
+        """This run's results, plus (--keep-results) the others from keep_from, read now."""
+        kept: dict[str, dict] = {}
+        if args.keep_results and keep_from.exists():
+            kept = {r["name"]: r for r in json.loads(keep_from.read_text(encoding="utf-8"))
+                    if r["name"] not in args.examples}
+        meta["kept"] = sorted(kept)
         by_name = {**kept, **{r["name"]: r for r in results}}
         return [by_name[n] for n in EXAMPLES if n in by_name]
 
@@ -308,9 +311,10 @@ def main(argv=None) -> int:
         )
         results.append(r)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "results.json").write_text(json.dumps(ordered(), indent=1), encoding="utf-8")
+        rows = ordered()
+        (run_dir / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render(ordered(), args, meta) + "\n", encoding="utf-8")  # rewritten after each example
+        out.write_text(render(rows, args, meta) + "\n", encoding="utf-8")  # rewritten after each example
     print(out.read_text(encoding="utf-8"))
     return 0
 
