@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from typing import Any, Awaitable, Callable
 
 from attrs import frozen
@@ -39,6 +38,7 @@ from attrs import frozen
 from promptc.ir import GradRule, Node, Program, TimeIndex
 from promptc.optim import templates
 from promptc.runtime.records import CallRequest, Trace
+from promptc.stdlib.json import loads_tolerant
 
 log = logging.getLogger(__name__)
 
@@ -176,29 +176,15 @@ def loss_feedback(program: Program, trace: Trace, sample: dict, score: float) ->
 
 def parse_feedback(text: str | None, feeds: list[str]) -> dict[str, str]:
     """The JSON object of an llm-rule reply, restricted to the feeds asked for."""
-    if not text:
+    data, _ = loads_tolerant(text or "")
+    if not isinstance(data, dict):
         return {}
-    candidates = [text.strip()]
-    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
-    if fence:
-        candidates.append(fence.group(1))
-    brace = re.search(r"\{.*\}", text, re.S)
-    if brace:
-        candidates.append(brace.group(0))
-    for c in candidates:
-        try:
-            data = json.loads(c)
-        except (ValueError, TypeError):
-            continue
-        if isinstance(data, dict):
-            out = {}
-            for f in feeds:
-                v = data.get(f)
-                if v is None:
-                    continue
-                out[f] = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-            return out
-    return {}
+    out = {}
+    for f in feeds:
+        v = data.get(f)
+        if v is not None:
+            out[f] = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+    return out
 
 
 # -- the walk ----------------------------------------------------------------------------

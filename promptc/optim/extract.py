@@ -11,9 +11,10 @@ section headers, or a large share of word 4-grams copied from its fixed wording)
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Iterable
+
+from promptc.stdlib.json import loads_tolerant
 
 PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 _TAG = re.compile(r"<proposal>(.*?)(?:</proposal>|$)", re.S | re.I)
@@ -30,19 +31,11 @@ def placeholders(text: str) -> tuple[str, ...]:
 
 
 def _from_json(text: str) -> str | None:
-    candidates = [text.strip()]
-    m = re.search(r"\{.*\}", text, re.S)
-    if m:
-        candidates.append(m.group(0))
-    for c in candidates:
-        try:
-            data = json.loads(c)
-        except (ValueError, TypeError):
-            continue
-        if isinstance(data, dict):
-            for key in ("proposal", "new_value", "value", "prompt"):
-                if isinstance(data.get(key), str):
-                    return data[key]
+    data, _ = loads_tolerant(text)
+    if isinstance(data, dict):
+        for key in ("proposal", "new_value", "value", "prompt"):
+            if isinstance(data.get(key), str):
+                return data[key]
     return None
 
 
