@@ -12,6 +12,8 @@ Exit codes: 0 done (also when a budget stopped the run: the reason is printed),
 
 from __future__ import annotations
 
+import logging
+
 import argparse
 import sys
 from pathlib import Path
@@ -124,8 +126,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         try:
             engine.close()
-        except Exception:
-            pass
+        except Exception as e:  # the run's outputs are written; closing the engine is best effort
+            logging.getLogger(__name__).debug("closing the engine failed: %s", e)
 
     req = int(sum(c.get("requests", 0) for c in result.accounting.values()))
     new = result.new_calls
