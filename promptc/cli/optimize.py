@@ -12,9 +12,8 @@ Exit codes: 0 done (also when a budget stopped the run: the reason is printed),
 
 from __future__ import annotations
 
-import logging
-
 import argparse
+import logging
 import sys
 from pathlib import Path
 
