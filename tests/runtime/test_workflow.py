@@ -120,7 +120,8 @@ import promptc
 wf = promptc.load(sys.argv[1], cache_dir=sys.argv[2])
 out = wf(question="Who wrote Hamlet?")
 heavy = sorted(m for m in sys.modules if m == "lark" or m.startswith(("lark.", "promptc.optim", "promptc.frontend", "promptc.passes", "promptc.compiler")))
-print(json.dumps({"out": out, "heavy": heavy, "params": sorted(wf.params)}))
+print(json.dumps({"out": out, "heavy": heavy, "params": sorted(wf.params)}), flush=True)
+wf.close()
 """
 
 
