@@ -621,7 +621,7 @@ def _llm_ast(ref: LlmRef, name: str, name_of) -> A.LlmDecl:
     span = ref.span or Span("<unknown>", 1, 1)
     try:
         hints = typing.get_type_hints(fn)
-    except Exception:
+    except Exception:  # annotations that do not evaluate: untyped (json), as in bind.signature_types
         hints = {}
     sig = inspect.signature(fn)
     params = tuple(

@@ -263,8 +263,8 @@ def close_all() -> None:
     for model in models:
         try:
             model.llm.close()
-        except Exception:  # best effort at exit
-            pass
+        except Exception as e:  # best effort at exit
+            log.debug("freeing %s at exit failed: %s", model, e)
 
 
 atexit.register(close_all)

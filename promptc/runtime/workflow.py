@@ -22,6 +22,7 @@ and `acall` awaits the same loop's work from the caller's loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
 from types import MappingProxyType
@@ -161,8 +162,8 @@ class Workflow:
             return
         try:
             asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(timeout=5)
-        except Exception:  # shutting down: nothing left to report to
-            pass
+        except Exception as e:  # shutting down: nothing left to report to
+            logging.getLogger(__name__).debug("cancelling pending tasks at close failed: %s", e)
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(timeout=5)
