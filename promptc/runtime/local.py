@@ -20,6 +20,17 @@ on 2 cores at load ~4). So `llama_threads()` uses half the usable cores (1 on a 
 machine, at most 4), for generation and prompt evaluation alike; a 135M model gains
 little from more. $PROMPTC_LOCAL_THREADS overrides it.
 
+Extra buffer types are off: every GGUF is loaded with llama.cpp's `use_extra_bufts`
+false (`load_params`). With them on, llama.cpp repacks weights into the buffer types of
+the CPU's fastest kernels, and on CPUs with AMX (Intel Sapphire Rapids and later, which
+some of our machines are) a llama-cpp-python built from source takes the AMX path,
+whose matmul segfaults on SmolLM2's Q4_1 weights (`ggml_backend_amx_mul_mat`), killing
+the whole process. Off, the same completion runs on the ordinary CPU kernels (0.34 s for
+a short answer on such a machine; a 135M model gains nothing measurable from repacking).
+It is a run-time setting, not a build option, so a wheel built earlier with AMX (pip
+caches wheels) is just as safe. `Llama()` has no argument for it in llama-cpp-python
+0.3.36, so the model params it starts from are wrapped while the model loads.
+
 Constrained decoding (both as a GBNF grammar, built once per distinct schema / label set
 and kept in a small per-model LRU; llama-cpp-python 0.3.36's LlamaGrammar is the GBNF
 text, which llama.cpp parses when it sets up each call's sampler — sub-millisecond for
@@ -43,6 +54,7 @@ import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +190,32 @@ def _schema_of(response_format: dict | None) -> dict | None:
     return response_format
 
 
+_LOAD_LOCK = threading.Lock()
+
+
+@contextmanager
+def load_params():
+    """While active, `llama_cpp.Llama(...)` loads models with `use_extra_bufts` false (see
+    the module doc: llama.cpp's AMX extra buffer type segfaults). `Llama.__init__` starts
+    from `llama_model_default_params()`; this wraps that function and restores it after,
+    under a lock, so two loads never interleave their patch and restore."""
+    from llama_cpp import llama_cpp as native
+
+    with _LOAD_LOCK:
+        original = native.llama_model_default_params
+
+        def without_extra_buffer_types():
+            params = original()
+            params.use_extra_bufts = False
+            return params
+
+        native.llama_model_default_params = without_extra_buffer_types
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = original
+
+
 class LocalModel:
     """One loaded GGUF. Use `get(path)`; call `complete` from the worker thread only."""
 
@@ -192,12 +230,16 @@ class LocalModel:
         self._llama_cpp = llama_cpp
         n_threads = llama_threads()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                verbose=False, seed=0,
-            )
+            with load_params():
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                    verbose=False, seed=0,
+                )
         except Exception as e:  # llama_cpp raises ValueError for unreadable files
             raise LocalModelUnavailable(f"cannot load GGUF {path}: {e}") from e
+        if self.llm.model_params.use_extra_bufts:  # the wrapper did not take: never run so
+            self.llm.close()
+            raise LocalModelUnavailable(f"cannot load GGUF {path} without llama.cpp's extra buffer types")
         self.n_ctx = self.llm.n_ctx()
         self.n_threads = n_threads
         # (kind, key) -> LlamaGrammar, least recently used first; only the worker thread uses it

@@ -14,6 +14,7 @@ import pytest
 from promptc.runtime import local
 from promptc.runtime.engine import Engine
 from promptc.runtime.records import CallRequest
+from tests.native_probe import child_report, crash_report
 
 REASON = local.available("default")
 pytestmark = [
@@ -31,6 +32,25 @@ def engine() -> Engine:
 
 def call(engine: Engine, req: CallRequest):
     return asyncio.run(engine.call(req))
+
+
+def test_a_completion_runs_in_a_child_process_first():
+    """The suite's guard against a native crash (tests/conftest.py) ran, and passed."""
+    assert crash_report() is None
+
+
+def test_a_native_crash_is_reported_with_its_signal():
+    report = child_report("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    assert report is not None and "crashed in a child process (SIGSEGV)" in report
+
+
+def test_models_load_without_extra_buffer_types():
+    """llama.cpp's extra buffer types (the AMX path among them) are off for every model."""
+    model = local.get("default")
+    assert model.llm.model_params.use_extra_bufts is False
+    import llama_cpp
+
+    assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is True  # restored after loading
 
 
 def test_answers_a_question(engine):
