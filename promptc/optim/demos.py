@@ -1,25 +1,42 @@
-"""The demo optimizer: few-shot examples bootstrapped from successful traces.
+"""The demo optimizer: a search over few-shot demo sets, raced on training rows.
 
-For a trainable `demos` param, every `llm` node whose definition uses it is a source of
-examples: in a trace that scored at least the threshold, the node's inputs (the `llm`'s
-arguments at that node) and its output make one `Demo`. Examples the current program gets
-wrong are worth most: where the node produces the workflow's output, a failing sample with
-its expected answer is itself a correct demo (`labeled_demos`); when a `teacher` model is given (`train { teacher ... }`), the
-failing samples are rerun with the teacher in place of every model, and the ones the
-teacher gets right are added as "hard" demos. The pool of candidates lives across steps
-(it is checkpointed); `propose_set` picks a new set of at most `max_demos` — hard ones
-first, then the current demos, then the other successes — and the trainer keeps it only
-if the validation score improves.
+Where demos come from (a `Pool` of `PoolEntry` records, checkpointed):
+- **labeled** — free. Where an `llm` node that uses the demos param gives the workflow's
+  output and its arguments are workflow inputs, every training row with an expected
+  answer is a demo `(inputs, expected answer)` without a model call (DSPy's labeled
+  few-shot). Where the arguments are computed, a failing sample's trace gives them.
+- **trace** — the node's inputs and output in a trace that scored at least the threshold
+  (bootstrapped demos; the only kind an intermediate node can have without a teacher).
+- **teacher** — failing samples rerun with the `teacher` model in place of every model;
+  the ones it gets right give demos for every node.
+
+Candidate sets (`candidates`): of several sizes up to the param's `max` (and what fits
+the model's context window, when known), each drawn so that it covers the output's label
+set: entries are grouped by their output (an `enum`'s labels; otherwise the distinct
+output values when there are few), the groups are visited round-robin in a random order
+and one random entry is taken from each, then the set is shuffled. The current set is
+always a candidate, so a search can conclude that nothing beats it — on a task where
+demos hurt, none is added because it is there.
+
+The race (`DemoSearch.propose`): successive halving. Every candidate is run on the same
+first few training rows (skipping the rows its own demos came from, so no candidate is
+scored on an answer it was shown), the better half goes on to twice as many rows, and so
+on until two remain; the better of them is the proposal. How many candidates and rows fit
+is planned from the call budget given (`plan`). The proposal then goes through the gate on
+the validation rows (promptc.optim.gate), like every other proposal: the race picks on
+training rows, validation decides.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import random
-from typing import Any
+from typing import Any, Awaitable, Callable, Sequence
 
-from attrs import evolve
+from attrs import evolve, field, frozen
 
 from promptc.ir import Demo, Param, Program
 from promptc.optim.backward import resolve_model, task_model
@@ -28,7 +45,67 @@ from promptc.runtime.records import Trace
 
 log = logging.getLogger(__name__)
 
+ORIGINS = ("labeled", "trace", "teacher")
+PLANS = ((24, 4), (16, 4), (12, 4), (16, 3), (12, 3), (8, 4), (8, 3), (8, 2), (6, 2), (4, 2), (3, 2))
+DEFAULT_PLAN = (16, 4)
+DEMO_SHARE_OF_CONTEXT = 0.5  # demos may fill at most this share of the model's context
 
+
+# -- the pool -------------------------------------------------------------------------
+@frozen
+class PoolEntry:
+    demo: Demo
+    origin: str  # one of ORIGINS
+    row: int | None = None  # the training row it came from (never raced on)
+
+    def to_data(self) -> dict:
+        return {"demo": demo_to_data(self.demo), "origin": self.origin, "row": self.row}
+
+    @classmethod
+    def from_data(cls, d: dict) -> "PoolEntry":
+        return cls(demo_from_data(d["demo"]), d.get("origin", "trace"), d.get("row"))
+
+
+def key(d: Demo) -> str:
+    return json.dumps([list(p) for p in d.inputs], sort_keys=True, default=str)
+
+
+def output_key(d: Demo) -> str:
+    return json.dumps(d.output, sort_keys=True, default=str)
+
+
+@frozen
+class Pool:
+    """Demo candidates by input key; labeled and teacher entries win over trace ones."""
+
+    entries: tuple[PoolEntry, ...] = ()
+
+    def add(self, new: Sequence[PoolEntry]) -> "Pool":
+        index = {key(e.demo): i for i, e in enumerate(self.entries)}
+        out = list(self.entries)
+        for e in new:
+            k = key(e.demo)
+            if k not in index:
+                index[k] = len(out)
+                out.append(e)
+            elif out[index[k]].origin == "trace" and e.origin != "trace":
+                out[index[k]] = e
+        return Pool(tuple(out))
+
+    def rows(self, demos: Sequence[Demo]) -> set[int]:
+        """The training rows the given demos came from."""
+        by_key = {key(e.demo): e.row for e in self.entries}
+        return {r for d in demos if (r := by_key.get(key(d))) is not None}
+
+    def to_data(self) -> list:
+        return [e.to_data() for e in self.entries]
+
+    @classmethod
+    def from_data(cls, data: Sequence[dict]) -> "Pool":
+        return cls(tuple(PoolEntry.from_data(d) for d in data))
+
+
+# -- where demos come from --------------------------------------------------------------
 def teacher_model(program: Program) -> str | None:
     """The teacher model string, or None when there is none distinct from the task model."""
     spec = program.train
@@ -46,6 +123,17 @@ def with_model(program: Program, model: str) -> Program:
 def demo_nodes(program: Program, param: str) -> list:
     llms = {l.name for l in program.llms if l.demos == param}
     return [n for n in program.nodes if n.op == "llm" and n.target in llms]
+
+
+def output_labels(program: Program, param: str) -> tuple[str, ...]:
+    """The enum labels the demos' outputs take, when every node using `param` returns one enum."""
+    labels: set[tuple[str, ...]] = set()
+    for node in demo_nodes(program, param):
+        t = program.llm(node.target).returns
+        if t.kind != "enum":
+            return ()
+        labels.add(t.labels)
+    return next(iter(labels)) if len(labels) == 1 else ()
 
 
 def demos_from_trace(program: Program, param: str, trace: Trace) -> list[Demo]:
@@ -67,13 +155,8 @@ def demos_from_trace(program: Program, param: str, trace: Trace) -> list[Demo]:
 
 
 def labeled_demos(program: Program, param: str, trace: Trace, expected: Any) -> list[Demo]:
-    """Demos whose output is the dataset's expected answer.
-
-    Only for an `llm` node that produces the workflow's output itself: there the expected
-    answer is exactly what the node should have said, so a failing sample becomes a
-    correct example (DSPy's labeled few-shot does the same). Intermediate nodes have no
-    label and get demos from successful traces or the teacher only.
-    """
+    """Demos whose output is the dataset's expected answer, from a trace (the node's
+    computed arguments). Only for an `llm` node that gives the workflow's output itself."""
     if expected is None:
         return []
     out = []
@@ -91,85 +174,218 @@ def labeled_demos(program: Program, param: str, trace: Trace, expected: Any) -> 
     return out
 
 
-def _key(d: Demo) -> str:
-    return json.dumps([list(p) for p in d.inputs], sort_keys=True, default=str)
-
-
-def add_to_pool(pool: list[dict], demos: list[Demo], hard: bool) -> None:
-    """Add demos to a pool (list of {"demo": data, "hard": bool}); a hard one upgrades a duplicate."""
-    index = {_key(demo_from_data(e["demo"])): e for e in pool}
-    for d in demos:
-        k = _key(d)
-        if k in index:
-            index[k]["hard"] = index[k]["hard"] or hard
+def free_labeled(program: Program, param: str, train: Sequence[dict]) -> list[PoolEntry]:
+    """Labeled demos that cost no call: the output node's arguments are workflow inputs."""
+    answer = program.train.answer if program.train else None
+    if not answer:
+        return []
+    inputs_by_value = {n.name: n.target for n in program.nodes if n.op == "input"}
+    out = []
+    for node in demo_nodes(program, param):
+        if node.name != program.workflow.output or not all(a in inputs_by_value for a in node.args):
             continue
-        entry = {"demo": demo_to_data(d), "hard": hard}
-        pool.append(entry)
-        index[k] = entry
+        llm = program.llm(node.target)
+        for i, row in enumerate(train):
+            if row.get(answer) is None or any(inputs_by_value[a] not in row for a in node.args):
+                continue
+            inputs = tuple((arg, row[inputs_by_value[v]]) for (arg, _), v in zip(llm.params, node.args))
+            out.append(PoolEntry(Demo(inputs=inputs, output=row[answer]), "labeled", i))
+    return out
 
 
 async def collect(
     program: Program,
     param: str,
-    batch: list[dict],
-    traces: list[Trace],
-    scores: list[float],
-    engine,
-    pool: list[dict],
+    rows: Sequence[int],
+    batch: Sequence[dict],
+    traces: Sequence[Trace],
+    scores: Sequence[float],
+    pool: Pool,
     *,
     threshold: float = 1.0,
-    forward=None,
-    score=None,
-    concurrency: int = 8,
-    phase: str = "demos",
-) -> int:
-    """Grow `pool` from one minibatch; returns the number of teacher calls' samples run."""
-    for t, s in zip(traces, scores):
-        if s >= threshold:
-            add_to_pool(pool, demos_from_trace(program, param, t), hard=False)
-    failing = [i for i, s in enumerate(scores) if s < threshold]
+    teacher_run: Callable[[Program, list[dict]], Awaitable[tuple[list[Trace], list[float]]]] | None = None,
+) -> Pool:
+    """`pool` grown from one scored batch (`rows` are the batch's training indices):
+    successful traces, failing samples with their expected answers, and the teacher's
+    successes on the failing samples (when `teacher_run` is given and a teacher declared)."""
+    new: list[PoolEntry] = []
     answer = program.train.answer if program.train else None
-    for i in failing:
-        add_to_pool(pool, labeled_demos(program, param, traces[i], batch[i].get(answer) if answer else None), hard=True)
-    teacher = teacher_model(program)
-    if not teacher or not failing or forward is None or score is None:
-        return 0
-    tprog = with_model(program, teacher)
-    sub = [batch[i] for i in failing]
-    ttraces = await forward(tprog, sub, engine, concurrency=concurrency, phase=phase)
-    tscores = score(tprog, ttraces, sub)
-    for t, s in zip(ttraces, tscores):
+    failing = []
+    for r, sample, t, s in zip(rows, batch, traces, scores):
         if s >= threshold:
-            add_to_pool(pool, demos_from_trace(tprog, param, t), hard=True)
-    return len(sub)
+            new += [PoolEntry(d, "trace", r) for d in demos_from_trace(program, param, t)]
+        else:
+            failing.append((r, sample))
+            expected = sample.get(answer) if answer else None
+            new += [PoolEntry(d, "labeled", r) for d in labeled_demos(program, param, t, expected)]
+    teacher = teacher_model(program)
+    if teacher and failing and teacher_run is not None:
+        tprog = with_model(program, teacher)
+        ttraces, tscores = await teacher_run(tprog, [s for _, s in failing])
+        for (r, _), t, s in zip(failing, ttraces, tscores):
+            if s >= threshold:
+                new += [PoolEntry(d, "teacher", r) for d in demos_from_trace(tprog, param, t)]
+    return pool.add(new)
 
 
-def propose_set(param: Param, pool: list[dict], rng: random.Random) -> tuple[Demo, ...] | None:
-    """A new demo set for `param` from the pool, or None when it would not change anything."""
-    k = param.max_demos or 4
-    current = {_key(d) for d in param.demos}
-    hard = [demo_from_data(e["demo"]) for e in pool if e["hard"]]
-    easy = [demo_from_data(e["demo"]) for e in pool if not e["hard"]]
-    hard = [d for d in hard if _key(d) not in current]
-    easy = [d for d in easy if _key(d) not in current]
-    rng.shuffle(easy)
-    ranked = hard[::-1] + list(param.demos) + easy  # newest hard examples first
-    chosen: list[Demo] = []
-    seen: set[str] = set()
-    for d in ranked:
-        key = _key(d)
-        if key not in seen:
-            seen.add(key)
-            chosen.append(d)
-        if len(chosen) == k:
+# -- candidate sets -----------------------------------------------------------------------
+def approx_tokens(d: Demo) -> int:
+    """A conservative token estimate of one demo's two chat turns (3 characters a token)."""
+    return (len(json.dumps(dict(d.inputs), default=str)) + len(json.dumps(d.output, default=str))) // 3 + 12
+
+
+def fitting_size(entries: Sequence[PoolEntry], k: int, context: int | None) -> int:
+    """The largest size <= k whose longest demos fit the demos' share of `context`."""
+    if not context:
+        return k
+    sizes = sorted((approx_tokens(e.demo) for e in entries), reverse=True)
+    room, n = context * DEMO_SHARE_OF_CONTEXT, 0
+    for t in sizes[:k]:
+        if room < t:
             break
-    if {_key(d) for d in chosen} == current:
-        return None
-    return tuple(chosen)
+        room -= t
+        n += 1
+    return max(1, n) if entries else 0
+
+
+def sizes_for(k: int, labels: int) -> tuple[int, ...]:
+    """Several set sizes up to k: k itself, one per label, and about half of k."""
+    options = {k, labels if 0 < labels <= k else k, max(1, (k + 1) // 2)}
+    return tuple(sorted(options, reverse=True))
+
+
+def draw(entries: Sequence[PoolEntry], size: int, labels: Sequence[str], rng: random.Random) -> tuple[Demo, ...]:
+    """One set of `size` demos covering the output groups round-robin, in random order."""
+    groups: dict[str, list[PoolEntry]] = {}
+    for e in entries:
+        groups.setdefault(output_key(e.demo), []).append(e)
+    if not labels and len(groups) > 2 * size:  # free-form outputs: no groups to balance
+        groups = {"": list(entries)}
+    order = sorted(groups)
+    rng.shuffle(order)
+    bags = {g: rng.sample(groups[g], len(groups[g])) for g in order}
+    chosen: list[PoolEntry] = []
+    while len(chosen) < size and any(bags.values()):
+        for g in order:
+            if bags[g] and len(chosen) < size:
+                chosen.append(bags[g].pop())
+    rng.shuffle(chosen)
+    return tuple(e.demo for e in chosen)
+
+
+def candidates(
+    pool: Pool, current: tuple[Demo, ...], k: int, labels: Sequence[str], count: int, rng: random.Random,
+    context: int | None = None,
+) -> list[tuple[Demo, ...]]:
+    """`count` distinct candidate sets: the current set first, then draws of several sizes
+    (and the empty set when the current one is not empty)."""
+    out: list[tuple[Demo, ...]] = [tuple(current)]
+    seen = {tuple(key(d) for d in current)}
+    if current:
+        out.append(())
+        seen.add(())
+    entries = list(pool.entries)
+    if not entries:
+        return out
+    k = fitting_size(entries, k, context)
+    sizes = sizes_for(k, len(labels))
+    attempts = 0
+    while len(out) < count and attempts < 20 * count:
+        size = sizes[attempts % len(sizes)]
+        attempts += 1
+        cand = draw(entries, size, labels, rng)
+        sig = tuple(key(d) for d in cand)
+        if cand and sig not in seen:
+            seen.add(sig)
+            out.append(cand)
+    return out
+
+
+# -- the race -------------------------------------------------------------------------------
+def halving_cost(count: int, first: int, rows: int, calls_per_row: float = 1.0) -> float:
+    """Calls a race of `count` candidates costs, starting at `first` rows each."""
+    alive, target, done, cost = count, min(first, rows), 0, 0.0
+    while True:
+        cost += alive * (target - done) * calls_per_row
+        if alive <= 2 or target >= rows:
+            return cost
+        alive, done, target = math.ceil(alive / 2), target, min(2 * target, rows)
+
+
+def plan(budget: float | None, rows: int, calls_per_row: float = 1.0) -> tuple[int, int] | None:
+    """(candidates, first rows) for a race that fits `budget` calls, or None if none does."""
+    if budget is None:
+        return DEFAULT_PLAN
+    for count, first in PLANS:
+        if first <= rows and halving_cost(count, first, rows, calls_per_row) <= budget:
+            return count, first
+    return None
+
+
+@frozen
+class Entrant:
+    demos: tuple[Demo, ...]
+    rows: tuple[int, ...]  # training rows it may be scored on, in race order
+    scores: tuple[float, ...] = ()
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores) if self.scores else 0.0
+
+
+@frozen
+class RaceResult:
+    winner: tuple[Demo, ...]
+    is_current: bool
+    entrants: int
+    calls_rows: int  # (candidate, row) evaluations run
+    table: tuple[tuple[int, float, int], ...] = field(factory=tuple)  # (size, mean, rows) per entrant, final standing
+
+
+Evaluate = Callable[[tuple[Demo, ...], list[int]], Awaitable[list[float]]]
+
+
+async def race(
+    sets: Sequence[tuple[Demo, ...]], pool: Pool, order: Sequence[int], first: int, evaluate: Evaluate,
+) -> RaceResult:
+    """Successive halving over `sets` (index 0 is the current set) on training rows taken
+    in `order`, each set skipping the rows its demos came from."""
+    entrants = []
+    for s in sets:
+        own = pool.rows(s)
+        entrants.append(Entrant(s, tuple(r for r in order if r not in own)))
+    rows_max = min(len(e.rows) for e in entrants)
+    alive = list(range(len(entrants)))
+    target, evaluated = min(first, rows_max), 0
+    while True:
+        async def extend(i: int) -> None:
+            e = entrants[i]
+            new_rows = list(e.rows[len(e.scores):target])
+            if new_rows:
+                got = await evaluate(e.demos, new_rows)
+                entrants[i] = evolve(e, scores=e.scores + tuple(got))
+
+        await asyncio.gather(*(extend(i) for i in alive))
+        evaluated = sum(len(e.scores) for e in entrants)
+        # best mean first; ties: the current set, then fewer demos
+        alive.sort(key=lambda i: (-entrants[i].mean, i != 0, len(entrants[i].demos), i))
+        if len(alive) <= 2 or target >= rows_max:
+            break
+        alive = alive[: math.ceil(len(alive) / 2)]
+        target = min(2 * target, rows_max)
+    best = alive[0]
+    standing = sorted(range(len(entrants)), key=lambda i: (-len(entrants[i].scores), -entrants[i].mean))
+    table = tuple((len(entrants[i].demos), round(entrants[i].mean, 4), len(entrants[i].scores)) for i in standing)
+    return RaceResult(entrants[best].demos, best == 0, len(entrants), evaluated, table)
 
 
 def summarize(demos: tuple[Demo, ...]) -> str:
-    return "\n".join(f"{json.dumps(dict(d.inputs), default=str)[:200]} -> {json.dumps(d.output, default=str)[:100]}" for d in demos)
+    return "\n".join(
+        f"{json.dumps(dict(d.inputs), default=str)[:200]} -> {json.dumps(d.output, default=str)[:100]}" for d in demos
+    ) or "(no demos)"
 
 
-__all__: list[Any] = ["collect", "propose_set", "teacher_model", "with_model", "demos_from_trace", "labeled_demos", "add_to_pool"]
+__all__: list[Any] = [
+    "Pool", "PoolEntry", "RaceResult", "candidates", "collect", "demos_from_trace", "draw", "free_labeled",
+    "halving_cost", "labeled_demos", "output_labels", "plan", "race", "summarize", "teacher_model", "with_model",
+]

@@ -130,7 +130,16 @@ def steps_table(history: list[dict]) -> str:
     return "".join(rows) + "</table>"
 
 
-def render(source: Program, trained: Program, history: list[dict], scores: dict, accounting: dict) -> str:
+def filters_table(filters: dict) -> str:
+    if not filters:
+        return "<p>No optimizer reply was refused by a filter.</p>"
+    rows = "".join(f"<tr><td class=l>{e(k)}</td><td>{int(v)}</td></tr>" for k, v in sorted(filters.items()))
+    return f"<table><tr><th class=l>filter</th><th>replies refused</th></tr>{rows}</table>"
+
+
+def render(
+    source: Program, trained: Program, history: list[dict], scores: dict, accounting: dict, filters: dict | None = None
+) -> str:
     before, after = params_to_data(source), params_to_data(trained)
     diffs = []
     for name, d in after.items():
@@ -154,6 +163,8 @@ def render(source: Program, trained: Program, history: list[dict], scores: dict,
         "".join(diffs) or "<p>No param changed: no proposal beat the starting validation score.</p>",
         "<h2>Calls, tokens and cost per phase</h2>",
         accounting_table(accounting),
+        "<h2>Optimizer replies refused before validation</h2>",
+        filters_table(filters or {}),
         "<h2>Steps</h2>",
         steps_table(history),
         "</body></html>",

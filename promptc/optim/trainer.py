@@ -1,34 +1,41 @@
-"""The training loop: forward, score, backward on failures, propose, validate, accept.
+"""The fit loop: evaluate, search demos, step the prompts, gate every change.
 
     result = Trainer(program, train, val, engine, steps=4, batch_size=8, run_dir="runs/x").fit()
 
-One step:
-  1. sample a minibatch from `train` (a seeded `random.Random`, checkpointed);
-  2. forward + score it with the best program so far (phase "forward");
-  3. backward on the samples scoring below `threshold` (phase "backward");
-  4. for each trainable prompt param that received gradients, up to `proposals`
-     candidates (phase "propose"); each is accepted in two stages (phase "validate"):
-       a. on the failing minibatch samples its total score must beat the current one;
-       b. on the full validation set its mean must STRICTLY beat the best so far; the
-          validation pass stops early (chunk by chunk) once the candidate cannot win even
-          if every remaining sample scored 1.0 (metrics are in [0, 1]);
-     an accepted candidate becomes the best program at once (later params see it);
-  5. for each trainable demos param, grow the demo pool from this minibatch (with the
-     teacher on the failing samples, phase "demos") and try one new set, accepted by
-     stage b only (a demo may contain a minibatch answer, so stage a would be leaky);
-  6. append a history entry and write the checkpoint.
+The schedule (one history entry per round):
+  0. the starting program is scored on every validation row (phase "validate"); those
+     per-row scores are the incumbent's, against which every candidate is gated;
+  1. a **demo search** for each trainable `demos` param, if any (phase "demos"): the
+     demo optimizer races candidate sets on training rows (promptc.optim.demos), and
+     the winner goes through the gate on validation. It runs first because demos are
+     free to build (labeled rows cost no call) and, on a small model, move the score
+     most; it takes most of a call budget (60 % of what is left when prompt steps
+     follow, all of it otherwise);
+  2. `steps` **prompt steps** (phases "forward", "backward", "propose", "validate"):
+     a minibatch of training rows is run with the best program; the backward program
+     runs on the samples scoring below `threshold` (selective gradients); for each
+     trainable prompt param with gradients, up to `proposals` candidates are proposed
+     (the optimizer's reply goes through promptc.optim.extract's filters first), each
+     pre-screened on the failing minibatch samples (it must fix more than it breaks there)
+     and then gated on validation; an accepted candidate becomes the best program at once
+     (later params see it). The minibatch also grows the demo pools (successful traces,
+     failing rows with their answers, the teacher's successes);
+  3. after a prompt step that accepted a change, another demo search (the best demos may
+     depend on the instruction), budget permitting. Without trainable prompts, each of
+     the `steps` rounds is a demo search.
 
-Budgets (`max_calls`, `max_tokens`, `max_cost`) are hard: they are checked before every
-batch of calls, and the engine wrapper (`Meter`) refuses any request past `max_calls`.
-A step during which a budget ran out is abandoned (its results are not kept; they are in
-the cache) and the run stops cleanly with the reason. Budgets count the model requests
-training makes — answered by a model or by the cache alike — so a resumed or repeated run
-stops at exactly the same point as the uninterrupted one; `new_calls` (what actually
-reached a model) is reported beside them.
+The gate (promptc.optim.gate) is one paired test over the validation rows, used for both
+kinds of candidate; a validation pass stops early once the candidate cannot pass it.
 
-`resume=True` restores the last checkpoint in `run_dir` (params, history, rejected
-proposals, memory, demo pool, random state, accounting, step) and continues; with the
-cache, replaying a step that was interrupted costs no new call.
+Budgets (`max_calls`, `max_tokens`, `max_cost`) are hard and checked per call
+(promptc.optim.budget): a round during which a budget ran out is abandoned (its calls are
+in the cache) and the run stops with the reason. They count requests, cache hits included,
+so a resumed run stops where the uninterrupted one would. With `test` rows, the start and
+final programs are scored on them at the end, whatever stopped the run, with calls
+counted apart (phase "test", never refused by the training budget).
+
+`resume=True` restores the last checkpoint in `run_dir` (params, history, optimizer
+state, demo pools, random state, accounting, schedule position) and continues.
 """
 
 from __future__ import annotations
@@ -36,77 +43,105 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 import random
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from attrs import evolve, frozen
+from attrs import evolve, field, frozen
 
 from promptc.ir import Program
-from promptc.optim import checkpoint, demos as demo_opt, history as hist
+from promptc.optim import checkpoint, demos as demo_lib, gate, history as hist
 from promptc.optim.backward import backward
-from promptc.optim.instruction import propose
-from promptc.runtime.records import CallResult
+from promptc.optim.budget import BudgetExhausted, Budgeted, Limits
+from promptc.optim.optimizers import Candidate, DemoOptimizer, PromptOptimizer, Refusal
+from promptc.runtime.accounting import Accounting
 
 log = logging.getLogger(__name__)
 
-PHASES = ("forward", "backward", "propose", "validate", "demos")
-_FIELDS = ("requests", "new_calls", "errors", "prompt_tokens", "completion_tokens", "cost")
+DEMO_SHARE = 0.6  # of the remaining call budget, for a demo search followed by prompt steps
 
 
-class BudgetExhausted(Exception):
-    """Raised inside a step when a budget ran out; the trainer stops cleanly."""
+@frozen
+class Evaluation:
+    """Per-row scores of one program on a fixed row set (a prefix when stopped early)."""
 
-
-class Meter:
-    """Wraps an engine: counts requests per phase and refuses calls past the call budget."""
-
-    def __init__(self, engine, *, max_calls: int | None = None, data: dict | None = None):
-        self.engine = engine
-        self.max_calls = max_calls
-        self.counts: dict[str, dict[str, float]] = {p: dict.fromkeys(_FIELDS, 0) for p in PHASES}
-        for phase, c in (data or {}).items():
-            self.counts.setdefault(phase, dict.fromkeys(_FIELDS, 0)).update(c)
-        self.refused = 0
-
-    def __getattr__(self, name: str):
-        return getattr(self.engine, name)
-
-    def total(self, field: str) -> float:
-        return sum(c.get(field, 0) for c in self.counts.values())
+    scores: tuple[float, ...]
+    rows: int  # how many rows the set has
 
     @property
-    def tokens(self) -> int:
-        return int(self.total("prompt_tokens") + self.total("completion_tokens"))
+    def complete(self) -> bool:
+        return len(self.scores) == self.rows
 
-    async def call(self, req) -> CallResult:
-        c = self.counts.setdefault(req.phase, dict.fromkeys(_FIELDS, 0))
-        if self.max_calls is not None and self.total("requests") >= self.max_calls:
-            self.refused += 1
-            return CallResult(text=None, error=f"budget exhausted: max_calls={self.max_calls}")
-        c["requests"] += 1  # reserved before the await: concurrent calls cannot overshoot
-        res = await self.engine.call(req)
-        c["new_calls"] += 0 if res.cached else 1
-        c["errors"] += 0 if res.ok else 1
-        c["prompt_tokens"] += res.prompt_tokens
-        c["completion_tokens"] += res.completion_tokens
-        c["cost"] += res.cost
-        return res
+    @property
+    def mean(self) -> float:
+        return sum(self.scores) / len(self.scores) if self.scores else 0.0
 
-    def snapshot(self) -> dict:
-        return {p: dict(c) for p, c in self.counts.items()}
 
-    @staticmethod
-    def delta(after: dict, before: dict, stable: bool = True) -> dict:
-        """Per-phase difference; `stable` drops what depends on the cache (new_calls)."""
-        out = {}
-        for p, c in after.items():
-            b = before.get(p, {})
-            d = {k: c.get(k, 0) - b.get(k, 0) for k in _FIELDS if not (stable and k == "new_calls")}
-            if any(d.values()):
-                out[p] = d
-        return out
+@frozen
+class Attempt:
+    """One proposal and what became of it (a history entry's `proposals` item)."""
+
+    param: str
+    kind: str
+    text: str | None
+    accepted: bool = False
+    reason: str = ""
+    rejections: tuple[str, ...] = ()  # filters that refused optimizer replies on the way
+    failing_before: float | None = None
+    failing_after: float | None = None
+    val: float | None = None
+    val_rows: int = 0
+    gain: float | None = None
+    info: dict = field(factory=dict)
+
+    def to_data(self) -> dict:
+        d = {
+            "param": self.param, "kind": self.kind, "text": self.text, "accepted": self.accepted,
+            "reason": self.reason, "rejections": list(self.rejections), "val": self.val, "val_rows": self.val_rows,
+        }
+        if self.failing_before is not None:
+            d["failing_before"], d["failing_after"] = self.failing_before, self.failing_after
+        if self.gain is not None:
+            d["gain"] = round(self.gain, 6)
+        d.update(self.info)
+        return d
+
+
+@frozen
+class Round:
+    """One history entry."""
+
+    step: int
+    kind: str  # "demos" | "prompts"
+    attempts: tuple[Attempt, ...]
+    best: float
+    batch: tuple[int, ...] = ()
+    minibatch_scores: tuple[float, ...] = ()
+    backward_calls: int = 0
+    gradients: dict = field(factory=dict)
+    accounting: dict = field(factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def accepted(self) -> list[str]:
+        return [a.param for a in self.attempts if a.accepted]
+
+    def to_data(self) -> dict:
+        filters: dict[str, int] = {}
+        for a in self.attempts:
+            for f in a.rejections:
+                filters[f] = filters.get(f, 0) + 1
+        failing = sum(1 for s in self.minibatch_scores if s < 1.0)
+        return {
+            "step": self.step, "kind": self.kind, "batch": list(self.batch),
+            "minibatch_scores": list(self.minibatch_scores),
+            "minibatch_score": (sum(self.minibatch_scores) / len(self.minibatch_scores)) if self.minibatch_scores else None,
+            "failing": failing, "backward_calls": self.backward_calls, "gradients": dict(self.gradients),
+            "proposals": [a.to_data() for a in self.attempts], "accepted": self.accepted, "filtered": filters,
+            "val": self.best, "best": self.best, "accounting": self.accounting, "seconds": self.seconds,
+        }
 
 
 @frozen
@@ -121,8 +156,23 @@ class Result:
     accounting: dict
     test_start: float | None = None
     test_best: float | None = None
+    test_accounting: dict = field(factory=dict)
     artifact: str | None = None
     new_calls: int = 0  # requests of THIS process that reached a model (not the cache)
+
+
+def phase_table(acc: Accounting, *, stable: bool = False) -> dict:
+    """{phase: {requests, new_calls, errors, prompt_tokens, completion_tokens, cost}};
+    `stable` leaves out new_calls, which depends on what the cache held (history entries
+    must be the same for a resumed run and an uninterrupted one)."""
+    out = {}
+    for p, c in acc.by_phase().items():
+        row = {"requests": c.requests, "new_calls": c.calls, "errors": c.errors, "prompt_tokens": c.prompt_tokens,
+               "completion_tokens": c.completion_tokens, "cost": c.cost}
+        if stable:
+            del row["new_calls"]
+        out[p] = row
+    return out
 
 
 class Trainer:
@@ -159,7 +209,7 @@ class Trainer:
             raise ValueError("training needs a non-empty train set and a non-empty validation set")
         self.steps, self.batch_size, self.proposals = steps, batch_size, proposals
         self.threshold = threshold
-        self.max_calls, self.max_tokens, self.max_cost = max_calls, max_tokens, max_cost
+        self.limits = Limits(max_calls, max_tokens, max_cost)
         self.run_dir = Path(run_dir)
         self.seed, self.resume, self.concurrency = seed, resume, concurrency
         self.out = Path(out) if out else self.run_dir / f"{program.workflow.name}.pfc"
@@ -168,293 +218,321 @@ class Trainer:
             dirs.insert(0, str(Path(program.file).resolve().parent))
         self.search_dirs = tuple(dirs)
         self.progress = progress
-        self.stop_after = stop_after  # test hook: stop (as if killed) after this many steps
-        self.meter = Meter(engine, max_calls=max_calls)
+        self.stop_after = stop_after  # test hook: stop (as if killed) after this many rounds
+        self.engine = engine
+        self.metered = Budgeted(engine, self.limits, Accounting())
         self.rng = random.Random(seed)
-        self.step = 0
-        self.start_val: float | None = None
-        self.best_val: float | None = None
+        self.step = 0  # rounds done
+        self.prompt_steps = 0
+        self.demos_due = True
+        self.start: Evaluation | None = None
+        self.best: Evaluation | None = None
+        self.calls_per_row = 1.0
         self.history: list[dict] = []
-        self.rejected: list[dict] = []
-        self.memory: dict[str, list[list]] = {}
-        self.pool: dict[str, list[dict]] = {}
+        self.prompt_opts = {p.name: PromptOptimizer(p.name) for p in program.trainable() if p.kind == "prompt"}
+        self.demo_opts = {p.name: DemoOptimizer(p.name) for p in program.trainable() if p.kind == "demos"}
         self.stopped = ""
 
-    # -- the pieces ------------------------------------------------------------------
-    def _budget_reason(self) -> str | None:
-        m = self.meter
-        if self.max_calls is not None and m.total("requests") >= self.max_calls:
-            return f"budget: max_calls={self.max_calls} reached"
-        if self.max_tokens is not None and m.tokens >= self.max_tokens:
-            return f"budget: max_tokens={self.max_tokens} reached"
-        if self.max_cost is not None and m.total("cost") >= self.max_cost:
-            return f"budget: max_cost={self.max_cost} reached"
-        return None
-
-    def _before_batch(self) -> None:
-        reason = self._budget_reason()
-        if reason:
-            raise BudgetExhausted(reason)
-
-    def _after_batch(self) -> None:
-        if self.meter.refused:
-            raise BudgetExhausted(f"budget: max_calls={self.max_calls} reached")
-
-    async def _forward(self, program: Program, batch: list[dict], phase: str) -> tuple[list, list[float]]:
+    # -- scoring -------------------------------------------------------------------------
+    async def _run(self, program: Program, rows: list[dict], phase: str, engine=None) -> tuple[list, list[float]]:
         from promptc.runtime.evaluate import score
         from promptc.runtime.interpreter import forward
 
-        self._before_batch()
+        engine = engine or self.metered
+        if engine is self.metered:
+            self.metered.check()
         traces = await forward(
-            program, batch, self.meter, concurrency=self.concurrency, phase=phase, search_dirs=self.search_dirs
+            program, rows, engine, concurrency=self.concurrency, phase=phase, search_dirs=self.search_dirs
         )
-        self._after_batch()
-        return traces, list(score(program, traces, batch, search_dirs=self.search_dirs))
+        if engine is self.metered:
+            self.metered.verify()
+        return traces, list(score(program, traces, rows, search_dirs=self.search_dirs))
 
-    async def _validate(self, program: Program, best: float | None) -> tuple[float, bool]:
-        """Mean validation score, and whether it was computed on the whole set."""
-        n = len(self.val)
-        need = None if best is None else best * n
-        total, done = 0.0, 0
+    async def _validate(self, program: Program, against: Evaluation | None) -> Evaluation:
+        """Scores on the validation rows, in chunks; stops once `program` cannot pass the gate
+        against `against` (the incumbent)."""
+        scores: list[float] = []
         chunk = max(1, self.concurrency)
-        for start in range(0, n, chunk):
-            part = self.val[start : start + chunk]
-            _, scores = await self._forward(program, part, "validate")
-            total += sum(scores)
-            done += len(part)
-            if need is not None and done < n and total + (n - done) <= need + 1e-9:
-                return total / done, False
-        return total / n, True
+        for start in range(0, len(self.val), chunk):
+            _, got = await self._run(program, self.val[start : start + chunk], "validate")
+            scores += got
+            if against is not None and len(scores) < len(self.val) and gate.hopeless(against.scores, scores):
+                break
+        return Evaluation(tuple(scores), len(self.val))
+
+    async def _judge(self, cand: Candidate, attempt: Attempt) -> tuple[Attempt, Evaluation | None]:
+        """Gate `cand` on validation; the attempt record with the verdict."""
+        self._emit(phase="validate", param=cand.param)
+        ev = await self._validate(cand.program, self.best)
+        verdict = gate.compare(self.best.scores, ev.scores)
+        attempt = evolve(attempt, val=ev.mean, val_rows=len(ev.scores), gain=verdict.gain)
+        if ev.complete and verdict.accepted:
+            return evolve(attempt, accepted=True, reason=verdict.reason), ev
+        reason = verdict.reason if ev.complete else f"stopped early: {verdict.reason}"
+        return evolve(attempt, reason=reason), None
 
     def _emit(self, **event: Any) -> None:
         if self.progress is not None:
-            self.progress(
-                {
-                    "step": self.step,
-                    "steps": self.steps,
-                    "val": self.best_val,
-                    "best": self.best_val,
-                    "start": self.start_val,
-                    "requests": int(self.meter.total("requests")),
-                    "new_calls": int(self.meter.total("new_calls")),
-                    "tokens": self.meter.tokens,
-                    "cost": self.meter.total("cost"),
-                    **event,
-                }
-            )
+            t = self.metered.totals()
+            self.progress({
+                "step": self.step, "steps": self.steps,
+                "val": self.best.mean if self.best else None, "best": self.best.mean if self.best else None,
+                "start": self.start.mean if self.start else None,
+                "requests": t.requests, "new_calls": t.calls, "tokens": t.tokens, "cost": t.cost, **event,
+            })
 
-    # -- one step --------------------------------------------------------------------
-    async def _run_step(self, step: int) -> dict:
-        before = self.meter.snapshot()
-        program = self.program
+    # -- demo search --------------------------------------------------------------------------
+    def _race_budget(self) -> float | None:
+        if self.limits.calls is None:
+            return None
+        left = self.limits.calls - self.metered.totals().requests - len(self.val) * self.calls_per_row
+        share = DEMO_SHARE if (self.prompt_opts and self.prompt_steps < self.steps) else 1.0
+        return max(0.0, left * share / max(1, len(self.demo_opts)))
+
+    def _context(self) -> int | None:
+        from promptc.optim.backward import task_model
+
+        fn = getattr(self.engine, "context_window", None)
+        try:
+            return fn(task_model(self.program)) if callable(fn) else None
+        except Exception as e:  # a provider that cannot say: no cap
+            log.debug("context window unknown: %s", e)
+            return None
+
+    async def _bootstrap_pool(self, opt: DemoOptimizer) -> None:
+        """Grow a demo pool before a search: free labeled rows, and, when that gives too
+        few demos (an intermediate node), one minibatch run for traces and the teacher."""
+        param = self.program.param(opt.param)
+        opt.grow(opt.pool.add(demo_lib.free_labeled(self.program, opt.param, self.train)))
+        if len(opt.pool.entries) >= (param.max_demos or 4):
+            return
+        idx = self.rng.sample(range(len(self.train)), min(self.batch_size, len(self.train)))
+        batch = [self.train[i] for i in idx]
+        traces, scores = await self._run(self.program, batch, "demos")
+        await self._grow_pools(idx, batch, traces, scores)
+
+    async def _grow_pools(self, idx, batch, traces, scores) -> None:
+        async def teacher_run(prog: Program, rows: list[dict]):
+            return await self._run(prog, rows, "demos")
+
+        for opt in self.demo_opts.values():
+            opt.grow(await demo_lib.collect(
+                self.program, opt.param, idx, batch, traces, scores, opt.pool,
+                threshold=self.threshold, teacher_run=teacher_run,
+            ))
+
+    async def _demo_round(self, step: int) -> Round:
+        attempts: list[Attempt] = []
+        for name, opt in self.demo_opts.items():
+            self._emit(phase="demos", step=step, param=name)
+            await self._bootstrap_pool(opt)
+            order = list(range(len(self.train)))
+            self.rng.shuffle(order)
+
+            async def evaluate(program: Program, rows: list[int]) -> list[float]:
+                return (await self._run(program, [self.train[i] for i in rows], "demos"))[1]
+
+            got = await opt.propose(
+                self.program, rows=order, evaluate=evaluate, budget=self._race_budget(),
+                calls_per_row=self.calls_per_row, rng=self.rng, context=self._context(),
+            )
+            if isinstance(got, Refusal):
+                attempts.append(Attempt(name, "demos", None, reason=got.reason, info=got.info))
+                continue
+            attempt, ev = await self._judge(got, Attempt(name, "demos", got.text, info=got.info))
+            if ev is not None:
+                self.program, self.best = got.program, ev
+                opt.step(got, ev.mean)
+            else:
+                opt.revert(got, attempt.reason, attempt.val)
+            attempts.append(attempt)
+        return Round(step, "demos", tuple(attempts), self.best.mean)
+
+    # -- prompt step ---------------------------------------------------------------------------
+    async def _prompt_round(self, step: int) -> Round:
         idx = self.rng.sample(range(len(self.train)), min(self.batch_size, len(self.train)))
         batch = [self.train[i] for i in idx]
         self._emit(phase="forward", step=step)
-        traces, scores = await self._forward(program, batch, "forward")
+        traces, scores = await self._run(self.program, batch, "forward")
         failing = [i for i, s in enumerate(scores) if s < self.threshold]
-        entry: dict[str, Any] = {
-            "step": step,
-            "batch": idx,
-            "minibatch_scores": scores,
-            "minibatch_score": sum(scores) / len(scores),
-            "failing": len(failing),
-            "proposals": [],
-            "accepted": [],
-        }
-        prompts = [p for p in program.trainable() if p.kind == "prompt"]
-        demo_params = [p for p in program.trainable() if p.kind == "demos"]
-        if failing and prompts:
+        attempts: list[Attempt] = []
+        grads_count: dict[str, int] = {}
+        backward_calls = 0
+        if failing and self.prompt_opts:
             self._emit(phase="backward", step=step)
-            self._before_batch()
+            self.metered.check()
             grads = await backward(
-                program, traces, batch, scores, self.meter, threshold=self.threshold, concurrency=self.concurrency
+                self.program, traces, batch, scores, self.metered, threshold=self.threshold, concurrency=self.concurrency
             )
-            self._after_batch()
-            entry["backward_calls"] = grads.calls
-            entry["gradients"] = {p: len(grads.for_param(p)) for p in grads.params()}
+            self.metered.verify()
+            backward_calls = grads.calls
+            grads_count = {p: len(grads.for_param(p)) for p in grads.params()}
             fail_batch = [batch[i] for i in failing]
             base = sum(scores[i] for i in failing)
-            for p in prompts:
-                if not grads.for_param(p.name):
+            for name, opt in self.prompt_opts.items():
+                if not grads.for_param(name):
                     continue
-                rejected_now: list[str] = []
                 for k in range(self.proposals):
-                    current = self.program.param(p.name)
-                    self._emit(phase="propose", step=step, param=p.name)
-                    self._before_batch()
-                    memory = [tuple(m) for m in self.memory.setdefault(p.name, [[current.text, self.best_val]])]
-                    prop = await propose(self.program, p.name, grads, self.meter, memory=memory, rejected=rejected_now, index=k)
-                    self._after_batch()
-                    rec = {"param": p.name, "kind": "prompt", "index": k, "text": prop.text, "reason": prop.reason}
-                    entry["proposals"].append(rec)
-                    if prop.text is None:
+                    self._emit(phase="propose", step=step, param=name)
+                    self.metered.check()
+                    got = await opt.propose(self.program, grads, self.metered, index=k)
+                    self.metered.verify()
+                    if isinstance(got, Refusal):
+                        attempts.append(Attempt(name, "prompt", None, reason=got.reason, rejections=got.rejections))
                         continue
-                    cand = self.program.with_param(evolve(current, text=prop.text))
-                    self._emit(phase="validate", step=step, param=p.name)
-                    _, fscores = await self._forward(cand, fail_batch, "validate")
-                    rec["failing_before"], rec["failing_after"] = base, sum(fscores)
+                    attempt = Attempt(name, "prompt", got.text, rejections=tuple(got.info.get("rejections", ())))
+                    _, fscores = await self._run(got.program, fail_batch, "validate")
+                    attempt = evolve(attempt, failing_before=base, failing_after=sum(fscores))
                     if sum(fscores) <= base:
-                        rec["reason"] = "no gain on the failing minibatch"
-                    else:
-                        val, complete = await self._validate(cand, self.best_val)
-                        rec["val"], rec["val_complete"] = val, complete
-                        if complete:
-                            self.memory[p.name].append([prop.text, val])
-                        if complete and val > self.best_val:
-                            rec["accepted"] = True
-                            self.program, self.best_val, base = cand, val, sum(fscores)
-                            entry["accepted"].append(p.name)
-                            break
-                        rec["reason"] = (
-                            f"validation {val:.3f} does not beat {self.best_val:.3f}"
-                            + ("" if complete else " (stopped early)")
-                        )
-                    rejected_now.append(prop.text)
-                    self.rejected.append({"step": step, "param": p.name, "text": prop.text, "reason": rec["reason"]})
-        for p in demo_params:
-            from promptc.runtime.evaluate import score as score_fn
-            from promptc.runtime.interpreter import forward as forward_fn
+                        attempt = evolve(attempt, reason="no gain on the failing minibatch samples")
+                        opt.revert(got, attempt.reason)
+                        attempts.append(attempt)
+                        continue
+                    attempt, ev = await self._judge(got, attempt)
+                    attempts.append(attempt)
+                    if ev is not None:
+                        self.program, self.best, base = got.program, ev, sum(fscores)
+                        opt.step(got, ev.mean)
+                        break
+                    opt.revert(got, attempt.reason, attempt.val if attempt.val_rows == len(self.val) else None)
+        if self.demo_opts:
+            await self._grow_pools(idx, batch, traces, scores)
+        return Round(
+            step, "prompts", tuple(attempts), self.best.mean, batch=tuple(idx), minibatch_scores=tuple(scores),
+            backward_calls=backward_calls, gradients=grads_count,
+        )
 
-            pool = self.pool.setdefault(p.name, [])
-            self._emit(phase="demos", step=step, param=p.name)
-            self._before_batch()
+    def _next_round(self) -> str | None:
+        if self.demo_opts and self.demos_due:
+            return "demos"
+        if self.prompt_steps < self.steps:
+            return "prompts" if self.prompt_opts else ("demos" if self.demo_opts else None)
+        return None
 
-            async def fwd(prog, b, engine, **kw):
-                return await forward_fn(prog, b, engine, search_dirs=self.search_dirs, **kw)
-
-            await demo_opt.collect(
-                self.program, p.name, batch, traces, scores, self.meter, pool,
-                threshold=self.threshold, forward=fwd,
-                score=lambda prog, t, b: score_fn(prog, t, b, search_dirs=self.search_dirs),
-                concurrency=self.concurrency,
-            )
-            self._after_batch()
-            current = self.program.param(p.name)
-            chosen = demo_opt.propose_set(current, pool, self.rng)
-            if chosen is None:
-                continue
-            rec = {"param": p.name, "kind": "demos", "index": 0, "text": demo_opt.summarize(chosen), "reason": ""}
-            entry["proposals"].append(rec)
-            cand = self.program.with_param(evolve(current, demos=chosen))
-            val, complete = await self._validate(cand, self.best_val)
-            rec["val"], rec["val_complete"] = val, complete
-            if complete and val > self.best_val:
-                rec["accepted"] = True
-                self.program, self.best_val = cand, val
-                entry["accepted"].append(p.name)
-            else:
-                rec["reason"] = f"validation {val:.3f} does not beat {self.best_val:.3f}" + ("" if complete else " (stopped early)")
-                self.rejected.append({"step": step, "param": p.name, "text": rec["text"], "reason": rec["reason"]})
-        entry["val"] = self.best_val
-        entry["best"] = self.best_val
-        entry["accounting"] = Meter.delta(self.meter.snapshot(), before)
-        return entry
-
-    # -- state -----------------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------------
     def _state(self) -> dict:
         return {
             "source_hash": self.source.source_hash,
             "step": self.step,
+            "prompt_steps": self.prompt_steps,
+            "demos_due": self.demos_due,
             "params": checkpoint.params_to_data(self.program),
-            "start_val": self.start_val,
-            "best_val": self.best_val,
+            "start_scores": list(self.start.scores) if self.start else None,
+            "best_scores": list(self.best.scores) if self.best else None,
+            "calls_per_row": self.calls_per_row,
             "history": self.history,
-            "rejected": self.rejected,
-            "memory": self.memory,
-            "demo_pool": self.pool,
+            "prompt_optimizers": {n: o.to_data() for n, o in self.prompt_opts.items()},
+            "demo_optimizers": {n: o.to_data() for n, o in self.demo_opts.items()},
             "rng": checkpoint.rng_to_data(self.rng),
-            "accounting": self.meter.snapshot(),
+            "accounting": self.metered.accounting.to_data(),
             "stopped": self.stopped,
         }
 
-    def _restore(self, state: dict, keep_meter: bool = False) -> None:
+    def _restore(self, state: dict, keep_accounting: bool = False) -> None:
         if state.get("source_hash") != self.source.source_hash:
             log.warning("resuming %s: the source changed since the checkpoint", self.run_dir)
-        self.step = state["step"]
+        self.step, self.prompt_steps, self.demos_due = state["step"], state["prompt_steps"], state["demos_due"]
         self.program = checkpoint.apply_params(self.source, state["params"])
-        self.start_val, self.best_val = state["start_val"], state["best_val"]
+        n = len(self.val)
+        self.start = Evaluation(tuple(state["start_scores"]), n) if state.get("start_scores") is not None else None
+        self.best = Evaluation(tuple(state["best_scores"]), n) if state.get("best_scores") is not None else None
+        self.calls_per_row = state.get("calls_per_row", 1.0)
         self.history = list(state["history"])
-        self.rejected = list(state["rejected"])
-        self.memory = dict(state["memory"])
-        self.pool = dict(state["demo_pool"])
+        po, do = state.get("prompt_optimizers", {}), state.get("demo_optimizers", {})
+        self.prompt_opts = {n: PromptOptimizer.from_data(n, po.get(n)) for n in self.prompt_opts}
+        self.demo_opts = {n: DemoOptimizer.from_data(n, do.get(n)) for n in self.demo_opts}
         self.rng = checkpoint.rng_from_data(state["rng"])
-        if not keep_meter:
-            self.meter = Meter(self.meter.engine, max_calls=self.max_calls, data=state["accounting"])
+        if not keep_accounting:
+            self.metered = Budgeted(self.engine, self.limits, Accounting.from_data(state["accounting"]))
 
-    # -- the loop --------------------------------------------------------------------
+    # -- the loop ------------------------------------------------------------------------------
     async def afit(self) -> Result:
         state = checkpoint.load(self.run_dir) if self.resume else None
-        if state is not None:
+        if state is not None and "prompt_steps" in state:
             self._restore(state)
-            log.info("resumed %s at step %d", self.run_dir, self.step)
-        new_at_start = self.meter.total("new_calls")
+            log.info("resumed %s at round %d", self.run_dir, self.step)
+        elif state is not None:
+            log.warning("%s: the checkpoint is from an older promptc; starting over", self.run_dir)
+        new_at_start = self.metered.totals().calls
         stopped = ""
         try:
-            if self.best_val is None:
+            if self.best is None:
                 self._emit(phase="validate", step=0)
-                self.start_val, _ = await self._validate(self.source, None)
-                self.best_val = self.start_val
-                self.memory = {p.name: [[p.text, self.start_val]] for p in self.source.trainable() if p.kind == "prompt"}
+                self.start = self.best = await self._validate(self.source, None)
+                requests = self.metered.totals().requests
+                self.calls_per_row = max(1.0, requests / len(self.val))
+                for p in self.source.trainable():
+                    if p.kind == "prompt":
+                        self.prompt_opts[p.name].start(p.text, self.start.mean)
                 checkpoint.save(self.run_dir, self._state())
-            while self.step < self.steps:
+            while (kind := self._next_round()) is not None:
                 if self.stop_after is not None and self.step >= self.stop_after:
                     return self._interrupted()
-                reason = self._budget_reason()
+                reason = self.metered.exhausted()
                 if reason:
                     stopped = reason
                     break
                 t0 = time.monotonic()
                 saved = copy.deepcopy(self._state())
+                before = self.metered.accounting.snapshot()
                 try:
-                    entry = await self._run_step(self.step + 1)
+                    rnd = await (self._demo_round(self.step + 1) if kind == "demos" else self._prompt_round(self.step + 1))
                 except BudgetExhausted:
-                    # a step is a transaction: drop its partial results (they are in the
+                    # a round is a transaction: drop its partial results (they are in the
                     # cache), keep what it spent
-                    self._restore(saved, keep_meter=True)
+                    self._restore(saved, keep_accounting=True)
                     raise
-                entry["seconds"] = round(time.monotonic() - t0, 3)
+                rnd = evolve(rnd, accounting=phase_table(self.metered.accounting.since(before), stable=True),
+                             seconds=round(time.monotonic() - t0, 3))
                 self.step += 1
-                self.history.append(entry)
+                if kind == "demos":
+                    self.demos_due = False
+                    if not self.prompt_opts:
+                        self.prompt_steps += 1
+                else:
+                    self.prompt_steps += 1
+                    self.demos_due = bool(rnd.accepted) and bool(self.demo_opts)
+                self.history.append(rnd.to_data())
                 checkpoint.save(self.run_dir, self._state())
-                self._emit(phase="done", step=self.step, accepted=entry["accepted"])
+                self._emit(phase="done", step=self.step, accepted=rnd.accepted)
         except BudgetExhausted as e:
             stopped = str(e)
             log.info("training stopped: %s", stopped)
         self.stopped = stopped or f"completed {self.step} step(s)"
-        test_start = test_best = None
-        if self.test and not stopped:
-            self._emit(phase="test", step=self.step)
-            try:
-                test_start = await self._mean(self.source, self.test)
-                test_best = test_start if self.program == self.source else await self._mean(self.program, self.test)
-            except BudgetExhausted as e:
-                self.stopped = f"{self.stopped}; test evaluation skipped ({e})"
         checkpoint.save(self.run_dir, self._state())
+        test_start = test_best = None
+        test_acc = Accounting()
+        if self.test:
+            self._emit(phase="test", step=self.step)
+            tester = Budgeted(self.engine, Limits(), test_acc)
+            test_start = await self._mean(self.source, self.test, tester)
+            test_best = test_start if self.program == self.source else await self._mean(self.program, self.test, tester)
         result = Result(
             program=self.program,
             source=self.source,
-            start_val=self.start_val if self.start_val is not None else 0.0,
-            best_val=self.best_val if self.best_val is not None else 0.0,
+            start_val=self.start.mean if self.start else 0.0,
+            best_val=self.best.mean if self.best else 0.0,
             history=tuple(self.history),
             steps_done=self.step,
             stopped=self.stopped,
-            accounting=self.meter.snapshot(),
+            accounting=phase_table(self.metered.accounting),
             test_start=test_start,
             test_best=test_best,
-            new_calls=int(self.meter.total("new_calls") - new_at_start),
+            test_accounting=phase_table(test_acc),
+            new_calls=int(self.metered.totals().calls - new_at_start),
         )
         return evolve(result, artifact=str(self._write_outputs(result)))
 
     def _interrupted(self) -> Result:
         self.stopped = f"interrupted after step {self.step}"
         return Result(
-            program=self.program, source=self.source, start_val=self.start_val or 0.0,
-            best_val=self.best_val or 0.0, history=tuple(self.history), steps_done=self.step,
-            stopped=self.stopped, accounting=self.meter.snapshot(),
+            program=self.program, source=self.source, start_val=self.start.mean if self.start else 0.0,
+            best_val=self.best.mean if self.best else 0.0, history=tuple(self.history), steps_done=self.step,
+            stopped=self.stopped, accounting=phase_table(self.metered.accounting),
         )
 
-    async def _mean(self, program: Program, data: list[dict]) -> float:
-        _, scores = await self._forward(program, data, "validate")
+    async def _mean(self, program: Program, data: list[dict], engine) -> float:
+        _, scores = await self._run(program, data, "test", engine=engine)
         return sum(scores) / len(scores) if scores else 0.0
 
     def fit(self) -> Result:
@@ -473,16 +551,27 @@ class Trainer:
             "steps": result.steps_done,
             "stopped": result.stopped,
         }
+        filters: dict[str, int] = {}
+        for h in result.history:
+            for f, n in (h.get("filtered") or {}).items():
+                filters[f] = filters.get(f, 0) + n
         extra = {
             "history": hist.stable(list(result.history)),
             "scores": scores,
+            "filtered": filters,
             "source_params": checkpoint.params_to_data(self.source),
         }
         self.out.parent.mkdir(parents=True, exist_ok=True)
         artifact.save(result.program, self.out, extra=extra)
-        hist.write_jsonl(self.run_dir / "history.jsonl", result.history)
+        hist.write_jsonl(self.run_dir / "history.jsonl", list(result.history))
+        accounting = dict(result.accounting)
+        for phase, row in result.test_accounting.items():
+            accounting[f"{phase} (not in the budget)"] = row
         (self.run_dir / "report.html").write_text(
-            report.render(self.source, result.program, list(result.history), scores, result.accounting),
+            report.render(self.source, result.program, list(result.history), scores, accounting, filters=filters),
             encoding="utf-8",
         )
         return self.out
+
+
+__all__ = ["Attempt", "BudgetExhausted", "Evaluation", "Result", "Round", "Trainer", "phase_table"]

@@ -69,7 +69,9 @@ def test_forward_backward_and_one_step(brain, tmp_path):
         program, train, val, engine, steps=1, batch_size=4, proposals=1, run_dir=tmp_path / "run", seed=0
     ).fit()
     assert result.start_val == 0.5 and result.best_val == 1.0
-    assert "instruction" in result.history[0]["accepted"]
+    # a demo search, the prompt step, and a demo search again after the accepted instruction
+    assert [h["kind"] for h in result.history] == ["demos", "prompts", "demos"]
+    assert "instruction" in result.history[1]["accepted"]
     assert RULE in result.program.param("instruction").text
     # the optimizer saw the peers of `instruction`: the answer format and the demos
     prompt = brain.optimizer_prompt_for("instruction")[0]

@@ -1,18 +1,22 @@
-"""The demo optimizer: demos from successful traces, hard demos from a teacher on the
-failing samples (kept only when the teacher is right), and the proposed set."""
+"""The demo optimizer: where demos come from (labeled rows, successful traces, the
+teacher), candidate sets that cover the labels, and the race that picks among them."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 
 from attrs import evolve
 
+from promptc.compiler import compile_file
+from promptc.ir import Demo
 from promptc.optim import demos as demo_opt
 from promptc.runtime.evaluate import score
 from promptc.runtime.interpreter import forward
 from tests.optim.helpers import Engine, trec_like
 
+TREC = Path(__file__).resolve().parents[2] / "examples/trec/trec.pflow"
 BATCH = [
     {"question": "Who wrote Hamlet?", "answer": "HUM"},
     {"question": "Where is Rome?", "answer": "LOC"},
@@ -27,25 +31,29 @@ def answer(req):
     return "HUM"
 
 
-def test_collect_and_propose_set():
+def trec_program():
+    program = compile_file(str(TREC))
+    return evolve(program, models=tuple(evolve(m, default="scripted/t", env=None) for m in program.models))
+
+
+def test_collect_keeps_successes_and_the_teachers_right_answers():
     program = trec_like()
     program = evolve(program, train=evolve(program.train, teacher="scripted/teacher"))
     engine = Engine(answer)
     traces = asyncio.run(forward(program, BATCH, engine))
     scores = score(program, traces, BATCH)
     assert scores == [1.0, 0.0, 0.0]
-    pool: list[dict] = []
-    ran = asyncio.run(demo_opt.collect(program, "shots", BATCH, traces, scores, engine, pool,
-                                       forward=forward, score=score))
-    assert ran == 2  # the teacher reran the two failing samples
+
+    async def teacher_run(prog, rows):
+        t = await forward(prog, rows, engine, phase="demos")
+        return t, score(prog, t, rows)
+
+    pool = asyncio.run(demo_opt.collect(program, "shots", [7, 8, 9], BATCH, traces, scores, demo_opt.Pool(),
+                                        teacher_run=teacher_run))
     assert sum(1 for r in engine.requests if r.model == "scripted/teacher" and r.phase == "demos") == 2
-    kept = {(dict(e["demo"]["inputs"])["question"], e["demo"]["output"], e["hard"]) for e in pool}
-    assert kept == {("Who wrote Hamlet?", "HUM", False), ("Where is Rome?", "LOC", True)}
-    chosen = demo_opt.propose_set(program.param("shots"), pool, random.Random(0))
-    assert chosen is not None and len(chosen) == 2
-    assert dict(chosen[0].inputs)["question"] == "Where is Rome?"  # the hard one first
-    # the same set again proposes nothing
-    assert demo_opt.propose_set(evolve(program.param("shots"), demos=chosen), pool, random.Random(0)) is None
+    kept = {(dict(e.demo.inputs)["question"], e.demo.output, e.origin, e.row) for e in pool.entries}
+    # the success from its trace; the teacher right on Rome only (wrong on Oslo: not kept)
+    assert kept == {("Who wrote Hamlet?", "HUM", "trace", 7), ("Where is Rome?", "LOC", "teacher", 8)}
 
 
 def test_no_teacher_when_it_is_the_task_model():
@@ -56,21 +64,93 @@ def test_no_teacher_when_it_is_the_task_model():
 
 
 def test_failing_samples_become_labeled_demos_where_the_llm_gives_the_output():
-    from pathlib import Path
-
-    from promptc.compiler import compile_file
-
-    program = compile_file(str(Path(__file__).resolve().parents[2] / "examples/trec/trec.pflow"))
+    program = trec_program()
     batch = [{"question": q, "label": a} for q, a in
              [("Who wrote Hamlet?", "HUM"), ("Where is Rome?", "LOC"), ("What is an atom?", "DESC")]]
-    program = evolve(program, models=tuple(evolve(m, default="scripted/t", env=None) for m in program.models))
     engine = Engine(lambda req: "HUM")
     traces = asyncio.run(forward(program, batch, engine))
     scores = score(program, traces, batch)
     assert scores == [1.0, 0.0, 0.0]
-    pool: list[dict] = []
-    asyncio.run(demo_opt.collect(program, "shots", batch, traces, scores, engine, pool))
-    kept = {(dict(e["demo"]["inputs"])["question"], e["demo"]["output"], e["hard"]) for e in pool}
-    # the success as an ordinary demo, each failure with its expected label as a hard one
-    assert kept == {("Who wrote Hamlet?", "HUM", False), ("Where is Rome?", "LOC", True),
-                    ("What is an atom?", "DESC", True)}
+    pool = asyncio.run(demo_opt.collect(program, "shots", [0, 1, 2], batch, traces, scores, demo_opt.Pool()))
+    kept = {(dict(e.demo.inputs)["question"], e.demo.output, e.origin) for e in pool.entries}
+    assert kept == {("Who wrote Hamlet?", "HUM", "trace"), ("Where is Rome?", "LOC", "labeled"),
+                    ("What is an atom?", "DESC", "labeled")}
+
+
+def test_labeled_demos_cost_no_call_where_the_output_node_reads_inputs():
+    program = trec_program()
+    train = [{"question": f"q{i}", "label": lab} for i, lab in enumerate(["HUM", "LOC", "NUM", "HUM"])]
+    entries = demo_opt.free_labeled(program, "shots", train + [{"question": "no label"}])
+    assert [(dict(e.demo.inputs)["question"], e.demo.output, e.row) for e in entries] == [
+        ("q0", "HUM", 0), ("q1", "LOC", 1), ("q2", "NUM", 2), ("q3", "HUM", 3)]
+    # an llm whose output goes through a function first is not the workflow's output: no free demos
+    assert demo_opt.free_labeled(trec_like(), "shots", [{"question": "q", "answer": "HUM"}]) == []
+
+
+def _pool(labels_per_row):
+    return demo_opt.Pool(tuple(
+        demo_opt.PoolEntry(Demo((("question", f"q{i}"),), lab), "labeled", i) for i, lab in enumerate(labels_per_row)
+    ))
+
+
+def test_candidate_sets_cover_the_labels_and_include_the_current_set():
+    labels = ("A", "B", "C")
+    pool = _pool(["A"] * 10 + ["B"] * 3 + ["C"] * 2)
+    current = (Demo((("question", "q0"),), "A"),)
+    sets = demo_opt.candidates(pool, current, 6, labels, 10, random.Random(1))
+    assert sets[0] == current and sets[1] == ()  # the incumbent, and no demos at all
+    assert len(sets) == 10 and len({tuple(map(demo_opt.key, s)) for s in sets}) == 10
+    sizes = {len(s) for s in sets[2:]}
+    assert sizes == {6, 3}  # the max, and one per label (= half of 6)
+    for s in sets[2:]:
+        outs = [d.output for d in s]
+        assert set(outs) == set(labels)  # every label is shown
+        assert max(outs.count(x) for x in labels) - min(outs.count(x) for x in labels) <= 1 or len(s) > 6
+
+
+def test_context_window_caps_the_set_size():
+    pool = demo_opt.Pool(tuple(
+        demo_opt.PoolEntry(Demo((("question", "x" * 300),), "A"), "labeled", i) for i in range(8)))
+    sets = demo_opt.candidates(pool, (), 8, ("A",), 4, random.Random(0), context=500)
+    assert max(len(s) for s in sets) == 2  # ~112 tokens a demo, half of 500 holds 2
+
+
+def test_the_race_finds_the_best_set_and_never_scores_a_set_on_its_own_rows():
+    pool = _pool(["A", "B"] * 20)
+    sets = demo_opt.candidates(pool, (), 4, ("A", "B"), 12, random.Random(3))
+    good = sets[5]  # pretend this one set is much better than the rest
+    seen: list[tuple[tuple, list[int]]] = []
+
+    async def evaluate(demos, rows):
+        seen.append((demos, rows))
+        return [1.0 if demos == good else (0.5 if r % 3 else 0.0) for r in rows]
+
+    order = list(range(40))
+    random.Random(0).shuffle(order)
+    result = asyncio.run(demo_opt.race(sets, pool, order, 4, evaluate))
+    assert result.winner == good and not result.is_current
+    for demos, rows in seen:
+        assert not set(rows) & pool.rows(demos)
+    assert result.calls_rows == sum(len(r) for _, r in seen) <= demo_opt.halving_cost(12, 4, 36)
+
+
+def test_the_current_set_wins_ties():
+    pool = _pool(["A", "B"] * 10)
+    sets = demo_opt.candidates(pool, (), 2, ("A", "B"), 6, random.Random(0))
+
+    async def evaluate(demos, rows):
+        return [0.5] * len(rows)
+
+    result = asyncio.run(demo_opt.race(sets, pool, list(range(20)), 2, evaluate))
+    assert result.is_current and result.winner == ()
+
+
+def test_race_plans_fit_the_budget():
+    assert demo_opt.plan(None, 50) == demo_opt.DEFAULT_PLAN
+    for budget in (30, 80, 160, 400):
+        count, first = demo_opt.plan(budget, 50)
+        assert demo_opt.halving_cost(count, first, 50) <= budget
+    assert demo_opt.plan(160, 50)[0] >= 12  # a 160-call budget races a dozen sets or more
+    assert demo_opt.plan(5, 50) is None
+    # a workflow with three calls per row gets fewer candidates for the same budget
+    assert demo_opt.plan(160, 50, 3.0)[0] < demo_opt.plan(160, 50)[0]
