@@ -23,6 +23,7 @@ def _fmt(v) -> str:
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.markup import escape
     from rich.text import Text
 
     from promptc.optim.checkpoint import params_to_data
@@ -59,6 +60,14 @@ def main(args: argparse.Namespace) -> int:
                 console.print(Text(line, style=style))
         else:
             console.print(Text(now or "(empty)"))
+    filtered = extra.get("filtered")
+    if isinstance(filtered, dict) and filtered:
+        t = Table(title="optimizer replies refused before validation", show_header=True)
+        t.add_column("filter")
+        t.add_column("refused", justify="right")
+        for k, v in sorted(filtered.items(), key=lambda kv: str(kv[0])):
+            t.add_row(escape(str(k)), str(v))
+        console.print(t)
     history = extra.get("history") or []
     if history:
         t = Table(title="history")

@@ -2,7 +2,8 @@
 
 Runs `promptc.optim.trainer.Trainer` with a live display (step, validation score, best,
 requests, new calls, tokens) and writes, in the run folder (default `runs/<workflow>`):
-`checkpoint.msgpack` (after every step), `history.jsonl`, `report.html`, and the
+`checkpoint.msgpack` (after every step), `history.jsonl`, `report.html`, `summary.json`
+(scores, training and test accounting, changed params, filter counts), and the
 optimized artifact (`--out`, default `<run dir>/<workflow>.pfc`). `--resume` continues
 from the run folder's checkpoint; with the cache, nothing already asked is paid again.
 
@@ -22,8 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE.pflow", help="the workflow source")
     parser.add_argument("--train", required=True, metavar="T.jsonl", help="training samples")
     parser.add_argument("--val", required=True, metavar="V.jsonl", help="validation samples (the acceptance gate)")
-    parser.add_argument("--test", metavar="X.jsonl", help="test samples, evaluated once at the end")
-    parser.add_argument("--steps", type=int, default=4, help="training steps (default 4)")
+    parser.add_argument("--test", metavar="X.jsonl",
+                        help="test samples: the start and final programs are scored on them at the end, "
+                             "whatever stopped the run, outside the call budget")
+    parser.add_argument("--steps", type=int, default=4,
+                        help="prompt steps (default 4); demo searches come before and after accepted ones")
     parser.add_argument("--batch-size", type=int, default=8, help="minibatch size (default 8)")
     parser.add_argument("--proposals", type=int, default=2, help="proposals per param per step (default 2)")
     parser.add_argument("--grad-threshold", type=float, default=1.0,
@@ -136,6 +140,9 @@ def main(args: argparse.Namespace) -> int:
     if result.test_best is not None:
         out.write(f", test {result.test_start:.3f} -> {result.test_best:.3f}")
     out.write(f"; {req} requests, {tok} tokens ({new} new calls in this run)\n")
+    if result.test_accounting:
+        treq = int(sum(c.get("requests", 0) for c in result.test_accounting.values()))
+        out.write(f"test evaluation: {treq} requests, outside the training budget\n")
     changed = [p.name for p in result.program.params if p != result.source.param(p.name)]
     out.write(f"changed params: {', '.join(changed) or 'none'}\n")
     out.write(f"artifact: {result.artifact}\nhistory: {run_dir / 'history.jsonl'}\nreport: {run_dir / 'report.html'}\n")

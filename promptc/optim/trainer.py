@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import math
 import random
@@ -567,6 +568,18 @@ class Trainer:
         accounting = dict(result.accounting)
         for phase, row in result.test_accounting.items():
             accounting[f"{phase} (not in the budget)"] = row
+        def totals(table: dict) -> dict:
+            keys = ("requests", "new_calls", "errors", "prompt_tokens", "completion_tokens", "cost")
+            return {k: sum(row.get(k, 0) for row in table.values()) for k in keys}
+
+        summary = {
+            "scores": scores,
+            "training": totals(result.accounting),
+            "test": totals(result.test_accounting),
+            "changed": [p.name for p in result.program.params if p != result.source.param(p.name)],
+            "filtered": filters,
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         (self.run_dir / "report.html").write_text(
             report.render(self.source, result.program, list(result.history), scores, accounting, filters=filters),
             encoding="utf-8",
