@@ -6,8 +6,15 @@ repeat or contradict the answer format or the demos), the gradients grouped by s
 time order ("step k" labels for loop steps), the best past values with their validation
 scores (memory), the values already rejected at this step, and the constraints (keep
 every `{placeholder}`, a length limit). The reply goes through `extract.extract` and
-`extract.check`; on failure the optimizer is asked once more with a stricter reminder;
-if that fails too the proposal is skipped (logged, `Proposal.text is None`), never raised.
+`extract.check` (the filters: repetition, meta-prompt copies, dropped placeholders or
+output labels, code-shaped text, ...); on failure the optimizer is asked once more with a
+stricter reminder; if that fails too the proposal is skipped (logged, `Proposal.text is
+None`), never raised. `Proposal.rejections` names the filter that refused each reply, in
+order, so the trainer can count what each filter rejects.
+
+The labels a proposal must keep (`labels_for`) are the `enum` labels of the outputs of
+every `llm` that uses the param (an enum anywhere in the output type: a record field, a
+list element); only those the current value names are required.
 """
 
 from __future__ import annotations
@@ -38,11 +45,39 @@ class Proposal:
     reason: str = ""
     messages: tuple[dict, ...] = ()
     calls: int = 0
+    rejections: tuple[str, ...] = ()  # extract.FILTERS name of each refused reply, in order
 
 
 def optimizer_model(program: Program) -> str:
     spec = program.train
     return resolve_model(program, spec.optimizer if spec else None) or task_model(program)
+
+
+def _enum_labels(t) -> list[str]:
+    if t is None:
+        return []
+    if t.kind == "enum":
+        return list(t.labels)
+    out = _enum_labels(t.elem)
+    for _, f in t.fields:
+        out += _enum_labels(f)
+    return out
+
+
+def labels_for(program: Program, name: str) -> tuple[str, ...]:
+    """The enum labels of the outputs of the llms that use the param `name`."""
+    seen: dict[str, None] = {}
+    for llm in program.llms:
+        if name in llm.uses:
+            for label in _enum_labels(llm.returns):
+                seen.setdefault(label, None)
+    return tuple(seen)
+
+
+def shown_losses(gradients: Gradients, name: str) -> tuple[str, ...]:
+    """The loss lines of the samples whose feedback on `name` the optimizer is shown."""
+    losses = dict(gradients.losses)
+    return tuple(losses[s] for s in gradients.by_sample(name) if losses.get(s))
 
 
 def max_chars(current: str) -> int:
@@ -141,12 +176,16 @@ async def propose(
     check = dict(
         rejected=rejected,
         max_chars=limit,
-        meta_static=templates.static_text("optimizer_user") + " " + templates.static_text("optimizer_system"),
+        meta_static=" ".join(templates.static_text(t) for t in ("optimizer_user", "optimizer_system", "loss")),
         meta_headers=templates.headers("optimizer_user"),
+        meta_shown=shown_losses(gradients, name),
+        feedback=tuple(g.text for g in gradients.for_param(name)),
+        labels=labels_for(program, name),
     )
     calls = 0
     convo = list(messages)
     reason = ""
+    refused: list[str] = []
     for attempt in range(2):
         req = CallRequest(
             model=model,
@@ -160,18 +199,24 @@ async def propose(
         res = await engine.call(req)
         if res.error:
             reason = f"optimizer call failed: {res.error}"
+            refused.append(extract.CALL_FAILED)
             log.warning("propose %s: %s", name, reason)
             break
         cand = extract.extract(res.text, plain_ok=attempt > 0)
         if cand is not None:
             cand = extract.clip(cand, limit)
-        reason = "no proposal found in the reply" if cand is None else (extract.check(cand, param.text, **check) or "")
-        if cand is not None and not reason:
-            return Proposal(name, cand, "", messages, calls)
-        log.info("propose %s (attempt %d): %s", name, attempt + 1, reason)
+        rejection = (
+            extract.Rejection(extract.NO_PROPOSAL, "no proposal found in the reply")
+            if cand is None else extract.check(cand, param.text, **check)
+        )
+        if cand is not None and rejection is None:
+            return Proposal(name, cand, "", messages, calls, tuple(refused))
+        reason = rejection.reason
+        refused.append(rejection.filter)
+        log.info("propose %s (attempt %d): %s: %s", name, attempt + 1, rejection.filter, reason)
         convo += [
             {"role": "assistant", "content": res.text or ""},
             {"role": "user", "content": templates.render("optimizer_retry", reason=reason, name=name)},
         ]
     log.warning("propose %s: skipped (%s)", name, reason)
-    return Proposal(name, None, reason, messages, calls)
+    return Proposal(name, None, reason, messages, calls, tuple(refused))

@@ -77,3 +77,64 @@ def test_propose_rejects_identical_and_already_rejected():
     assert asyncio.run(propose(program, "instruction", grads(), engine)).text is None
     engine = Engine(lambda req: "<proposal>Try X.</proposal>")
     assert asyncio.run(propose(program, "instruction", grads(), engine, rejected=["Try X."])).text is None
+
+
+def enum_task():
+    """question -> classify (instruction) -> enum[ABBR, LOC, NUM]; and a second llm not using it."""
+    from promptc.passes.pipeline import run_pipeline
+    from promptc.types import TEXT, enum, Type
+    from tests.passes.build import ProgramBuilder
+
+    b = ProgramBuilder()
+    b.model("task", "scripted/x")
+    b.param("instruction", trainable=True, text="Label the question ABBR, LOC or NUM.", role="what to classify")
+    b.param("other", trainable=True, text="Say YES.", role="unrelated")
+    b.function("exact_match", module="std.metrics")
+    rec = Type("record", fields=(("kind", enum("ABBR", "LOC", "NUM")), ("why", TEXT)))
+    b.llm("classify", [("question", TEXT)], rec, system="{instruction}", user="Question: {question}")
+    b.llm("judge", [("question", TEXT)], enum("YES", "NO"), system="{other}", user="{question}")
+    w = b.workflow("wf", [("question", TEXT)], TEXT)
+    q = w.input("question")
+    w.llm("classify", q, name="raw")
+    w.ret(w.llm("judge", q, name="ok"))
+    b.train_spec("exact_match")
+    return run_pipeline(b.build())
+
+
+def test_labels_for_reads_the_enum_outputs_of_the_llms_using_the_param():
+    from promptc.optim.instruction import labels_for
+
+    program = enum_task()
+    assert labels_for(program, "instruction") == ("ABBR", "LOC", "NUM")
+    assert labels_for(program, "other") == ("YES", "NO")
+    assert labels_for(trec_like(), "instruction") == ()
+
+
+def test_propose_names_the_filter_of_each_refused_reply():
+    program = enum_task()
+    g = grads()
+    loss_line = "The workflow's final output was judged by the metric `exact_match` and scored 0.033."
+    replies = iter([
+        "<proposal>" + " ".join([loss_line] * 7) + "</proposal>",
+        "<proposal>Label the question by its answer type.</proposal>",
+    ])
+    prop = asyncio.run(propose(program, "instruction", g, Engine(lambda req: next(replies))))
+    assert prop.text is None and prop.rejections == ("repetition", "dropped-label")
+    assert "ABBR" in prop.reason
+    replies = iter(["no tags at all", "<proposal>Label the question ABBR, LOC or NUM; places are LOC.</proposal>"])
+    prop = asyncio.run(propose(program, "instruction", g, Engine(lambda req: next(replies))))
+    assert prop.text == "Label the question ABBR, LOC or NUM; places are LOC." and prop.rejections == ("no-proposal",)
+    prop = asyncio.run(propose(program, "instruction", g, Engine(lambda req: None)))
+    assert prop.rejections == ("call-failed",)
+
+
+def test_propose_refuses_a_copy_of_the_loss_lines_it_was_shown():
+    program = trec_like()
+    g = Gradients(
+        items=(Gradient("instruction", 0, "Mention places.", "raw"),),
+        samples=(0,),
+        losses=((0, 'Input: {"question": "Where is Lima?"}\nExpected: LOC\nGot: HUM'),),
+    )
+    reply = '<proposal>Classify the question. Input: {"question": "Where is Lima?"} Expected: LOC Got: HUM</proposal>'
+    prop = asyncio.run(propose(program, "instruction", g, Engine(lambda req: reply)))
+    assert prop.text is None and prop.rejections == ("meta-copy", "meta-copy")
