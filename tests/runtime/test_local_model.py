@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 
@@ -51,6 +52,18 @@ def test_models_load_without_extra_buffer_types():
     import llama_cpp
 
     assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is True  # restored after loading
+
+
+def test_context_is_the_trained_context():
+    """SmolLM2 was trained for 8192 tokens; the model is loaded with that (once 2048)."""
+    model = local.get("default")
+    meta = model.llm.metadata  # llama.cpp's own reading of the GGUF header
+    trained = int(meta[meta["general.architecture"] + ".context_length"])
+    assert local.gguf_context_length(model.path) == trained
+    if local.ENV_CTX not in os.environ:
+        assert model.n_ctx == min(trained, local.MAX_CTX)
+        if local.ENV_MODEL not in os.environ:  # the shipped SmolLM2
+            assert model.n_ctx == 8192
 
 
 def test_answers_a_question(engine):
