@@ -19,6 +19,11 @@ Rules, one per node kind (a table, as in autodidax):
   (others)     functional / passthrough: the feedback goes to every feed, annotated with
                the function's name and docstring (`GradRule.note`).
 
+Each backward-engine prompt is fitted to the backward model's context window (fit.py):
+when the full rendering leaves no room for the reply, it is rendered again at the next of
+`FIT_LEVELS` (repeated feedback once, then the call's messages cut longest first, the
+output, the feedback and the upstream values shortened, all marked `…[cut]`).
+
 A feed that is a trainable param yields a `Gradient`; a feed that is a value keeps
 flowing upstream — but only values from which a trainable param can be reached are asked
 about at all ("live" values), so no tokens are spent on inputs and constants. Nodes that
@@ -36,13 +41,44 @@ from typing import Any, Awaitable, Callable
 from attrs import frozen
 
 from promptc.ir import GradRule, Node, Program, TimeIndex
-from promptc.optim import templates
+from promptc.optim import fit, templates
 from promptc.runtime.records import CallRequest, Trace
 from promptc.stdlib.json import loads_tolerant
 
 log = logging.getLogger(__name__)
 
 MAX_SHOW = 800  # characters of a value or message shown to the backward engine
+MAX_MESSAGE = 1500  # characters of each message of the call shown to the backward engine
+MAX_TOKENS = 512  # of a backward-engine reply
+
+
+@frozen
+class Shown:
+    """How much of a backward-engine prompt is shown (one fitting level, see `FIT_LEVELS`).
+
+    message_chars: each message of the call (None: `messages_total` characters shared
+    by all messages, the longest cut first); output_chars: the step's output; feedback:
+    the feedback texts on the output (dedupe: a repeated one once), each cut to
+    feedback_chars; value_chars: each upstream value fed to the step.
+    """
+
+    message_chars: int | None = MAX_MESSAGE
+    messages_total: int = 0
+    output_chars: int = MAX_SHOW
+    dedupe: bool = False
+    feedback: int = 1_000
+    feedback_chars: int = 100_000
+    value_chars: int = 300
+
+
+FIT_LEVELS = (
+    Shown(),
+    Shown(dedupe=True),
+    Shown(dedupe=True, message_chars=None, messages_total=4000, feedback_chars=1000),
+    Shown(dedupe=True, message_chars=None, messages_total=2000, output_chars=400, feedback=6, feedback_chars=500, value_chars=200),
+    Shown(dedupe=True, message_chars=None, messages_total=1000, output_chars=200, feedback=3, feedback_chars=300, value_chars=100),
+    Shown(dedupe=True, message_chars=None, messages_total=400, output_chars=120, feedback=1, feedback_chars=200, value_chars=60),
+)
 
 
 @frozen
@@ -132,11 +168,16 @@ def show(value: Any, limit: int = MAX_SHOW) -> str:
             text = json.dumps(value, ensure_ascii=False, default=str)
         except (TypeError, ValueError):
             text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return fit.cut(text, limit)
 
 
-def show_messages(messages: tuple[dict, ...] | list[dict]) -> str:
-    return "\n".join(f"[{m.get('role', '?')}] {show(m.get('content', ''), 1500)}" for m in messages)
+def show_messages(messages: tuple[dict, ...] | list[dict], shown: Shown = Shown()) -> str:
+    contents = [str(m.get("content") or "") for m in messages]
+    if shown.message_chars is not None:
+        contents = [fit.cut(c, shown.message_chars) for c in contents]
+    else:
+        contents = fit.share(contents, shown.messages_total)
+    return "\n".join(f"[{m.get('role', '?')}] {c}" for m, c in zip(messages, contents))
 
 
 def ordered_rules(program: Program) -> list[GradRule]:
@@ -192,8 +233,11 @@ def parse_feedback(text: str | None, feeds: list[str]) -> dict[str, str]:
 class _Sample:
     """The state of one sample's backward walk."""
 
-    def __init__(self, program: Program, trace: Trace, index: int, engine, model: str, phase: str):
+    def __init__(
+        self, program: Program, trace: Trace, index: int, engine, model: str, phase: str, context: int | None = None,
+    ):
         self.program = program
+        self.context = context
         self.trace = trace
         self.index = index
         self.engine = engine
@@ -202,14 +246,18 @@ class _Sample:
         self.calls = 0
         self.fallbacks = 0
 
-    async def ask(self, user: str, response_format: dict | None = None) -> str | None:
+    async def ask(self, user: Callable[[Shown], str], response_format: dict | None = None) -> str | None:
+        """Ask the backward engine; `user` renders the user message at a fitting level."""
+        system = {"role": "system", "content": templates.render("backward_system")}
+        messages, _ = fit.first_fitting(
+            lambda shown: (system, {"role": "user", "content": user(shown)}),
+            FIT_LEVELS,
+            fit.budget(self.context, MAX_TOKENS),
+        )
         req = CallRequest(
             model=self.model,
-            messages=(
-                {"role": "system", "content": templates.render("backward_system")},
-                {"role": "user", "content": user},
-            ),
-            max_tokens=512,
+            messages=messages,
+            max_tokens=MAX_TOKENS,
             response_format=response_format,
             phase=self.phase,
         )
@@ -233,23 +281,30 @@ async def llm_rule(s: _Sample, rule: GradRule, node: Node, rec, feedback: list[s
     params = {p.name: p for p in program.params}
     llm = program.llm(node.target)
     arg_of = dict(zip(node.args, (n for n, _ in llm.params)))
-    lines = []
-    for f in feeds:
-        if f in params:
-            p = params[f]
-            what = "trainable demos (few-shot examples)" if p.kind == "demos" else "trainable prompt"
-            lines.append(f"- `{f}` ({what}; role: {p.role or 'not stated'})")
-        else:
-            arg = arg_of.get(f)
-            where = f"passed as argument `{arg}`" if arg else "an upstream value"
-            lines.append(f"- `{f}` ({where}, computed earlier in the workflow): {show(s.trace.value(f), 300)}")
-    common = dict(
-        node=node.name,
-        time=_time_text(node),
-        messages=show_messages(rec.messages),
-        output=show(rec.raw if rec.raw is not None else rec.value) + (f"\n(error: {rec.error})" if rec.error else ""),
-        feedback="\n".join(f"- {t}" for t in feedback),
-    )
+    def feed_lines(shown: Shown) -> list[str]:
+        lines = []
+        for f in feeds:
+            if f in params:
+                p = params[f]
+                what = "trainable demos (few-shot examples)" if p.kind == "demos" else "trainable prompt"
+                lines.append(f"- `{f}` ({what}; role: {p.role or 'not stated'})")
+            else:
+                arg = arg_of.get(f)
+                where = f"passed as argument `{arg}`" if arg else "an upstream value"
+                lines.append(f"- `{f}` ({where}, computed earlier in the workflow): {show(s.trace.value(f), shown.value_chars)}")
+        return lines
+
+    def common(shown: Shown) -> dict[str, str]:
+        shown_feedback = fit.dedupe(feedback) if shown.dedupe else list(feedback)
+        return dict(
+            node=node.name,
+            time=_time_text(node),
+            messages=show_messages(rec.messages, shown),
+            output=show(rec.raw if rec.raw is not None else rec.value, shown.output_chars)
+            + (f"\n(error: {rec.error})" if rec.error else ""),
+            feedback="\n".join(f"- {fit.cut_lines(t, shown.feedback_chars)}" for t in shown_feedback[: shown.feedback]),
+        )
+
     schema = {
         "type": "object",
         "properties": {f: {"type": "string"} for f in feeds},
@@ -257,15 +312,20 @@ async def llm_rule(s: _Sample, rule: GradRule, node: Node, rec, feedback: list[s
         "additionalProperties": False,
     }
     example = json.dumps({f: "..." for f in feeds})
-    reply = await s.ask(templates.render("backward_llm", feeds="\n".join(lines), example=example, **common), schema)
+    reply = await s.ask(
+        lambda shown: templates.render("backward_llm", feeds="\n".join(feed_lines(shown)), example=example, **common(shown)),
+        schema,
+    )
     got = parse_feedback(reply, feeds)
     missing = [f for f in feeds if f not in got]
     if missing:
         s.fallbacks += 1
         log.info("backward: node %s sample %d: JSON reply unusable for %s; asking per feed", node.name, s.index, missing)
         for f in missing:
-            line = next(l for l, ff in zip(lines, feeds) if ff == f)
-            text = await s.ask(templates.render("backward_feed", feed=line, name=f, **common))
+            i = feeds.index(f)
+            text = await s.ask(
+                lambda shown, i=i, f=f: templates.render("backward_feed", feed=feed_lines(shown)[i], name=f, **common(shown))
+            )
             if text and text.strip():
                 got[f] = text.strip()
     return [(f, got[f]) for f in feeds if f in got and got[f].strip()]
@@ -346,14 +406,21 @@ async def backward(
     phase: str = "backward",
     concurrency: int = 8,
     model: str | None = None,
+    context: int | None = None,
 ) -> Gradients:
-    """Textual gradients for the trainable params from the samples scoring below `threshold`."""
+    """Textual gradients for the trainable params from the samples scoring below `threshold`.
+
+    context: the backward model's context window in tokens; None looks it up
+    (`fit.context_window`). Every backward-engine prompt is fitted to it.
+    """
     failing = [i for i, sc in enumerate(scores) if sc < threshold]
     model = model or backward_model(program)
+    if context is None:
+        context = fit.context_window(model)
     rules = ordered_rules(program)
     live = live_values(program)
     sem = asyncio.Semaphore(max(1, concurrency))
-    states = [_Sample(program, traces[i], i, engine, model, phase) for i in failing]
+    states = [_Sample(program, traces[i], i, engine, model, phase, context) for i in failing]
     losses = [loss_feedback(program, traces[i], batch[i], scores[i]) for i in failing]
 
     async def run(s: _Sample, loss: str) -> list[Gradient]:

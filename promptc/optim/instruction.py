@@ -12,6 +12,11 @@ stricter reminder; if that fails too the proposal is skipped (logged, `Proposal.
 None`), never raised. `Proposal.rejections` names the filter that refused each reply, in
 order, so the trainer can count what each filter rejects.
 
+The meta-prompt is fitted to the optimizer model's context window (fit.py): when the full
+rendering would not leave room for the reply, it is rendered again at the next of
+`FIT_LEVELS` (repeated feedback once, less memory, fewer rejected values, fewer failing
+examples with their inputs cut, marked `…[cut]`), and the first that fits is sent.
+
 The labels a proposal must keep (`labels_for`) are the `enum` labels of the outputs of
 every `llm` that uses the param (an enum anywhere in the output type: a record field, a
 list element); only those the current value names are required.
@@ -25,7 +30,7 @@ from typing import Sequence
 from attrs import frozen
 
 from promptc.ir import Param, Program
-from promptc.optim import extract, templates
+from promptc.optim import extract, fit, templates
 from promptc.optim.backward import Gradients, resolve_model, show, task_model
 from promptc.runtime.records import CallRequest
 
@@ -33,7 +38,45 @@ log = logging.getLogger(__name__)
 
 MAX_SAMPLES_SHOWN = 8
 MAX_GRADIENT_CHARS = 600
+MAX_LOSS_CHARS = 500
 MEMORY_SHOWN = 4
+PEER_DEMOS_SHOWN = 4
+
+
+@frozen
+class Shown:
+    """How much of each part a meta-prompt shows (one fitting level, see `FIT_LEVELS`).
+
+    samples: failing examples; loss_chars / gradient_chars: the characters of each
+    example's loss lines and of each feedback; dedupe: a feedback repeated word for word
+    is shown once; memory: the best earlier values; rejected: the newest values rejected at
+    this step; peer_demos / peer_chars: the demos shown per demos peer and the characters
+    of each peer value.
+    """
+
+    samples: int = MAX_SAMPLES_SHOWN
+    loss_chars: int = MAX_LOSS_CHARS
+    gradient_chars: int = MAX_GRADIENT_CHARS
+    dedupe: bool = False
+    memory: int = MEMORY_SHOWN
+    rejected: int = 1_000
+    peer_demos: int = PEER_DEMOS_SHOWN
+    peer_chars: int = 100_000
+
+
+# What a meta-prompt drops to fit the optimizer model's context, least useful first: repeated
+# feedback, then the lowest-scoring memory and the oldest rejected values, then failing
+# examples beyond the first few with their long inputs cut (marked fit.CUT); the current
+# value, the role and the constraints are always shown whole.
+FIT_LEVELS = (
+    Shown(),
+    Shown(dedupe=True),
+    Shown(dedupe=True, memory=2, rejected=3),
+    Shown(dedupe=True, memory=1, rejected=1, peer_demos=2, peer_chars=600),
+    Shown(dedupe=True, memory=1, rejected=1, peer_demos=2, peer_chars=600, samples=4, loss_chars=300, gradient_chars=300),
+    Shown(dedupe=True, memory=1, rejected=1, peer_demos=1, peer_chars=300, samples=2, loss_chars=200, gradient_chars=200),
+    Shown(dedupe=True, memory=0, rejected=0, peer_demos=0, peer_chars=200, samples=1, loss_chars=120, gradient_chars=150),
+)
 
 
 @frozen
@@ -85,7 +128,7 @@ def max_chars(current: str) -> int:
     return max(600, 2 * len(current))
 
 
-def render_peers(program: Program, param: Param) -> str:
+def render_peers(program: Program, param: Param, shown: Shown = Shown()) -> str:
     lines = []
     for name in param.peers:
         try:
@@ -93,37 +136,43 @@ def render_peers(program: Program, param: Param) -> str:
         except KeyError:
             continue
         if peer.kind == "demos":
-            shown = "; ".join(
-                f"{show(dict(d.inputs), 120)} -> {show(d.output, 80)}" for d in peer.demos[:4]
-            ) or "(no examples yet)"
-            lines.append(f"- `{name}` (few-shot examples; role: {peer.role or 'not stated'}): {shown}")
+            demos = "; ".join(
+                f"{show(dict(d.inputs), 120)} -> {show(d.output, 80)}" for d in peer.demos[: shown.peer_demos]
+            ) or ("(no examples yet)" if not peer.demos else f"({len(peer.demos)} examples, not shown)")
+            lines.append(f"- `{name}` (few-shot examples; role: {peer.role or 'not stated'}): {demos}")
         else:
-            lines.append(f"- `{name}` (role: {peer.role or 'not stated'}): {peer.text.strip()!r}")
+            lines.append(f"- `{name}` (role: {peer.role or 'not stated'}): {fit.cut(peer.text.strip(), shown.peer_chars)!r}")
     return "\n".join(lines) or "(none)"
 
 
-def render_gradients(gradients: Gradients, name: str) -> str:
+def render_gradients(gradients: Gradients, name: str, shown: Shown = Shown()) -> str:
     groups = gradients.by_sample(name)
     losses = dict(gradients.losses)
     blocks = []
+    seen: set[str] = set()
     for k, (sample, grads) in enumerate(sorted(groups.items())):
-        if k == MAX_SAMPLES_SHOWN:
+        if k == shown.samples:
             blocks.append(f"({len(groups) - k} more failing examples not shown)")
             break
         head = f"Example {k + 1}:"
         loss = losses.get(sample)
         if loss:
-            head += "\n  " + "\n  ".join(show(loss, 500).splitlines())
+            head += "\n  " + "\n  ".join(fit.cut(fit.cut_lines(loss, shown.loss_chars), MAX_LOSS_CHARS).splitlines())
         lines = [head]
         for g in grads:
+            text = " ".join(g.text.split())
+            if shown.dedupe:
+                if text.lower() in seen:
+                    continue
+                seen.add(text.lower())
             label = f"step {g.step}" if g.step is not None else "feedback"
-            lines.append(f"  - {label} (at `{g.node}`): {show(' '.join(g.text.split()), MAX_GRADIENT_CHARS)}")
+            lines.append(f"  - {label} (at `{g.node}`): {fit.cut(text, shown.gradient_chars)}")
         blocks.append("\n".join(lines))
     return "\n".join(blocks) or "(no feedback)"
 
 
-def render_memory(memory: Sequence[tuple[str, float]]) -> str:
-    best = sorted(memory, key=lambda m: -m[1])[:MEMORY_SHOWN]
+def render_memory(memory: Sequence[tuple[str, float]], shown: Shown = Shown()) -> str:
+    best = sorted(memory, key=lambda m: -m[1])[: shown.memory]
     return "\n".join(f"- score {score:.3f}: {text.strip()!r}" for text, score in best) or "(none yet)"
 
 
@@ -135,18 +184,20 @@ def meta_prompt(
     memory: Sequence[tuple[str, float]] = (),
     rejected: Sequence[str] = (),
     limit: int | None = None,
+    shown: Shown = Shown(),
 ) -> tuple[dict, ...]:
     current = param.text
     holes = extract.placeholders(current)
+    newest = list(rejected)[-shown.rejected :] if shown.rejected else []
     user = templates.render(
         "optimizer_user",
         name=param.name,
         role=param.role or "not stated",
         current=current.strip(),
-        peers=render_peers(program, param),
-        gradients=render_gradients(gradients, param.name),
-        memory=render_memory(memory),
-        rejected="\n".join(f"- {r.strip()!r}" for r in rejected) or "(none)",
+        peers=render_peers(program, param, shown),
+        gradients=render_gradients(gradients, param.name, shown),
+        memory=render_memory(memory, shown),
+        rejected="\n".join(f"- {r.strip()!r}" for r in newest) or "(none)",
         placeholders=", ".join("{" + h + "}" for h in holes) or "(none)",
         max_chars=limit or max_chars(current),
     )
@@ -154,6 +205,25 @@ def meta_prompt(
         {"role": "system", "content": templates.render("optimizer_system")},
         {"role": "user", "content": user},
     )
+
+
+def fitted_meta_prompt(
+    program: Program,
+    param: Param,
+    gradients: Gradients,
+    *,
+    budget: int | None,
+    memory: Sequence[tuple[str, float]] = (),
+    rejected: Sequence[str] = (),
+    limit: int | None = None,
+) -> tuple[dict, ...]:
+    """`meta_prompt` at the first of `FIT_LEVELS` whose estimate fits `budget` tokens."""
+    messages, _ = fit.first_fitting(
+        lambda shown: meta_prompt(program, param, gradients, memory=memory, rejected=rejected, limit=limit, shown=shown),
+        FIT_LEVELS,
+        budget,
+    )
+    return messages
 
 
 async def propose(
@@ -167,12 +237,21 @@ async def propose(
     model: str | None = None,
     phase: str = "propose",
     index: int = 0,
+    context: int | None = None,
 ) -> Proposal:
-    """A new value for the prompt param `name`, or a skipped Proposal with the reason."""
+    """A new value for the prompt param `name`, or a skipped Proposal with the reason.
+
+    context: the optimizer model's context window in tokens; None looks it up
+    (`fit.context_window`). The meta-prompt is fitted to it, and so is the retry.
+    """
     param = program.param(name)
     model = model or optimizer_model(program)
     limit = max_chars(param.text)
-    messages = meta_prompt(program, param, gradients, memory=memory, rejected=rejected, limit=limit)
+    if context is None:
+        context = fit.context_window(model)
+    max_tokens = min(1024, limit // 4 + 64)  # ~4 characters a token, plus the tags
+    fitted = dict(memory=memory, rejected=rejected, limit=limit)
+    messages = fitted_meta_prompt(program, param, gradients, budget=fit.budget(context, max_tokens), **fitted)
     check = dict(
         rejected=rejected,
         max_chars=limit,
@@ -191,7 +270,7 @@ async def propose(
             model=model,
             messages=tuple(convo),
             temperature=0.0 if index == 0 and attempt == 0 else 0.7,
-            max_tokens=min(1024, limit // 4 + 64),  # ~4 characters a token, plus the tags
+            max_tokens=max_tokens,
             phase=phase,
             rollout=f"propose-{index}-{attempt}" if (index or attempt) else "",
         )
@@ -214,9 +293,14 @@ async def propose(
         reason = rejection.reason
         refused.append(rejection.filter)
         log.info("propose %s (attempt %d): %s: %s", name, attempt + 1, rejection.filter, reason)
-        convo += [
+        retry = [
             {"role": "assistant", "content": res.text or ""},
             {"role": "user", "content": templates.render("optimizer_retry", reason=reason, name=name)},
         ]
+        first = fitted_meta_prompt(
+            program, param, gradients, **fitted,
+            budget=fit.budget(context, max_tokens, reserve=fit.message_tokens(retry)),
+        )
+        convo = [*first, *retry]
     log.warning("propose %s: skipped (%s)", name, reason)
     return Proposal(name, None, reason, messages, calls, tuple(refused))

@@ -415,6 +415,19 @@ def get(name: str = "default") -> LocalModel:
     return model
 
 
+def context_window(name: str = "default") -> int | None:
+    """The n_ctx of "local/<name>": the loaded model's, else the one it will be loaded with;
+    None when it cannot run here. Never loads the model."""
+    try:
+        path = resolve_path(name)
+    except LocalModelUnavailable:
+        return None
+    model = _MODELS.get(path.resolve() if path.exists() else path)
+    if model is not None:
+        return model.n_ctx
+    return context_size(path) if path.is_file() else None
+
+
 def _generate(name: str, messages: list[dict], kw: dict[str, Any]) -> LocalAnswer:
     return get(name).complete(messages, **kw)
 
@@ -439,5 +452,5 @@ def describe(name: str = "default") -> str:
 
 __all__ = [
     "LocalAnswer", "LocalModel", "LocalModelUnavailable", "acomplete", "available", "choices_grammar",
-    "complete", "context_size", "default_model_path", "gguf_context_length", "describe", "get", "llama_threads", "resolve_path", "schema_grammar", "bounded",
+    "complete", "context_size", "context_window", "default_model_path", "gguf_context_length", "describe", "get", "llama_threads", "resolve_path", "schema_grammar", "bounded",
 ]
