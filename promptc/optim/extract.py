@@ -16,10 +16,13 @@ under the filter that says what went wrong:
   already-rejected     a value refused earlier at this step
   too-long             over the length limit
   code-shaped          a code fence, a JSON / Python dict or list literal, or text that is
-                       mostly punctuation (less than half of its visible characters letters)
+                       mostly punctuation (less than half of its visible characters letters),
+                       unless the current value is so too
   repetition           a sentence or line of 3+ words that occurs 3 times or more, or
-                       duplicates making up half of the sentences, or one 6-word sequence
-                       repeated so often that its occurrences cover 40% of the words
+                       duplicates making up half of the sentences, or a loop: a sequence
+                       of up to 20 words said three times in a row (at least 8 words of
+                       run; a parallel list such as "if the question asks for a person,
+                       ...; if the question asks for a place, ..." is not one)
   meta-copy            the optimizer's own meta-prompt absorbed: its tags, a section
                        header, or too large a share of the proposal's new word 4-grams
                        (`overlap`, 0.3) from the templates' fixed wording or the rendered
@@ -68,6 +71,7 @@ FILTERS = (  # in the order `check` runs them, then the two of `propose`
 PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 _TAG = re.compile(r"<proposal>(.*?)(?:</proposal>|$)", re.S | re.I)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\n(.*?)(?:```|$)", re.S)
+MAX_LOOP_PERIOD = 20  # the longest word sequence `repetition` looks for as a loop
 _META_TAGS = ("<proposal", "</proposal", "<current", "</current")
 
 
@@ -177,17 +181,13 @@ def repetition(text: str) -> str | None:
         if len(sents) >= 2 and repeated * 2 >= len(sents):
             return f"{repeated} of its {len(sents)} sentences are repeats"
     words = re.findall(r"[a-z0-9']+", text.lower())
-    n = 6
-    if len(words) >= 2 * n:
-        grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-        gram, most = grams.most_common(1)[0]
-        if most >= 3:
-            covered = set()
-            for i in range(len(words) - n + 1):
-                if tuple(words[i : i + n]) == gram:
-                    covered.update(range(i, i + n))
-            if len(covered) >= 0.4 * len(words):
-                return f"the words {' '.join(gram)!r} repeat {most} times"
+    for period in range(1, MAX_LOOP_PERIOD + 1):
+        run = 0
+        for i in range(len(words) - period):
+            run = run + 1 if words[i] == words[i + period] else 0
+            if run >= max(2 * period, 8):
+                unit = " ".join(words[i + 1 - run : i + 1 - run + period])
+                return f"the words {unit!r} repeat in a loop"
     return None
 
 
@@ -241,7 +241,7 @@ def check(
     if len(candidate) > max_chars:
         return Rejection(TOO_LONG, f"too long ({len(candidate)} > {max_chars} characters)")
     why = code_shaped(candidate)
-    if why:
+    if why and not code_shaped(current):  # a value that is code or data may stay so
         return Rejection(CODE_SHAPED, why)
     why = repetition(candidate)
     if why:

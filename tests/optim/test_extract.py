@@ -92,6 +92,11 @@ def test_repetition():
         "questions about people, LOC for questions about places, NUM for questions about numbers."
     )
     assert refused(definitions) is None
+    parallel = (
+        "Classify the question as one of ABBR, ENTY, DESC, HUM, LOC, NUM. If the question asks for a person, "
+        "answer HUM. If the question asks for a place, answer LOC. If the question asks for a number, answer NUM."
+    )
+    assert refused(parallel) is None
     assert refused(CUR + " Reply with the label. Do not explain. Reply with the label only.") is None
 
 
@@ -126,6 +131,7 @@ def test_code_shaped():
     assert refused('{"instruction": "Classify the question.", "labels": ["LOC"]}', "Classify the question.") == "code-shaped"
     assert refused("{'a': 1, 'b': [2, 3]}", "Classify the question.") == "code-shaped"
     assert refused("-> :: ; -- ## ** == ++ 1 2 3 ??", "Classify the question.") == "code-shaped"
+    assert refused('{"answer": "...", "why": "...", "n": 2}', '{"answer": "...", "why": "..."}') is None
     # placeholders are prompt syntax, not code
     assert refused("{question}", "Classify {question}.") is None
     assert refused("Classify {question} as {labels}.", "Classify {question} as {labels} please.") is None
