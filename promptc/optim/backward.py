@@ -281,6 +281,7 @@ async def llm_rule(s: _Sample, rule: GradRule, node: Node, rec, feedback: list[s
     params = {p.name: p for p in program.params}
     llm = program.llm(node.target)
     arg_of = dict(zip(node.args, (n for n, _ in llm.params)))
+
     def feed_lines(shown: Shown) -> list[str]:
         lines = []
         for f in feeds:
