@@ -292,13 +292,9 @@ class Trainer:
 
     def _context(self) -> int | None:
         from promptc.optim.backward import task_model
+        from promptc.optim.fit import context_window
 
-        fn = getattr(self.engine, "context_window", None)
-        try:
-            return fn(task_model(self.program)) if callable(fn) else None
-        except Exception as e:  # a provider that cannot say: no cap
-            log.debug("context window unknown: %s", e)
-            return None
+        return context_window(task_model(self.program))
 
     async def _bootstrap_pool(self, opt: DemoOptimizer) -> None:
         """Grow a demo pool before a search: free labeled rows, and, when that gives too
