@@ -146,7 +146,7 @@ def _param(p: Param) -> dict:
     return {
         "name": p.name, "kind": p.kind, "trainable": p.trainable, "role": p.role, "text": p.text,
         "demos": [[[list(kv) for kv in d.inputs], d.output] for d in p.demos],
-        "max_demos": p.max_demos, "span": _span(p.span), "peers": list(p.peers),
+        "max_demos": p.max_demos, "span": _span(p.span), "peers": list(p.peers), "nearest": p.nearest,
     }
 
 
@@ -154,7 +154,7 @@ def _param_in(d: dict) -> Param:
     demos = tuple(Demo(tuple(tuple(kv) for kv in inputs), output) for inputs, output in d["demos"])
     return Param(
         d["name"], d["kind"], d["trainable"], d["role"], d["text"], demos, d["max_demos"],
-        _span_in(d["span"]), tuple(d["peers"]),
+        _span_in(d["span"]), tuple(d["peers"]), int(d.get("nearest", 0)),
     )
 
 

@@ -91,7 +91,9 @@ class Param:
 
     `kind` is "prompt" (its value is `text`) or "demos" (its value is `demos`, at most
     `max_demos`). `role` says what the param is for; the optimizer reads it. `peers` is
-    filled by the peer pass: the other params used by the same `llm` node(s).
+    filled by the peer pass: the other params used by the same `llm` node(s). `nearest`
+    (0: off) makes `demos` a pool from which each call shows the `nearest` demos most
+    similar to its inputs (promptc.runtime.nearest); training sets it.
     """
 
     name: str
@@ -103,6 +105,7 @@ class Param:
     max_demos: int | None = None
     span: Span | None = None
     peers: tuple[str, ...] = ()
+    nearest: int = 0
 
 
 @frozen

@@ -111,7 +111,9 @@ def format_program(p: Program) -> str:
             line = f"  {prm.name}: {kind}" + (" trainable" if prm.trainable else "")
             if prm.role:
                 line += f" role {preview(prm.role, 40)}"
-            if prm.kind == "demos":
+            if prm.kind == "demos" and prm.nearest:
+                line += f" = pool of {len(prm.demos)} demo(s), the {prm.nearest} nearest to each call shown"
+            elif prm.kind == "demos":
                 line += f" = {len(prm.demos)} demo(s)"
             else:
                 line += f" = {preview(prm.text)}"

@@ -35,7 +35,7 @@ def demo_from_data(d: dict) -> Demo:
 def params_to_data(program: Program) -> dict:
     """The values of every param of a program (what training changes)."""
     return {
-        p.name: {"kind": p.kind, "text": p.text, "demos": [demo_to_data(d) for d in p.demos]}
+        p.name: {"kind": p.kind, "text": p.text, "demos": [demo_to_data(d) for d in p.demos], "nearest": p.nearest}
         for p in program.params
     }
 
@@ -47,7 +47,8 @@ def apply_params(program: Program, data: dict) -> Program:
         if d is None:
             continue
         program = program.with_param(
-            evolve(p, text=d.get("text", p.text), demos=tuple(demo_from_data(x) for x in d.get("demos", ())))
+            evolve(p, text=d.get("text", p.text), demos=tuple(demo_from_data(x) for x in d.get("demos", ())),
+                   nearest=int(d.get("nearest", 0)))
         )
     return program
 

@@ -229,6 +229,33 @@ async def collect(
 
 
 # -- candidate sets -----------------------------------------------------------------------
+POOL_MAX = 512  # demos a nearest-neighbour pool keeps (the artifact carries them)
+
+
+@frozen
+class Choice:
+    """A value of a demos param: a fixed list, or (`nearest` > 0) a pool from which each
+    call shows its `nearest` most similar demos (promptc.runtime.nearest)."""
+
+    demos: tuple[Demo, ...] = ()
+    nearest: int = 0
+
+    def signature(self) -> tuple:
+        return (self.nearest, tuple(key(d) for d in self.demos))
+
+    def summary(self) -> str:
+        if self.nearest:
+            return f"the {self.nearest} nearest of a pool of {len(self.demos)} demos, per call"
+        return summarize(self.demos)
+
+    def of(self, param: Param) -> Param:
+        return evolve(param, demos=self.demos, nearest=self.nearest)
+
+    @classmethod
+    def current(cls, param: Param) -> "Choice":
+        return cls(tuple(param.demos), param.nearest)
+
+
 def approx_tokens(d: Demo) -> int:
     """A conservative token estimate of one demo's two chat turns (3 characters a token)."""
     return (len(json.dumps(dict(d.inputs), default=str)) + len(json.dumps(d.output, default=str))) // 3 + 12
@@ -274,30 +301,38 @@ def draw(entries: Sequence[PoolEntry], size: int, labels: Sequence[str], rng: ra
 
 
 def candidates(
-    pool: Pool, current: tuple[Demo, ...], k: int, labels: Sequence[str], count: int, rng: random.Random,
+    pool: Pool, current: Choice, k: int, labels: Sequence[str], count: int, rng: random.Random,
     context: int | None = None,
-) -> list[tuple[Demo, ...]]:
-    """`count` distinct candidate sets: the current set first, then draws of several sizes
-    (and the empty set when the current one is not empty)."""
-    out: list[tuple[Demo, ...]] = [tuple(current)]
-    seen = {tuple(key(d) for d in current)}
-    if current:
-        out.append(())
-        seen.add(())
+) -> list[Choice]:
+    """`count` distinct candidates: the current value first (and no demos at all when the
+    current value has some), the nearest-neighbour pool at `k` and about half of `k` when
+    the pool holds at least twice `k` demos, then fixed sets drawn in several sizes."""
+    out: list[Choice] = [current]
+    seen = {current.signature()}
+
+    def offer(c: Choice) -> None:
+        if c.signature() not in seen and len(out) < count:
+            seen.add(c.signature())
+            out.append(c)
+
+    if current.demos:
+        offer(Choice())
     entries = list(pool.entries)
     if not entries:
         return out
     k = fitting_size(entries, k, context)
+    if len(entries) >= 2 * k:
+        everything = tuple(e.demo for e in entries[:POOL_MAX])
+        for n in sorted({k, max(1, (k + 1) // 2)}, reverse=True):
+            offer(Choice(everything, n))
     sizes = sizes_for(k, len(labels))
     attempts = 0
     while len(out) < count and attempts < 20 * count:
         size = sizes[attempts % len(sizes)]
         attempts += 1
         cand = draw(entries, size, labels, rng)
-        sig = tuple(key(d) for d in cand)
-        if cand and sig not in seen:
-            seen.add(sig)
-            out.append(cand)
+        if cand:
+            offer(Choice(cand))
     return out
 
 
@@ -324,7 +359,7 @@ def plan(budget: float | None, rows: int, calls_per_row: float = 1.0) -> tuple[i
 
 @frozen
 class Entrant:
-    demos: tuple[Demo, ...]
+    choice: Choice
     rows: tuple[int, ...]  # training rows it may be scored on, in race order
     scores: tuple[float, ...] = ()
 
@@ -335,24 +370,25 @@ class Entrant:
 
 @frozen
 class RaceResult:
-    winner: tuple[Demo, ...]
+    winner: Choice
     is_current: bool
     entrants: int
     calls_rows: int  # (candidate, row) evaluations run
-    table: tuple[tuple[int, float, int], ...] = field(factory=tuple)  # (size, mean, rows) per entrant, final standing
+    table: tuple[tuple[str, float, int], ...] = field(factory=tuple)  # (what, mean, rows) per entrant, final standing
 
 
-Evaluate = Callable[[tuple[Demo, ...], list[int]], Awaitable[list[float]]]
+Evaluate = Callable[[Choice, list[int]], Awaitable[list[float]]]
 
 
 async def race(
-    sets: Sequence[tuple[Demo, ...]], pool: Pool, order: Sequence[int], first: int, evaluate: Evaluate,
+    sets: Sequence[Choice], pool: Pool, order: Sequence[int], first: int, evaluate: Evaluate,
 ) -> RaceResult:
-    """Successive halving over `sets` (index 0 is the current set) on training rows taken
-    in `order`, each set skipping the rows its demos came from."""
+    """Successive halving over `sets` (index 0 is the current value) on training rows taken
+    in `order`, each fixed set skipping the rows its demos came from (a nearest-neighbour
+    pool never shows a row its own demo: see promptc.runtime.nearest)."""
     entrants = []
     for s in sets:
-        own = pool.rows(s)
+        own = set() if s.nearest else pool.rows(s.demos)
         entrants.append(Entrant(s, tuple(r for r in order if r not in own)))
     rows_max = min(len(e.rows) for e in entrants)
     alive = list(range(len(entrants)))
@@ -362,21 +398,25 @@ async def race(
             e = entrants[i]
             new_rows = list(e.rows[len(e.scores):target])
             if new_rows:
-                got = await evaluate(e.demos, new_rows)
+                got = await evaluate(e.choice, new_rows)
                 entrants[i] = evolve(e, scores=e.scores + tuple(got))
 
         await asyncio.gather(*(extend(i) for i in alive))
         evaluated = sum(len(e.scores) for e in entrants)
         # best mean first; ties: the current set, then fewer demos
-        alive.sort(key=lambda i: (-entrants[i].mean, i != 0, len(entrants[i].demos), i))
+        alive.sort(key=lambda i: (-entrants[i].mean, i != 0, entrants[i].choice.nearest or len(entrants[i].choice.demos), i))
         if len(alive) <= 2 or target >= rows_max:
             break
         alive = alive[: math.ceil(len(alive) / 2)]
         target = min(2 * target, rows_max)
     best = alive[0]
     standing = sorted(range(len(entrants)), key=lambda i: (-len(entrants[i].scores), -entrants[i].mean))
-    table = tuple((len(entrants[i].demos), round(entrants[i].mean, 4), len(entrants[i].scores)) for i in standing)
-    return RaceResult(entrants[best].demos, best == 0, len(entrants), evaluated, table)
+    table = tuple((_label(entrants[i].choice), round(entrants[i].mean, 4), len(entrants[i].scores)) for i in standing)
+    return RaceResult(entrants[best].choice, best == 0, len(entrants), evaluated, table)
+
+
+def _label(c: Choice) -> str:
+    return f"nearest {c.nearest}" if c.nearest else f"{len(c.demos)} fixed"
 
 
 def summarize(demos: tuple[Demo, ...]) -> str:
@@ -386,6 +426,6 @@ def summarize(demos: tuple[Demo, ...]) -> str:
 
 
 __all__: list[Any] = [
-    "Pool", "PoolEntry", "RaceResult", "candidates", "collect", "demos_from_trace", "draw", "free_labeled",
+    "Choice", "Pool", "PoolEntry", "RaceResult", "candidates", "collect", "demos_from_trace", "draw", "free_labeled",
     "halving_cost", "labeled_demos", "output_labels", "plan", "race", "summarize", "teacher_model", "with_model",
 ]

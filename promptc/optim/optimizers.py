@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from attrs import define, evolve, field, frozen
 
-from promptc.ir import Demo, Program
+from promptc.ir import Program
 from promptc.optim import demos as demo_lib
 from promptc.optim.backward import Gradients
 from promptc.optim.instruction import propose as propose_text
@@ -122,12 +122,13 @@ class DemoOptimizer:
             return Refusal(self.param, "demos", f"no race fits the remaining budget ({budget:.0f} calls)")
         count, first = chosen
         labels = demo_lib.output_labels(program, self.param)
-        sets = demo_lib.candidates(self.pool, param.demos, param.max_demos or 4, labels, count, rng, context)
+        current = demo_lib.Choice.current(param)
+        sets = demo_lib.candidates(self.pool, current, param.max_demos or 4, labels, count, rng, context)
         if len(sets) < 2:
             return Refusal(self.param, "demos", "no candidate demo set (the pool is empty)")
 
-        async def score_set(demos: tuple[Demo, ...], on: list[int]) -> list[float]:
-            return await evaluate(program.with_param(evolve(param, demos=demos)), on)
+        async def score_set(choice: demo_lib.Choice, on: list[int]) -> list[float]:
+            return await evaluate(program.with_param(choice.of(param)), on)
 
         result = await demo_lib.race(sets, self.pool, list(rows), first, score_set)
         info = {
@@ -136,8 +137,7 @@ class DemoOptimizer:
         }
         if result.is_current:
             return Refusal(self.param, "demos", "the current demo set won the race", info=info)
-        return Candidate(self.param, "demos", program.with_param(evolve(param, demos=result.winner)),
-                         demo_lib.summarize(result.winner), info)
+        return Candidate(self.param, "demos", program.with_param(result.winner.of(param)), result.winner.summary(), info)
 
     def step(self, cand: Candidate, score: float | None) -> None:
         self.tried.clear()

@@ -74,11 +74,14 @@ def chart(history: list[dict], start: float | None, width: int = 640, height: in
 
 def param_text(d: dict) -> str:
     if d.get("kind") == "demos":
-        return "\n".join(
+        lines = [
             json.dumps(dict((k, v) for k, v in x["inputs"]), ensure_ascii=False, default=str)
             + " -> " + json.dumps(x["output"], ensure_ascii=False, default=str)
             for x in d.get("demos", [])
-        )
+        ]
+        if d.get("nearest"):
+            lines.insert(0, f"(a pool: each call shows the {d['nearest']} demos nearest to its inputs)")
+        return "\n".join(lines)
     return d.get("text", "")
 
 

@@ -90,7 +90,7 @@ def render_messages(program: Program, llm: LlmDef, args: Mapping[str, Any]) -> t
     values: dict[str, Any] = param_values(program, llm)
     values.update(args)
     last_user = max((i for i, m in enumerate(llm.messages) if m.role == "user"), default=None)
-    demos = _demos(program, llm)
+    demos = _demos(program, llm, args)
     out: list[dict] = []
     for i, msg in enumerate(llm.messages):
         if i == last_user and demos:
@@ -127,13 +127,18 @@ def build_request(
     )
 
 
-def _demos(program: Program, llm: LlmDef) -> tuple[Demo, ...]:
+def _demos(program: Program, llm: LlmDef, args: Mapping[str, Any]) -> tuple[Demo, ...]:
     if not llm.demos:
         return ()
     try:
         param = program.param(llm.demos)
     except KeyError:
         return ()
+    if param.nearest:
+        from promptc.runtime.nearest import select
+
+        k = min(param.nearest, param.max_demos) if param.max_demos is not None else param.nearest
+        return select(param.demos, args, k)
     demos = param.demos
     if param.max_demos is not None:
         demos = demos[: param.max_demos]

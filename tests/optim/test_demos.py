@@ -96,53 +96,57 @@ def _pool(labels_per_row):
 def test_candidate_sets_cover_the_labels_and_include_the_current_set():
     labels = ("A", "B", "C")
     pool = _pool(["A"] * 10 + ["B"] * 3 + ["C"] * 2)
-    current = (Demo((("question", "q0"),), "A"),)
-    sets = demo_opt.candidates(pool, current, 6, labels, 10, random.Random(1))
-    assert sets[0] == current and sets[1] == ()  # the incumbent, and no demos at all
-    assert len(sets) == 10 and len({tuple(map(demo_opt.key, s)) for s in sets}) == 10
-    sizes = {len(s) for s in sets[2:]}
-    assert sizes == {6, 3}  # the max, and one per label (= half of 6)
-    for s in sets[2:]:
-        outs = [d.output for d in s]
-        assert set(outs) == set(labels)  # every label is shown
-        assert max(outs.count(x) for x in labels) - min(outs.count(x) for x in labels) <= 1 or len(s) > 6
+    current = demo_opt.Choice((Demo((("question", "q0"),), "A"),))
+    sets = demo_opt.candidates(pool, current, 6, labels, 12, random.Random(1))
+    assert sets[0] == current and sets[1] == demo_opt.Choice()  # the incumbent, and no demos at all
+    assert len(sets) == 12 and len({s.signature() for s in sets}) == 12
+    # the pool is big enough (15 >= 2 x 6) for nearest-neighbour choices at 6 and 3
+    assert [(s.nearest, len(s.demos)) for s in sets[2:4]] == [(6, 15), (3, 15)]
+    fixed = sets[4:]
+    assert {len(s.demos) for s in fixed} == {6, 3}  # the max, and one per label (= half of 6)
+    for s in fixed:
+        outs = [d.output for d in s.demos]
+        assert s.nearest == 0 and set(outs) == set(labels)  # every label is shown
+        assert max(outs.count(x) for x in labels) - min(outs.count(x) for x in labels) <= 1
 
 
 def test_context_window_caps_the_set_size():
     pool = demo_opt.Pool(tuple(
         demo_opt.PoolEntry(Demo((("question", "x" * 300),), "A"), "labeled", i) for i in range(8)))
-    sets = demo_opt.candidates(pool, (), 8, ("A",), 4, random.Random(0), context=500)
-    assert max(len(s) for s in sets) == 2  # ~112 tokens a demo, half of 500 holds 2
+    sets = demo_opt.candidates(pool, demo_opt.Choice(), 8, ("A",), 4, random.Random(0), context=500)
+    assert max(s.nearest or len(s.demos) for s in sets) == 2  # ~112 tokens a demo, half of 500 holds 2
 
 
 def test_the_race_finds_the_best_set_and_never_scores_a_set_on_its_own_rows():
     pool = _pool(["A", "B"] * 20)
-    sets = demo_opt.candidates(pool, (), 4, ("A", "B"), 12, random.Random(3))
-    good = sets[5]  # pretend this one set is much better than the rest
-    seen: list[tuple[tuple, list[int]]] = []
+    sets = demo_opt.candidates(pool, demo_opt.Choice(), 4, ("A", "B"), 12, random.Random(3))
+    good = sets[7]  # pretend this one fixed set is much better than the rest
+    assert good.nearest == 0
+    seen: list[tuple[demo_opt.Choice, list[int]]] = []
 
-    async def evaluate(demos, rows):
-        seen.append((demos, rows))
-        return [1.0 if demos == good else (0.5 if r % 3 else 0.0) for r in rows]
+    async def evaluate(choice, rows):
+        seen.append((choice, rows))
+        return [1.0 if choice == good else (0.5 if r % 3 else 0.0) for r in rows]
 
     order = list(range(40))
     random.Random(0).shuffle(order)
     result = asyncio.run(demo_opt.race(sets, pool, order, 4, evaluate))
     assert result.winner == good and not result.is_current
-    for demos, rows in seen:
-        assert not set(rows) & pool.rows(demos)
+    for choice, rows in seen:
+        if not choice.nearest:
+            assert not set(rows) & pool.rows(choice.demos)
     assert result.calls_rows == sum(len(r) for _, r in seen) <= demo_opt.halving_cost(12, 4, 36)
 
 
 def test_the_current_set_wins_ties():
     pool = _pool(["A", "B"] * 10)
-    sets = demo_opt.candidates(pool, (), 2, ("A", "B"), 6, random.Random(0))
+    sets = demo_opt.candidates(pool, demo_opt.Choice(), 2, ("A", "B"), 6, random.Random(0))
 
-    async def evaluate(demos, rows):
+    async def evaluate(choice, rows):
         return [0.5] * len(rows)
 
     result = asyncio.run(demo_opt.race(sets, pool, list(range(20)), 2, evaluate))
-    assert result.is_current and result.winner == ()
+    assert result.is_current and result.winner == demo_opt.Choice()
 
 
 def test_race_plans_fit_the_budget():
@@ -154,3 +158,34 @@ def test_race_plans_fit_the_budget():
     assert demo_opt.plan(5, 50) is None
     # a workflow with three calls per row gets fewer candidates for the same budget
     assert demo_opt.plan(160, 50, 3.0)[0] < demo_opt.plan(160, 50)[0]
+
+
+def test_nearest_demos_are_chosen_per_call_and_never_the_question_itself():
+    from promptc.runtime.nearest import select
+
+    pool = tuple(Demo((("question", q),), lab) for q, lab in [
+        ("How many legs does a spider have?", "NUM"), ("Who wrote Hamlet?", "HUM"),
+        ("Where is the Eiffel Tower?", "LOC"), ("How many moons does Mars have?", "NUM"),
+        ("Who painted the Mona Lisa?", "HUM")])
+    got = select(pool, {"question": "How many wheels does a bicycle have?"}, 2)
+    assert {dict(d.inputs)["question"] for d in got} == {
+        "How many legs does a spider have?", "How many moons does Mars have?"}
+    got = select(pool, {"question": "Who wrote Hamlet?"}, 2)
+    assert "Who wrote Hamlet?" not in {dict(d.inputs)["question"] for d in got}
+    assert dict(got[-1].inputs)["question"] == "Who painted the Mona Lisa?"  # most similar last
+
+
+def test_a_nearest_pool_renders_per_call_and_survives_the_artifact(tmp_path):
+    from promptc import artifact
+    from promptc.runtime.render import render_messages
+
+    program = trec_program()
+    pool = tuple(Demo((("question", q),), lab) for q, lab in [
+        ("How many legs does a spider have?", "NUM"), ("Who wrote Hamlet?", "HUM"),
+        ("Where is Paris?", "LOC"), ("What is an atom?", "DESC")])
+    program = program.with_param(demo_opt.Choice(pool, 1).of(program.param("shots")))
+    msgs = render_messages(program, program.llm("classify"), {"question": "Where is Rome?"})
+    assert [m["content"] for m in msgs if m["role"] == "assistant"] == ["LOC"]
+    artifact.save(program, tmp_path / "t.pfc")
+    loaded, _ = artifact.load_artifact(tmp_path / "t.pfc")
+    assert loaded.param("shots").nearest == 1 and loaded.param("shots").demos == pool
