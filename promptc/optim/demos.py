@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 ORIGINS = ("labeled", "trace", "teacher")
 PLANS = ((24, 4), (16, 4), (12, 4), (16, 3), (12, 3), (8, 4), (8, 3), (8, 2), (6, 2), (4, 2), (3, 2))
-DEFAULT_PLAN = (16, 4)
+UNBOUNDED_RACE_CALLS = 160  # a race's calls when the run has no call budget
 DEMO_SHARE_OF_CONTEXT = 0.5  # demos may fill at most this share of the model's context
 
 
@@ -348,9 +348,10 @@ def halving_cost(count: int, first: int, rows: int, calls_per_row: float = 1.0) 
 
 
 def plan(budget: float | None, rows: int, calls_per_row: float = 1.0) -> tuple[int, int] | None:
-    """(candidates, first rows) for a race that fits `budget` calls, or None if none does."""
+    """(candidates, first rows) for a race that fits `budget` calls (None: no call budget,
+    `UNBOUNDED_RACE_CALLS`), or None if none does."""
     if budget is None:
-        return DEFAULT_PLAN
+        budget = UNBOUNDED_RACE_CALLS
     for count, first in PLANS:
         if first <= rows and halving_cost(count, first, rows, calls_per_row) <= budget:
             return count, first

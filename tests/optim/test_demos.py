@@ -150,7 +150,7 @@ def test_the_current_set_wins_ties():
 
 
 def test_race_plans_fit_the_budget():
-    assert demo_opt.plan(None, 50) == demo_opt.DEFAULT_PLAN
+    assert demo_opt.plan(None, 50) == demo_opt.plan(demo_opt.UNBOUNDED_RACE_CALLS, 50)
     for budget in (30, 80, 160, 400):
         count, first = demo_opt.plan(budget, 50)
         assert demo_opt.halving_cost(count, first, 50) <= budget
