@@ -270,6 +270,7 @@ async def propose(
             model=model,
             messages=tuple(convo),
             temperature=0.0 if index == 0 and attempt == 0 else 0.7,
+            seed=index * 2 + attempt,  # sampled proposals differ from one another (a fixed seed repeats them)
             max_tokens=max_tokens,
             phase=phase,
             rollout=f"propose-{index}-{attempt}" if (index or attempt) else "",
