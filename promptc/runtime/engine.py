@@ -368,9 +368,10 @@ _SECRET = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|[A-Za-z0-9_\-]{0,8}key[-_][A-Za-
 
 
 def scrub(text: str) -> str:
-    """Remove anything that looks like an API key (and the values of *_API_KEY env vars)."""
+    """Remove anything that looks like an API key (and the values of *_KEY, *_TOKEN and
+    *_SECRET env vars, which covers the variables `key_env` declarations usually name)."""
     for name, value in os.environ.items():
-        if value and len(value) >= 8 and (name.endswith("_API_KEY") or name.endswith("_TOKEN") or name.endswith("_SECRET")):
+        if value and len(value) >= 8 and name.endswith(("_KEY", "_TOKEN", "_SECRET")):
             text = text.replace(value, "***")
     return _SECRET.sub("***", text)
 

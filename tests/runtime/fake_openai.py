@@ -4,7 +4,8 @@
         srv.base_url            # "http://127.0.0.1:PORT/v1"
         srv.requests            # [(headers: dict, body: dict), ...] as received
 
-`answer(body)` gives the assistant's text for a request body (the parsed JSON).
+`answer(body)` gives the assistant's text for a request body (the parsed JSON), or a
+(status, payload) pair for an error reply.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 outer.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 text = outer.answer(body)
+                if isinstance(text, tuple):  # (status, error payload): an error reply
+                    status, error = text
+                    payload = json.dumps(error).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 payload = json.dumps({
                     "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body.get("model", "fake"),
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],

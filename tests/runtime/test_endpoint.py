@@ -243,3 +243,48 @@ def test_litellm_model_table_decides_when_the_declaration_is_silent():
     )
     assert "response_format" not in engine._kwargs(declared)
     assert endpoint.unwrap_enum('{"label": "B"}') == "B" and endpoint.unwrap_enum("B, surely") == "B, surely"
+
+
+def test_decorated_model_options_lower_like_the_pflow_twin(tmp_path):
+    import importlib.util
+
+    import promptc
+    from promptc.frontend.spans import strip_spans
+
+    py = tmp_path / "twin_wf.py"
+    py.write_text(
+        "import promptc\n"
+        "far = promptc.model('PROMPTC_FAR_MODEL', default='openai/far-model', base_url='http://127.0.0.1:2/v1',\n"
+        "                    key_env='PROMPTC_TEST_FAR_KEY', timeout=7, top_p=0.5, seed=3)\n"
+        "@promptc.llm(via=far, user='second: {q}')\n"
+        "def second(q: str) -> str: ...\n"
+        "@promptc.workflow\n"
+        "def two(q: str) -> str:\n"
+        "    return second(q)\n"
+    )
+    spec = importlib.util.spec_from_file_location("promptc_test_twin_wf", py)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from_py = strip_spans(promptc.compile_workflow(mod.two))
+    from_pflow = strip_spans(compile_source(
+        'model far = env("PROMPTC_FAR_MODEL", "openai/far-model") {\n'
+        '  base_url "http://127.0.0.1:2/v1"; key_env "PROMPTC_TEST_FAR_KEY"; timeout 7; top_p 0.5; seed 3\n}\n'
+        'llm second(q: text) -> text via far { user "second: {q}" }\n'
+        "workflow two(q: text) -> text { return second(q) }\n",
+        str(tmp_path / "twin.pflow"),
+    ))
+    assert from_py.models == from_pflow.models and from_py.models[0].options
+
+
+def test_a_server_that_echoes_the_key_does_not_leak_it(monkeypatch, caplog):
+    """An authentication error quoting the key becomes a sample error without it."""
+    monkeypatch.setenv("PROMPTC_TEST_ECHO_KEY", "abcd1234-not-an-sk-key")
+    caplog.set_level(logging.DEBUG)
+    echo = lambda body: (401, {"error": {"message": "invalid key abcd1234-not-an-sk-key", "type": "auth"}})  # noqa: E731
+    with FakeOpenAI(echo) as srv:
+        engine = Engine(retries=0)
+        ep = Endpoint(base_url=srv.base_url, key_env="PROMPTC_TEST_ECHO_KEY")
+        r = engine.call_sync(CallRequest(model="openai/m", messages=({"role": "user", "content": "q"},), endpoint=ep))
+    assert srv.requests[0][0]["authorization"] == "Bearer abcd1234-not-an-sk-key"
+    assert not r.ok and "invalid key" in r.error and "abcd1234" not in r.error
+    assert "abcd1234-not-an-sk-key" not in caplog.text
