@@ -288,3 +288,19 @@ def test_a_server_that_echoes_the_key_does_not_leak_it(monkeypatch, caplog):
     assert srv.requests[0][0]["authorization"] == "Bearer abcd1234-not-an-sk-key"
     assert not r.ok and "invalid key" in r.error and "abcd1234" not in r.error
     assert "abcd1234-not-an-sk-key" not in caplog.text
+
+
+def test_a_bad_override_fails_the_sample_with_the_variable_named(monkeypatch, tmp_path):
+    from promptc.runtime.workflow import Workflow
+
+    monkeypatch.setenv("PROMPTC_M_TIMEOUT", "soon")
+    program = compile_source(
+        'model m = "scripted/echo" { timeout 5 }\nllm f(q: text) -> text via m { user "{q}" }\n'
+        "workflow w(q: text) -> text { return f(q) }\n", "w.pflow",
+    )
+    wf = Workflow(program, no_cache=True)
+    try:
+        (result,) = wf.batch([{"q": "hi"}])
+    finally:
+        wf.close()
+    assert result.output is None and "PROMPTC_M_TIMEOUT='soon': needs a number" in result.error
