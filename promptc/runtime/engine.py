@@ -189,7 +189,7 @@ class Engine:
         try:
             kwargs = self._kwargs(req, litellm)
         except ValueError as e:  # the declared key variable is not set
-            return CallResult(text=None, error=str(e), attempts=0, seconds=time.perf_counter() - start)
+            return CallResult(text=None, error=str(e), attempts=1, seconds=time.perf_counter() - start)
         # The in-process model cannot be cancelled, and its requests queue on one worker
         # thread: a deadline would count queueing time and a retry would queue the same
         # generation twice. Its calls are bounded by max_tokens instead.

@@ -191,6 +191,16 @@ def test_calls_without_an_endpoint_are_routed_by_the_engine(monkeypatch):
     assert r.ok and r.text == "routed" and len(srv.requests) == 1
 
 
+def test_a_missing_key_variable_is_one_failed_call(monkeypatch):
+    monkeypatch.delenv("PROMPTC_TEST_NO_SUCH_KEY", raising=False)
+    engine = Engine(retries=3)
+    ep = Endpoint(base_url="http://127.0.0.1:9/v1", key_env="PROMPTC_TEST_NO_SUCH_KEY")
+    r = engine.call_sync(CallRequest(model="openai/m", messages=({"role": "user", "content": "q"},), endpoint=ep))
+    assert not r.ok and "PROMPTC_TEST_NO_SUCH_KEY" in r.error and r.attempts == 1
+    t = engine.accounting.totals()
+    assert (t.calls, t.errors, t.retries) == (1, 1, 0)
+
+
 # --- typed outputs ------------------------------------------------------------------------------
 
 TYPED = """\
