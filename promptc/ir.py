@@ -48,6 +48,7 @@ a guard `alive_{s+1} = guard(alive_s, c_s)` and each carried variable becomes
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any, Iterator
@@ -94,6 +95,10 @@ def check_model_option(name: str, value: Any) -> Any:
     if type(value) is not want:
         word = {str: "a string", float: "a number", int: "an integer", bool: "true or false"}[want]
         raise ValueError(f"model option '{name}' needs {word}, got {value!r}")
+    if want is int and not 0 <= value < 2**31:
+        raise ValueError(f"model option '{name}' must be between 0 and {2**31 - 1}, got {value!r}")
+    if want is float and not math.isfinite(value):
+        raise ValueError(f"model option '{name}' must be a finite number, got {value!r}")
     if name == "key_env" and not _ENV_NAME.fullmatch(value):
         raise ValueError(
             "key_env is the NAME of the environment variable that holds the API key "

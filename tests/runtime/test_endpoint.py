@@ -81,6 +81,8 @@ def test_options_reach_the_ir_sorted_and_checked():
         ("timeout 0", "model option 'timeout' must be > 0", "0"),
         ('base_url "localhost:8080"', "base_url needs a URL like", '"localhost:8080"'),
         ("seed 1; seed 2", "model option 'seed' is given twice", "seed"),
+        ("seed 99999999999999999999999", "model option 'seed' must be between 0 and 2147483647", "9"),
+        ("timeout 1.0e999", "model option 'timeout' must be a finite number", "1.0e999"),
     ],
 )
 def test_bad_options_are_located_errors(options, message, caret_under):
