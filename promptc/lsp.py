@@ -34,6 +34,17 @@ log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+OPTION_HELP = {
+    "base_url": "the API base the model's calls go to (an OpenAI-compatible server, or a provider's endpoint)",
+    "key_env": "the NAME of the environment variable holding the API key (never the key itself)",
+    "timeout": "seconds per attempt",
+    "response_schema": "whether the endpoint accepts a JSON schema in `response_format` (unset: litellm decides)",
+    "temperature": "decoding default of the `llm`s that run via this model",
+    "top_p": "decoding default of the `llm`s that run via this model",
+    "max_tokens": "decoding default of the `llm`s that run via this model",
+    "seed": "decoding default of the `llm`s that run via this model",
+}
+
 
 @frozen
 class Analysis:
@@ -73,6 +84,12 @@ def hover(a: Analysis, line: int, col: int) -> str | None:
     if found is None or a.module is None:
         return None
     word = found[0]
+    model = next((m for m in a.module.items if isinstance(m, A.ModelDecl) and _inside(m.span, line, col)), None)
+    if model is not None and word in OPTION_HELP and model.name_span and (line, col) > (
+        model.name_span.line, model.name_span.end_col or 0
+    ):
+        var = f"PROMPTC_{model.name.upper()}_{word.upper()}"
+        return _code(f"{word}  (model option)") + f"\n\n{OPTION_HELP[word]}; overridden by `{var}`."
     local = _local(a, word, line, col)
     if local is not None:
         kind, span, declared = local

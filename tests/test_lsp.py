@@ -72,6 +72,15 @@ async def test_syntax_and_model_option_errors_are_located(client: LanguageClient
     (diag,) = await _open(client, uri, text)
     assert "model option 'timeout' needs a number" in diag.message
     assert diag.range.start == _pos(text, '"soon"')
+    # fixed: no diagnostic, and the option explains itself on hover
+    good = text.replace('"soon"', "5")
+    client.text_document_did_change(T.DidChangeTextDocumentParams(
+        T.VersionedTextDocumentIdentifier(version=2, uri=uri), [T.TextDocumentContentChangeWholeDocument(text=good)],
+    ))
+    await client.wait_for_notification(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert list(client.diagnostics[uri]) == []
+    h = await client.text_document_hover_async(T.HoverParams(T.TextDocumentIdentifier(uri), _pos(good, "timeout", 0, 2)))
+    assert "seconds per attempt" in h.contents.value and "PROMPTC_M_TIMEOUT" in h.contents.value
 
 
 @pytest.mark.asyncio
