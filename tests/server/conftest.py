@@ -37,6 +37,25 @@ def _up(url: str) -> bool:
         return False
 
 
+def _start(log) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "server" / "serve.py"), str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT),
+    )
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def llama_server():
     """The server's OpenAI base URL, e.g. "http://127.0.0.1:41234/v1"."""
@@ -45,28 +64,27 @@ def llama_server():
     reason = local.available("default")
     if reason is not None:
         pytest.skip(f"no embedded model: {reason}")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}/v1"
     log = tempfile.TemporaryFile()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "server" / "serve.py"), str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT),
-    )
+    proc = None
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _up(base + "/models"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                what = f"exited with {proc.returncode}" if proc.poll() is not None else f"not up in {START_TIMEOUT:g}s"
-                pytest.fail(f"llama_cpp.server {what}:\n" + log.read().decode(errors="replace")[-4000:], pytrace=False)
-            time.sleep(0.2)
+        for attempt in range(3):  # the free port can be taken before the server binds it
+            proc, base = _start(log)
+            deadline = time.monotonic() + START_TIMEOUT
+            while not _up(base + "/models") and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _up(base + "/models"):
+                break
+            exited = proc.poll()
+            _stop(proc)
+            log.seek(0)
+            output = log.read().decode(errors="replace")
+            if "address already in use" not in output.lower() or attempt == 2:
+                what = f"exited with {exited}" if exited is not None else f"not up in {START_TIMEOUT:g}s"
+                pytest.fail(f"llama_cpp.server {what}:\n" + output[-4000:], pytrace=False)
+            log.seek(0)
+            log.truncate()
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            _stop(proc)
         log.close()
