@@ -38,6 +38,7 @@ from promptc.ir import (
     TimeIndex,
     TrainSpec,
     Workflow,
+    check_model_option,
 )
 from promptc.types import Type
 
@@ -158,13 +159,20 @@ def _param_in(d: dict) -> Param:
     )
 
 
+def _model_in(m: list) -> Model:
+    # [name, default, env, span, options]; artifacts written before model options had 4 items
+    name, default, env, span = m[:4]
+    options = tuple((str(k), check_model_option(str(k), v)) for k, v in (m[4] if len(m) > 4 else ()))
+    return Model(name, default, env, _span_in(span), options)
+
+
 def program_to_data(p: Program) -> dict:
     """The Program as plain msgpack-able data (the inverse of `program_from_data`)."""
     wf = p.workflow
     return {
         "file": p.file,
         "source_hash": p.source_hash,
-        "models": [[m.name, m.default, m.env, _span(m.span)] for m in p.models],
+        "models": [[m.name, m.default, m.env, _span(m.span), [list(o) for o in m.options]] for m in p.models],
         "params": [_param(x) for x in p.params],
         "functions": [
             [f.name, f.module, f.attr, f.doc, _typed(f.params), _type(f.returns), _span(f.span)] for f in p.functions
@@ -197,7 +205,7 @@ def program_from_data(d: dict) -> Program:
     return Program(
         file=d["file"],
         source_hash=d["source_hash"],
-        models=tuple(Model(n, default, env, _span_in(s)) for n, default, env, s in d["models"]),
+        models=tuple(_model_in(m) for m in d["models"]),
         params=tuple(_param_in(x) for x in d["params"]),
         functions=tuple(
             Function(n, mod, attr, doc, _typed_in(ps), _type_in(r), _span_in(s))

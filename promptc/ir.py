@@ -48,7 +48,9 @@ a guard `alive_{s+1} = guard(alive_s, c_s)` and each carried variable becomes
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from typing import Any, Iterator
 
 from attrs import evolve, field, frozen
@@ -61,20 +63,83 @@ OPS = ("input", "const", "llm", "call", "field", "index", "list", "prim", "guard
 PRIMS = ("eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "add")
 
 
+# Options a `model` declaration may carry (`model m = "..." { base_url "..."; timeout 30 }`),
+# with the Python type of their value. Where a model lives: base_url (the API base of an
+# OpenAI-compatible server, or any provider's endpoint), key_env (the NAME of the
+# environment variable holding its API key: the key itself is never written anywhere),
+# timeout (seconds per attempt), response_schema (true/false: whether the endpoint
+# accepts a JSON schema in `response_format`; unset, litellm's model table decides).
+# How it decodes by default: temperature, top_p, max_tokens, seed.
+MODEL_OPTIONS: dict[str, type] = {
+    "base_url": str,
+    "key_env": str,
+    "timeout": float,
+    "response_schema": bool,
+    "temperature": float,
+    "top_p": float,
+    "max_tokens": int,
+    "seed": int,
+}
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_model_option(name: str, value: Any) -> Any:
+    """The value of model option `name`, normalized (int -> float where a float is
+    expected); ValueError with a message for the user when the name or value is wrong."""
+    want = MODEL_OPTIONS.get(name)
+    if want is None:
+        raise ValueError(f"unknown model option '{name}' (options: {', '.join(MODEL_OPTIONS)})")
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not want:
+        word = {str: "a string", float: "a number", int: "an integer", bool: "true or false"}[want]
+        raise ValueError(f"model option '{name}' needs {word}, got {value!r}")
+    if want is int and not 0 <= value < 2**31:
+        raise ValueError(f"model option '{name}' must be between 0 and {2**31 - 1}, got {value!r}")
+    if want is float and not math.isfinite(value):
+        raise ValueError(f"model option '{name}' must be a finite number, got {value!r}")
+    if name == "key_env" and not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            "key_env is the NAME of the environment variable that holds the API key "
+            '(like "OPENAI_API_KEY"), never the key itself'
+        )
+    if name == "base_url" and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://\S+$", value):
+        raise ValueError(f'base_url needs a URL like "http://127.0.0.1:8080/v1", got {value!r}')
+    if name in ("timeout", "top_p") and not value > 0:
+        raise ValueError(f"model option '{name}' must be > 0, got {value!r}")
+    if name == "top_p" and value > 1:
+        raise ValueError(f"model option 'top_p' must be <= 1, got {value!r}")
+    if name == "temperature" and not value >= 0:
+        raise ValueError(f"model option 'temperature' must be >= 0, got {value!r}")
+    if name == "max_tokens" and value < 1:
+        raise ValueError(f"model option 'max_tokens' must be >= 1, got {value!r}")
+    return value
+
+
 @frozen
 class Model:
-    """`model task = env("PROMPTC_TASK_MODEL", "local/default")` or `model m = "openai/gpt-4o"`."""
+    """`model task = env("PROMPTC_TASK_MODEL", "local/default")` or `model m = "openai/gpt-4o"`.
+
+    `options` are the declared `MODEL_OPTIONS` as sorted (name, value) pairs. Each one,
+    and the model string, can be overridden from the environment: `PROMPTC_<NAME>_<OPTION>`
+    (e.g. `PROMPTC_TASK_BASE_URL` for `model task`); see `promptc.runtime.endpoint`.
+    """
 
     name: str
     default: str
     env: str | None = None
     span: Span | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
     def resolve(self, environ: "os._Environ[str] | dict[str, str] | None" = None) -> str:
         environ = os.environ if environ is None else environ
         if self.env and environ.get(self.env):
             return environ[self.env]
         return self.default
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return dict(self.options).get(name, default)
 
 
 @frozen

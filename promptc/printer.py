@@ -12,6 +12,7 @@ the forward graph (params as boxes, nodes as ellipses) with backward edges dashe
 
 from __future__ import annotations
 
+import json
 import os
 
 from promptc.ir import Node, Program
@@ -103,7 +104,8 @@ def format_program(p: Program) -> str:
         out.append("models:")
         for m in p.models:
             src = f'env("{m.env}", "{m.default}")' if m.env else f'"{m.default}"'
-            out.append(f"  {m.name} = {src}")
+            opts = "; ".join(f"{k} {json.dumps(v)}" for k, v in m.options)
+            out.append(f"  {m.name} = {src}" + (f" {{ {opts} }}" if opts else ""))
     if p.params:
         out.append("params:")
         for prm in p.params:

@@ -16,6 +16,7 @@ COMMANDS = {
     "eval": ("promptc.cli.eval", "evaluate a workflow on a dataset"),
     "optimize": ("promptc.cli.optimize", "train the prompts of a workflow"),
     "inspect": ("promptc.cli.inspect", "show the params, history and scores of a .pfc"),
+    "lsp": ("promptc.cli.lsp", "the .pflow language server for editors (stdio)"),
 }
 
 

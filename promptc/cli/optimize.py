@@ -93,6 +93,11 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_dir = Path(args.run_dir or f"runs/{program.workflow.name}")
     engine = make_engine(cache_dir=args.cache_dir, no_cache=args.no_cache)
+    try:
+        engine.use_models(program)  # where backward and optimizer calls go
+    except ValueError as e:
+        engine.close()
+        return _error(str(e))
     console = Console(stderr=True)
     state: dict = {}
 

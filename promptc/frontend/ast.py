@@ -164,11 +164,14 @@ class Use:
 
 @frozen
 class ModelDecl:
+    """`options`: the checked `{ base_url "..."; timeout 30 }` entries, sorted by name."""
+
     name: str
     default: str
     env: str | None
     span: Span
     name_span: Span | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @frozen

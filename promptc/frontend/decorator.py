@@ -57,6 +57,7 @@ from promptc.bind import python_type
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
 from promptc.frontend import template as T
+from promptc.ir import check_model_option
 from promptc.types import JSON, Type
 
 __all__ = ["workflow", "llm", "prompt", "demos", "model", "use", "train", "compile_workflow", "WorkflowFunction"]
@@ -80,8 +81,8 @@ class _Decl:
 
 
 class ModelRef(_Decl):
-    def __init__(self, env: str | None, default: str, span: Span | None):
-        self.env, self.default, self.span = env, default, span
+    def __init__(self, env: str | None, default: str, span: Span | None, options: tuple[tuple[str, Any], ...] = ()):
+        self.env, self.default, self.span, self.options = env, default, span, options
 
     def __repr__(self) -> str:
         return f"promptc.model({self.env!r}, default={self.default!r})"
@@ -140,9 +141,38 @@ class LlmRef(_Decl):
         return f"<promptc.llm {self.fn.__name__}>"
 
 
-def model(env: str | None = None, default: str = "local/default") -> ModelRef:
-    """`model NAME = env(ENV, DEFAULT)`; with `env=None`, `model NAME = DEFAULT`."""
-    return ModelRef(env, default, _caller_span())
+def model(
+    env: str | None = None,
+    default: str = "local/default",
+    *,
+    base_url: str | None = None,
+    key_env: str | None = None,
+    timeout: float | None = None,
+    response_schema: bool | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+) -> ModelRef:
+    """`model NAME = env(ENV, DEFAULT) { OPTION VALUE; ... }`; with `env=None`, `model NAME = DEFAULT`.
+
+    The keyword arguments are the model options of the language (`MODEL_OPTIONS`); those
+    left at None are not declared. `key_env` is the name of the variable holding the key.
+    """
+    span = _caller_span()
+    given = dict(
+        base_url=base_url, key_env=key_env, timeout=timeout, response_schema=response_schema,
+        temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+    )
+    options = []
+    for key, value in sorted(given.items()):
+        if value is None:
+            continue
+        try:
+            options.append((key, check_model_option(key, value)))
+        except ValueError as e:
+            raise CompileError(f"promptc.model(...): {e}", span) from None
+    return ModelRef(env, default, span, tuple(options))
 
 
 def prompt(text: str = "", *, trainable: bool = False, role: str = "") -> PromptRef:
@@ -550,7 +580,9 @@ def _module_ast(wf: WorkflowFunction) -> A.Module:
             continue
         span = obj.span or fallback
         if isinstance(obj, ModelRef):
-            items.append(A.ModelDecl(name=name, default=obj.default, env=obj.env, span=span, name_span=span))
+            items.append(
+                A.ModelDecl(name=name, default=obj.default, env=obj.env, span=span, name_span=span, options=obj.options)
+            )
         elif isinstance(obj, PromptRef):
             items.append(
                 A.ParamDecl(name, "prompt", obj.trainable, obj.role, obj.text, None, span=span, name_span=span)

@@ -156,7 +156,7 @@ class _Lowering:
             raise CompileError("no workflow in this file (declare one with `workflow NAME(args) -> type { ... }`)", Span(self.file, 1, 1))
 
         models = tuple(
-            Model(name=it.name, default=it.default, env=it.env, span=it.span) for it in items if isinstance(it, A.ModelDecl)
+            Model(name=it.name, default=it.default, env=it.env, span=it.span, options=it.options) for it in items if isinstance(it, A.ModelDecl)
         )
         params = tuple(
             Param(

@@ -8,6 +8,7 @@ the parser reduces (no parse tree). Every lark error becomes a located `CompileE
 
 from __future__ import annotations
 
+import difflib
 import functools
 import gc
 import re
@@ -22,6 +23,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
 from promptc.frontend import template as T
+from promptc.ir import MODEL_OPTIONS, check_model_option
 from promptc.types import SCALARS, Type, list_of
 
 KEYWORDS = frozenset(
@@ -423,11 +425,49 @@ class _Actions:
     def model_decl(self, c):
         name = c[1]
         default, env = c[3].v
+        options = c[4].v if len(c) > 4 and c[4] is not None else ()
         file = self._local.file
         return self._node(
-            A.ModelDecl(name=self._name(name), default=default, env=env, span=self._span(c), name_span=_tok_span(file, name)),
+            A.ModelDecl(
+                name=self._name(name), default=default, env=env, span=self._span(c), name_span=_tok_span(file, name),
+                options=options,
+            ),
             c,
         )
+
+    def model_options(self, c):
+        seen: dict[str, Any] = {}
+        for key, value, key_span, value_span in _values(c):
+            if key in seen:
+                raise CompileError(f"model option '{key}' is given twice", key_span)
+            if key not in MODEL_OPTIONS:
+                close = difflib.get_close_matches(key, list(MODEL_OPTIONS), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "options: " + ", ".join(MODEL_OPTIONS)
+                raise CompileError(f"unknown model option '{key}' ({hint})", key_span)
+            try:
+                seen[key] = check_model_option(key, value)
+            except ValueError as e:
+                raise CompileError(str(e), value_span) from None
+        return self._node(tuple(sorted(seen.items())), c)
+
+    def model_option(self, c):
+        key, value = c
+        return self._node((str(key), value.v, _tok_span(self._local.file, key), self._span([value])), c)
+
+    def opt_string(self, c):
+        return self._node(decode_string(str(c[0])), c)
+
+    def opt_int(self, c):
+        return self._node(int(c[0]), c)
+
+    def opt_float(self, c):
+        return self._node(float(c[0]), c)
+
+    def opt_true(self, c):
+        return self._node(True, c)
+
+    def opt_false(self, c):
+        return self._node(False, c)
 
     def kind_prompt(self, c):
         return self._node(("prompt", None), c)

@@ -116,8 +116,9 @@ def teacher_model(program: Program) -> str | None:
 
 
 def with_model(program: Program, model: str) -> Program:
-    """`program` with every model declaration resolved to `model` (for teacher runs)."""
-    return evolve(program, models=tuple(evolve(m, default=model, env=None) for m in program.models))
+    """`program` with every model declaration resolved to `model` (for teacher runs); the
+    declarations' own endpoints are dropped: the engine routes `model` (`use_models`)."""
+    return evolve(program, models=tuple(evolve(m, default=model, env=None, options=()) for m in program.models))
 
 
 def demo_nodes(program: Program, param: str) -> list:

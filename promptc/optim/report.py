@@ -1,6 +1,7 @@
 """`report.html`: one self-contained page (inline CSS and SVG, no script, no external URL).
 
-Sections: the scores (start, best, test), an SVG chart of the validation score per step
+Readable on a phone (viewport meta, the chart scales down, wide tables scroll in their
+own box). Sections: the scores (start, best, test), an SVG chart of the validation score per step
 (best so far, and each evaluated proposal as a dot), the accepted params as unified diffs
 against the source (difflib), the proposals of every step with the reason of each
 rejection, and the calls / tokens / cost per phase. Every text from the run is escaped
@@ -18,7 +19,8 @@ from promptc.ir import Program
 from promptc.optim.checkpoint import params_to_data
 
 CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;color:#222}
+body{font-family:system-ui,sans-serif;font-size:16px;margin:2em auto;padding:0 1em;max-width:60em;color:#222}
+.wide{overflow-x:auto;max-width:100%}svg{max-width:100%;height:auto}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}
 pre{background:#f8f8f8;padding:.6em;overflow-x:auto;white-space:pre-wrap}
@@ -53,7 +55,8 @@ def chart(history: list[dict], start: float | None, width: int = 640, height: in
     def Y(v: float) -> float:
         return height - pad - (height - 2 * pad) * max(0.0, min(1.0, v))
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="validation score per step">']
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+             'role="img" aria-label="validation score per step">']
     parts.append(f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>')
     for v in (0.0, 0.25, 0.5, 0.75, 1.0):
         parts.append(f'<line x1="{pad}" x2="{width - pad}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#eee"/>')
@@ -155,20 +158,21 @@ def render(
     return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',  # phones: no zoomed-out page
         f"<title>promptc training report: {e(source.workflow.name)}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>Training report: {e(source.workflow.name)}</h1>",
         f"<p>Source: {e(source.file)}</p>",
-        f"<h2>Scores</h2><table>{score_rows}</table>",
+        f"<h2>Scores</h2><div class=wide><table>{score_rows}</table></div>",
         "<h2>Validation score per step</h2>",
         chart(history, scores.get("start_val")),
         "<h2>Changed params (diff against the source)</h2>",
         "".join(diffs) or "<p>No param changed: no proposal beat the starting validation score.</p>",
         "<h2>Calls, tokens and cost per phase</h2>",
-        accounting_table(accounting),
+        f"<div class=wide>{accounting_table(accounting)}</div>",
         "<h2>Optimizer replies refused before validation</h2>",
         filters_table(filters or {}),
         "<h2>Steps</h2>",
-        steps_table(history),
+        f"<div class=wide>{steps_table(history)}</div>",
         "</body></html>",
     ])

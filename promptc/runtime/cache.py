@@ -63,6 +63,13 @@ def cache_key(req: CallRequest) -> str:
         "choices": list(req.choices),
         "rollout": req.rollout,
     }
+    # Added only when set, so that the keys of earlier caches stay valid. Another server
+    # may serve other weights under the same model string; the key variable's name and
+    # the timeout do not change the answer.
+    if req.top_p is not None:
+        data["top_p"] = req.top_p
+    if req.endpoint is not None and req.endpoint.base_url:
+        data["base_url"] = req.endpoint.base_url
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -24,9 +24,20 @@
    success is stored in the cache. A call that failed after its retries is a result
    with `text=None` and `error` set — the sample fails, the batch goes on.
 
-Secrets: requests may carry an api_key in `extra_params`; keys are never logged,
-stored in the cache (which keys on model, messages and decoding params only) or left in
-error messages (they are scrubbed).
+Endpoints (runtime/endpoint.py): a request's `endpoint` (from its `model` declaration)
+gives api_base, the key variable and the timeout; a request without one (the backward
+engine's and the optimizer's, which name only a model string) gets the endpoint the
+engine was told for that string by `use_models(program)`.
+
+Typed outputs: record/list/json outputs send their JSON schema as `response_format`, and
+enum outputs a one-field object schema (`endpoint.enum_schema`, unwrapped from the reply),
+where the provider takes one (`endpoint.supports_schema`); elsewhere the prompt's JSON
+instruction and the tolerant parser do the work.
+
+Secrets: requests may carry an api_key in `extra_params`, or name the variable holding
+it (`Endpoint.key_env`, read at call time); keys are never logged, stored in the cache
+(which keys on model, messages and decoding params only) or left in error messages
+(they are scrubbed).
 """
 
 from __future__ import annotations
@@ -41,10 +52,13 @@ import time
 import weakref
 from typing import Any
 
+from attrs import evolve
+
+from promptc.runtime import endpoint as endpoints
 from promptc.runtime import providers
 from promptc.runtime.accounting import Accounting
 from promptc.runtime.cache import DEFAULT_DIR, Cache, CachedAnswer, cache_key
-from promptc.runtime.records import CallRequest, CallResult
+from promptc.runtime.records import CallRequest, CallResult, Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +101,7 @@ class Engine:
         self.max_retry_after = float(max_retry_after)
         self.max_concurrency = max_concurrency
         self.extra_params = dict(extra_params or {})
+        self.endpoints: dict[str, Endpoint] = {}
         self._rng = random.Random(seed)
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
@@ -114,6 +129,18 @@ class Engine:
         """Blocking `call` (for scripts and the REPL; not from inside an event loop)."""
         return asyncio.run(self.call(req, use_cache=use_cache))
 
+    def use_models(self, program: Any, environ: dict[str, str] | None = None) -> None:
+        """Learn the endpoints of `program`'s model declarations, for requests that name
+        only a model string. Two declarations of one string at two endpoints: the first
+        wins for such requests (the workflow's own calls always carry theirs)."""
+        for m in program.models:
+            s = endpoints.settings(m, environ)
+            if s.endpoint is None:
+                continue
+            known = self.endpoints.setdefault(s.model, s.endpoint)
+            if known != s.endpoint:
+                log.warning("model %s is declared at two endpoints; unrouted calls go to the first", s.model)
+
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
@@ -121,6 +148,8 @@ class Engine:
     # --- internals ----------------------------------------------------------------------
 
     async def _call(self, req: CallRequest, use_cache: bool, start: float) -> CallResult:
+        if req.endpoint is None and req.model in self.endpoints:
+            req = evolve(req, endpoint=self.endpoints[req.model])
         key = None
         if self.cache is not None and use_cache:
             key = cache_key(req)
@@ -157,11 +186,15 @@ class Engine:
 
     async def _attempts(self, req: CallRequest, start: float) -> CallResult:
         litellm = providers.ensure_litellm()
-        kwargs = self._kwargs(req)
+        try:
+            kwargs = self._kwargs(req, litellm)
+        except ValueError as e:  # the declared key variable is not set
+            return CallResult(text=None, error=str(e), attempts=1, seconds=time.perf_counter() - start)
         # The in-process model cannot be cancelled, and its requests queue on one worker
         # thread: a deadline would count queueing time and a retry would queue the same
         # generation twice. Its calls are bounded by max_tokens instead.
-        timeout = None if providers.provider_of(req.model) == "local" else self.timeout
+        limit = kwargs["timeout"]
+        timeout = None if providers.provider_of(req.model) == "local" else limit
         attempt = 0
         while True:
             attempt += 1
@@ -171,7 +204,7 @@ class Engine:
                 raise
             except Exception as e:
                 if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-                    e = TimeoutError(f"no answer within {self.timeout:g}s")
+                    e = TimeoutError(f"no answer within {limit:g}s")
                 retryable, retry_after = classify(e)
                 if not retryable or attempt > self.retries:
                     what = _describe(e)
@@ -185,23 +218,32 @@ class Engine:
                 continue
             return self._result(litellm, req, resp, attempt, start)
 
-    def _kwargs(self, req: CallRequest) -> dict[str, Any]:
+    def _kwargs(self, req: CallRequest, litellm: Any = None) -> dict[str, Any]:
+        ep = req.endpoint
         kwargs: dict[str, Any] = {
             **self.extra_params,
+            **endpoints.litellm_params(ep, req.model),
             "model": req.model,
             "messages": [dict(m) for m in req.messages],
             "temperature": req.temperature,
             "max_tokens": req.max_tokens,
             "seed": req.seed,
-            "timeout": self.timeout,
+            "timeout": ep.timeout if ep is not None and ep.timeout else self.timeout,
             "num_retries": 0,
             "max_retries": 0,
         }
-        if req.response_format is not None:
-            kwargs["response_format"] = to_response_format(req.response_format)
+        if req.top_p is not None:
+            kwargs["top_p"] = req.top_p
         if providers.is_custom(req.model):
+            if req.response_format is not None:
+                kwargs["response_format"] = to_response_format(req.response_format)
             providers.register_price(req.model)
             kwargs["extra_body"] = {"promptc": {"choices": list(req.choices)}}
+        elif (req.response_format is not None or req.choices) and endpoints.supports_schema(
+            litellm or providers.ensure_litellm(), req.model, ep
+        ):
+            schema = req.response_format if req.response_format is not None else endpoints.enum_schema(req.choices)
+            kwargs["response_format"] = to_response_format(schema)
         return kwargs
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -219,6 +261,8 @@ class Engine:
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         cost = 0.0 if providers.is_custom(req.model) else _cost(litellm, resp, req.model)
+        if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
+            text = endpoints.unwrap_enum(text)  # sent as enum_schema, or free text: both fine
         return CallResult(
             text=text if text is not None else "",
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost,
@@ -324,9 +368,10 @@ _SECRET = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|[A-Za-z0-9_\-]{0,8}key[-_][A-Za-
 
 
 def scrub(text: str) -> str:
-    """Remove anything that looks like an API key (and the values of *_API_KEY env vars)."""
+    """Remove anything that looks like an API key (and the values of *_KEY, *_TOKEN and
+    *_SECRET env vars, which covers the variables `key_env` declarations usually name)."""
     for name, value in os.environ.items():
-        if value and len(value) >= 8 and (name.endswith("_API_KEY") or name.endswith("_TOKEN") or name.endswith("_SECRET")):
+        if value and len(value) >= 8 and name.endswith(("_KEY", "_TOKEN", "_SECRET")):
             text = text.replace(value, "***")
     return _SECRET.sub("***", text)
 

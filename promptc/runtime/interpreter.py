@@ -157,7 +157,10 @@ class Interpreter:
     async def op_llm(self, node: Node, frame: Frame, extra: dict) -> Any:
         llm = self.program.llm(node.target)
         args = {pname: frame.arg(a) for (pname, _), a in zip(llm.params, node.args)}
-        req = build_request(self.program, llm, args, phase=self.phase)
+        try:
+            req = build_request(self.program, llm, args, phase=self.phase)
+        except ValueError as e:  # a bad PROMPTC_<MODEL>_<OPTION> override
+            raise _NodeError(f"model '{llm.model}': {e}") from None
         extra["messages"] = req.messages
         try:
             result: CallResult = await self.engine.call(req)

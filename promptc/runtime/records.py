@@ -16,6 +16,23 @@ PHASES = ("forward", "backward", "propose", "validate", "demos")
 
 
 @frozen
+class Endpoint:
+    """Where a model is called and how it is reached (from its `model` declaration).
+
+    base_url: the API base (litellm's `api_base`), or None for the provider's default.
+    key_env: the NAME of the environment variable holding the API key; the engine reads
+        it at call time, so the key is never part of a request, a cache key or a log.
+    timeout: seconds per attempt (None: the engine's). response_schema: whether the
+        endpoint takes a JSON schema in `response_format` (None: ask litellm).
+    """
+
+    base_url: str | None = None
+    key_env: str | None = None
+    timeout: float | None = None
+    response_schema: bool | None = None
+
+
+@frozen
 class CallRequest:
     """One chat completion.
 
@@ -27,6 +44,9 @@ class CallRequest:
         constrain decoding use it; others ignore it).
     phase: which accounting bucket pays for it (see PHASES).
     rollout: a cache-bypass salt: requests that differ only by rollout are cached apart.
+    top_p: nucleus sampling (None: the provider's default).
+    endpoint: where to send it (None: the provider's default endpoint, or the one the
+        engine knows for this model string, see `Engine.use_models`).
     """
 
     model: str
@@ -38,6 +58,8 @@ class CallRequest:
     choices: tuple[str, ...] = ()
     phase: str = "forward"
     rollout: str = ""
+    top_p: float | None = None
+    endpoint: Endpoint | None = None
 
 
 @frozen

@@ -22,6 +22,7 @@ import re
 from typing import Any, Mapping
 
 from promptc.ir import Demo, LlmDef, Program
+from promptc.runtime import endpoint
 from promptc.runtime.records import CallRequest
 from promptc.types import Type
 
@@ -114,16 +115,22 @@ def render_messages(program: Program, llm: LlmDef, args: Mapping[str, Any]) -> t
 def build_request(
     program: Program, llm: LlmDef, args: Mapping[str, Any], *, phase: str = "forward", **decoding: Any
 ) -> CallRequest:
-    """The `CallRequest` of one call of `llm`: messages, model, and decoding constraints."""
+    """The `CallRequest` of one call of `llm`: messages, model, endpoint and decoding.
+
+    Decoding: `decoding` given here wins over the model's declared defaults, which win
+    over `CallRequest`'s. Raises ValueError for a bad environment override of the model.
+    """
     response_format = json_schema(llm.returns) if llm.returns.kind in _STRUCTURED else None
     choices = tuple(llm.returns.labels) if llm.returns.kind == "enum" else ()
+    model = endpoint.settings(program.model(llm.model))
     return CallRequest(
-        model=program.model(llm.model).resolve(),
+        model=model.model,
         messages=render_messages(program, llm, args),
         response_format=response_format,
         choices=choices,
         phase=phase,
-        **decoding,
+        endpoint=model.endpoint,
+        **{**dict(model.decoding), **decoding},
     )
 
 

@@ -1,0 +1,28 @@
+"""`promptc lsp`: the `.pflow` language server on stdin/stdout (see `promptc.lsp`).
+
+Editors start it themselves; it needs the `lsp` extra (pygls): `pip install 'promptc[lsp]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log", metavar="FILE", help="write the server's log to FILE (stdout is the protocol)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        import pygls  # noqa: F401
+    except ImportError:
+        sys.stderr.write("promptc lsp: error: the language server needs pygls: pip install 'promptc[lsp]'\n")
+        return 1
+    if args.log:
+        logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from promptc.lsp import serve
+
+    serve()
+    return 0
