@@ -92,6 +92,10 @@ class _Lowering:
         # (names are only ever added), so the next search resumes there, not at `base`.
         self._next: dict[str, int] = {}
         self._next_label: dict[str, int] = {}
+        # the guard of the branch being lowered (None outside `if` branches, and reset at
+        # the start of a loop body: the unroll pass adds a loop node's guard to its steps)
+        self.guard: str | None = None
+        self.assigned_at: dict[str, Span] = {}  # variable -> its latest assignment
 
     # -- names ---------------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -322,8 +326,9 @@ class _Lowering:
                 raise CompileError(f"cannot assign to the loop index '{s.name}'", s.name_span)
             value = self.expr(s.value, scope, out, s.name)
             scope.rebind(s.name, value)
+            self.assigned_at[s.name] = s.span
         elif isinstance(s, A.Return):
-            raise CompileError("`return` is only allowed at the end of the workflow, not inside a loop", s.span)
+            raise CompileError("`return` is only allowed at the end of the workflow, not inside a loop or a branch", s.span)
         elif isinstance(s, A.BreakIf):
             if loop == "max":
                 raise CompileError("`break if` must be the last statement of a `loop max` body", s.span)
@@ -332,6 +337,10 @@ class _Lowering:
             self.for_loop(s, scope, out)
         elif isinstance(s, A.LoopMax):
             self.max_loop(s, scope, out)
+        elif isinstance(s, A.If):
+            self.if_stmt(s, scope, out, loop)
+        elif isinstance(s, A.ForEach):
+            self.for_each(s, scope, out)
         else:  # pragma: no cover - the AST is a closed set
             raise CompileError(f"unsupported statement {type(s).__name__}", getattr(s, "span", None))
 
@@ -344,6 +353,50 @@ class _Lowering:
         kind = self.decls.get(name, (None,))[0]
         if kind is not None:
             raise CompileError(f"'{name}' is already declared as {_KIND_WORD[kind]}", span)
+
+    # -- branches ------------------------------------------------------------------
+    def if_stmt(self, s: A.If, scope: _Scope, out: list[Node], loop: str | None) -> None:
+        """`if c { A } else { B }` -> A's nodes guarded by c, B's by not c, then one
+        `select(c, value after A, value after B)` per variable declared before the `if`
+        that either branch assigns (a branch that does not assign it passes the old value).
+
+        Under an enclosing guard g (a branch inside a branch): A is guarded by `and(g, c)`,
+        B by `guard(g, c)` (g and not c), and the selects by g."""
+        outer = self.guard
+        span = _head(s.span, 2)
+        cond = self.expr(s.cond, scope, out, "if.cond")
+        if outer is None:
+            g_then = cond
+            g_else = self.emit(out, "if.else", op="prim", args=(cond,), target="not", span=span, guard=None)
+        else:
+            g_then = self.emit(out, "if.then", op="prim", args=(outer, cond), target="and", span=span, guard=None)
+            g_else = self.emit(out, "if.else", op="guard", args=(outer, cond), span=span, guard=None)
+        before = {v: scope.lookup(v)[0] for v in dict.fromkeys(scope.names())}  # type: ignore[index]
+        saved_at = self.assigned_at
+        branches = []
+        for guard, body in ((g_then, s.body), (g_else, s.orelse)):
+            self.guard = guard
+            self.assigned_at = {}
+            try:
+                inner = scope.child()
+                for st in body:
+                    self.stmt(st, inner, out, loop)
+            finally:
+                self.guard = outer
+            after = {v: scope.lookup(v)[0] for v in before}  # type: ignore[index]
+            branches.append((after, dict(self.assigned_at)))
+            for v, value in before.items():  # the other branch starts from the old values
+                scope.rebind(v, value)
+        (then_vals, then_at), (else_vals, else_at) = branches
+        for v, old in before.items():
+            a, b = then_vals[v], else_vals[v]
+            if a == old and b == old:
+                continue
+            where = then_at.get(v) or else_at.get(v) or s.span
+            sel = self.emit(out, f"{v}.merge", op="select", args=(cond, a, b), target=v, span=where, guard=outer)
+            scope.rebind(v, sel)
+            saved_at[v] = where
+        self.assigned_at = saved_at
 
     # -- loops ---------------------------------------------------------------------
     def for_loop(self, s: A.For, scope: _Scope, out: list[Node]) -> None:
@@ -360,6 +413,20 @@ class _Lowering:
                 raise CompileError("`break if` is only allowed at the end of a `loop max N { ... }` body", st.span)
         self.check_new_variable(s.var, s.var_span, scope)
         self.loop("for", self.label(s.var), s.var, s.var_span, s.stop.value, s.body, None, scope, out, s.span)
+
+    def for_each(self, s: A.ForEach, scope: _Scope, out: list[Node]) -> None:
+        if not (isinstance(s.bound, A.Literal) and type(s.bound.value) is int):
+            raise CompileError(
+                f"unbounded fan-out: the bound of `for {s.var} in LIST max N` must be an integer constant", s.bound.span
+            )
+        if s.bound.value < 1:
+            raise CompileError(f"`for {s.var} in LIST max N` needs N of at least 1", s.bound.span)
+        for st in s.body:
+            if isinstance(st, A.BreakIf):
+                raise CompileError("`break if` is only allowed at the end of a `loop max N { ... }` body", st.span)
+        items = self.expr(s.items, scope, out, None)
+        self.check_new_variable(s.var, s.var_span, scope)
+        self.loop("each", self.label(s.var), s.var, s.var_span, s.bound.value, s.body, None, scope, out, s.span, items)
 
     def max_loop(self, s: A.LoopMax, scope: _Scope, out: list[Node]) -> None:
         if s.bound is None:
@@ -389,6 +456,7 @@ class _Lowering:
         scope: _Scope,
         out: list[Node],
         span: Span,
+        items: str | None = None,
     ) -> None:
         carried_vars = _assigned_outside(body, scope, [brk] if brk else [])
         inner = scope.child()
@@ -405,11 +473,13 @@ class _Lowering:
             carried.append((v, init[0], ph))
             inner.define(v, ph, init[1])
         nodes: list[Node] = []
+        guard, self.guard = self.guard, None  # the loop node carries it; unroll adds it to every step
         try:
             for st in body:
                 self.stmt(st, inner, nodes, loop=kind)
             brk_value = self.expr(brk.cond, inner, nodes, None) if brk is not None else None
         finally:
+            self.guard = guard
             if index_var is not None:
                 self.index_vars.discard(index_var)
         updates = tuple((v, inner.lookup(v)[0]) for v in carried_vars)  # type: ignore[index]
@@ -418,20 +488,23 @@ class _Lowering:
             label=label,
             kind=kind,
             bound=bound,
-            index=index_ph,
+            index=index_ph if items is None else None,
+            items=items,
+            item=index_ph if items is not None else None,
             carried=tuple(carried),
             body=tuple(nodes),
             updates=updates,
             brk=brk_value,
             results=results,
         )
-        out.append(Node(name=self.fresh(f"loop.{label}"), op="loop", target=label, span=span, loop=lp))
+        out.append(Node(name=self.fresh(f"loop.{label}"), op="loop", target=label, span=span, loop=lp, guard=self.guard))
         for v, r in results:
             scope.rebind(v, r)
 
     # -- expressions ---------------------------------------------------------------
     def emit(self, out: list[Node], hint: str | None, **kw) -> str:
         name = self.fresh(hint) if hint else self.temp()
+        kw.setdefault("guard", self.guard)
         out.append(Node(name=name, **kw))
         return name
 
@@ -513,10 +586,13 @@ def _assigned_outside(body: Iterable[A.Stmt], scope: _Scope, extra: Iterable = (
             elif isinstance(s, A.Assign):
                 if s.name not in local and scope.lookup(s.name) is not None and s.name not in found:
                     found.append(s.name)
-            elif isinstance(s, A.For):
+            elif isinstance(s, (A.For, A.ForEach)):
                 scan(s.body, local | {s.var})
             elif isinstance(s, A.LoopMax):
                 scan(s.body, set(local))
+            elif isinstance(s, A.If):
+                scan(s.body, set(local))
+                scan(s.orelse, set(local))
 
     scan(body, set())
     return found

@@ -173,6 +173,10 @@ def _check_nodes(nodes: Iterable[Node], scope: list[set[str]], kinds: dict[str, 
             inner = {ph for _v, _i, ph in lp.carried}
             if lp.index is not None:
                 inner.add(lp.index)
+            if lp.items is not None and not visible(lp.items):
+                raise CompileError(f"unknown name '{lp.items}'", n.span)
+            if lp.item is not None:
+                inner.add(lp.item)
             body_scope = scope + [inner]
             inner.update(_check_nodes(lp.body, body_scope, kinds, program))
             for var, upd in lp.updates:
