@@ -330,6 +330,12 @@ class _Lowering:
         elif isinstance(s, A.Return):
             raise CompileError("`return` is only allowed at the end of the workflow, not inside a loop or a branch", s.span)
         elif isinstance(s, A.BreakIf):
+            if loop == "max" and self.guard is not None:
+                raise CompileError(
+                    "`break if` cannot be inside an `if` branch: it is the last statement of a `loop max` body"
+                    " (fold the branch's condition into it: `break if c and d`)",
+                    s.span,
+                )
             if loop == "max":
                 raise CompileError("`break if` must be the last statement of a `loop max` body", s.span)
             raise CompileError("`break if` is only allowed at the end of a `loop max N { ... }` body", s.span)
@@ -363,7 +369,7 @@ class _Lowering:
         Under an enclosing guard g (a branch inside a branch): A is guarded by `and(g, c)`,
         B by `guard(g, c)` (g and not c), and the selects by g."""
         outer = self.guard
-        span = _head(s.span, 2)
+        span = s.cond.span  # the guards are the condition's; typecheck names them in errors
         cond = self.expr(s.cond, scope, out, "if.cond")
         if outer is None:
             g_then = cond

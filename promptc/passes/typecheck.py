@@ -304,6 +304,8 @@ def _prim(c: _Checker, n: Node, args: list[Type]) -> Type:
         raise CompileError(f"operator '{sym}' compares two numbers or two texts, got {args[0]} and {args[1]}", n.span)
     if op in ("and", "or", "not"):
         for t in args:
+            if t.kind not in ("bool", "json") and n.name.startswith("if."):  # the guards of a branch
+                raise CompileError(f"the condition of an `if` must be bool, got {t}", n.span)
             if t.kind not in ("bool", "json"):
                 raise CompileError(f"operator '{sym}' expects bool, got {t}", n.span)
         return BOOL
@@ -327,6 +329,8 @@ def _guard(c: _Checker, n: Node, args: list[Type]) -> Type:
         raise CompileError(f"guard takes 2 operands, got {len(args)}", n.span)
     for t in args:
         if t.kind not in ("bool", "json"):
+            if n.name.startswith("if."):  # the guard of an `else` branch (lowering names it)
+                raise CompileError(f"the condition of an `if` must be bool, got {t}", n.span)
             raise CompileError(f"a guard operand must be bool, got {t}", n.span)
     return BOOL
 
