@@ -14,12 +14,22 @@
   iteration is the update, and after the loop it has a fresh SSA name (the result).
   Variables declared inside a body are local to one iteration. The label of a
   `for i in 0..N` loop is `i`; a `loop max N` is labelled `step` (`step.1`, ... when
-  there are several); the loop node itself is named `loop.<label>`.
+  there are several); the loop node itself is named `loop.<label>`. A fan-out
+  `for x in xs max N` is a loop of kind "each" labelled `x`, reading the list `xs`;
+- `if c { A } else { B }` needs no structure in the IR: A's nodes are guarded by `c`
+  (named `if.cond` when it is an expression), B's by `if.else = not(c)`; inside another
+  branch with guard g, by `if.then = and(g, c)` and `if.else = guard(g, c)`. Every
+  variable declared before the `if` and assigned in A or B then gets
+  `x.merge = select(c, value after A, value after B)` (target: the variable's name),
+  guarded by g. A `let` in a branch is local to it. Inside a loop body nested in a
+  branch, nodes are not guarded by the branch: the `loop` node is, and unrolling
+  passes its guard on to every step.
 
 Errors found here (each a `CompileError` at the offending source): unknown or
 misused names, duplicate declarations, redefined variables, a `break if` that is not
-the last statement of a `loop max` body, unbounded loops (`loop` without `max`, a bound
-that is not an integer constant), template placeholders that name neither a param nor
+the last statement of a `loop max` body (or inside a branch), `return` inside a loop or
+a branch, unbounded loops and fan-outs (`loop` without `max`, a bound that is not an
+integer constant), template placeholders that name neither a param nor
 an argument, a `demos` entry that names no demos param, a missing `return`, a second
 workflow. Types, arities and imports are the passes' business.
 """
