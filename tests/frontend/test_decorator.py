@@ -37,6 +37,7 @@ def write(tmp_path: Path, src: str, name: str = "wf.py") -> Path:
         ("examples/trec/trec.pflow", "examples/trec/trec_workflow.py", "trec"),
         ("examples/multihop/multihop.pflow", "examples/multihop/multihop_workflow.py", "multihop"),
         ("examples/router/router.pflow", "examples/router/router_workflow.py", "router"),
+        ("examples/fanout/fanout.pflow", "examples/fanout/fanout_workflow.py", "fanout"),
     ],
 )
 def test_twins_give_identical_ir(pflow, py, name):
