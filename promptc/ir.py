@@ -293,6 +293,21 @@ class Program:
     def nodes(self) -> tuple[Node, ...]:
         return self.workflow.nodes
 
+    def template_params(self, llm: LlmDef) -> dict[str, Param]:
+        """The params the templates of `llm` may name, by the name they use.
+
+        An llm inlined from another workflow has a qualified name `ns.f` (see
+        `promptc.passes.inline`); its `{p}` means the param `ns.p` of the same namespace.
+        A top-level llm sees the params without a namespace.
+        """
+        ns = llm.name.rpartition(".")[0]
+        prefix = ns + "." if ns else ""
+        out = {}
+        for p in self.params:
+            if p.name.startswith(prefix) and "." not in p.name[len(prefix) :]:
+                out[p.name[len(prefix) :]] = p
+        return out
+
     def trainable(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.trainable)
 

@@ -265,7 +265,7 @@ class WorkflowFunction:
             try:
                 self._program = run_passes(lower(module))
             except CompileError as e:
-                raise e.with_source(module.source)
+                raise e.with_source(module.source, module.file)
         return self._program
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -595,10 +595,18 @@ def _module_ast(wf: WorkflowFunction) -> A.Module:
             items.append(A.Use(module=obj.module, names=(A.ImportName(obj.attr, name if name != obj.attr else None, span),), span=span))
         elif isinstance(obj, LlmRef):
             items.append(_llm_ast(obj, name, name_of))
-    # plain Python functions of the workflow's own file that it calls: `use "<this file>" { f }`
+    # plain Python functions of the workflow's own file that it calls: `use "<this file>" { f }`;
+    # other decorated workflows it calls (imported or not): `use "<their file>" { f }`,
+    # which the inline pass expands
     body_calls = _calls(wf._body[2])
     for callee in dict.fromkeys(body_calls):
         obj = g.get(callee)
+        if isinstance(obj, WorkflowFunction) and obj is not wf:
+            span = _def_span(obj.fn) or fallback
+            module = os.path.relpath(obj.file, os.path.dirname(src.file) or ".")
+            alias = callee if callee != obj.fn.__name__ else None
+            items.append(A.Use(module=module, names=(A.ImportName(obj.fn.__name__, alias, span),), span=span))
+            continue
         if inspect.isfunction(obj) and not isinstance(obj, _Decl) and obj.__module__ == wf.fn.__module__:
             span = _def_span(obj) or fallback
             items.append(A.Use(module=os.path.basename(src.file), names=(A.ImportName(callee, None, span),), span=span))

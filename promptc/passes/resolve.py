@@ -97,10 +97,10 @@ def _resolve_llm(llm: LlmDef, program: Program) -> LlmDef:
     if not any(m.name == llm.model for m in program.models):
         raise CompileError(f"unknown model '{llm.model}' in llm '{llm.name}'", llm.span)
     args = {name for name, _ in llm.params}
-    params = {p.name: p for p in program.params}
+    params = program.template_params(llm)  # by the name the templates use
     uses: dict[str, None] = {}
     if llm.demos is not None:
-        d = params.get(llm.demos)
+        d = next((p for p in program.params if p.name == llm.demos), None)
         if d is None:
             raise CompileError(f"unknown demos param '{llm.demos}' in llm '{llm.name}'", llm.span)
         if d.kind != "demos":
@@ -126,7 +126,7 @@ def _resolve_llm(llm: LlmDef, program: Program) -> LlmDef:
                 raise CompileError(
                     f"placeholder '{{{name}}}' names the demos param '{name}'; use `demos {name}` instead", where
                 )
-            uses.setdefault(name, None)
+            uses.setdefault(p.name, None)
     if llm.demos is not None:
         uses.setdefault(llm.demos, None)
     return evolve(llm, uses=tuple(uses))
