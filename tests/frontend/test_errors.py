@@ -206,3 +206,29 @@ def test_return_inside_a_branch():
               return raw
               ^~~~~~~~~~
         """)
+
+
+# -- composition ------------------------------------------------------------------------------
+
+
+def test_missing_import(tmp_path):
+    src = 'use "retrieve.pflow" { multihop_retrieve }\n' + BASE
+    with pytest.raises(CompileError) as info:
+        compile_source(src, str(tmp_path / "qa.pflow"))
+    assert info.value.render().replace(str(tmp_path), "DIR") == golden("""
+        DIR/qa.pflow:1:24: error: cannot import 'retrieve.pflow': no such file (DIR/retrieve.pflow)
+          use "retrieve.pflow" { multihop_retrieve }
+                                 ^~~~~~~~~~~~~~~~~
+        """)
+
+
+def test_import_cycle(tmp_path):
+    (tmp_path / "a.pflow").write_text('use "b.pflow" { b }\nworkflow a(x: text) -> text { return b(x) }\n')
+    (tmp_path / "b.pflow").write_text('use "a.pflow" { a }\nworkflow b(x: text) -> text { return a(x) }\n')
+    with pytest.raises(CompileError) as info:
+        compile_source((tmp_path / "a.pflow").read_text(), str(tmp_path / "a.pflow"))
+    assert info.value.render().replace(str(tmp_path), "DIR") == golden("""
+        DIR/b.pflow:1:17: error: import cycle: a.pflow -> b.pflow -> a.pflow
+          use "a.pflow" { a }
+                          ^
+        """)

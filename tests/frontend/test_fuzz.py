@@ -20,6 +20,7 @@ TOKENS = [
     "workflow", "demos", "prompt", "trainable", "enum[", "list[", "text", "int", "json", "0", "-1", "2.5",
     "true", "x", "question", "{question}", "{{", "}}", "not", "and", "or", "via", "env(",
     "if", "else", "else if", "if x {", "} else {", "for x in xs max 2 {", "for x in",
+    "use \"x.pflow\" { w }", "use \"retrieve.pflow\" { multihop_retrieve }", "multihop_retrieve(",
 ]
 
 
