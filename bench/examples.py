@@ -43,9 +43,14 @@ EXAMPLES: dict[str, tuple[str, str, int, int]] = {
     "object_counting": ("examples/object_counting/object_counting.pflow", "examples/object_counting", 20, 30),
     "multihop": ("examples/multihop/multihop.pflow", "examples/multihop", 6, 6),
     "agent": ("examples/agent/react.pflow", "examples/multihop", 6, 6),
+    "router": ("examples/router/router.pflow", "examples/router", 10, 10),
+    "fanout": ("examples/fanout/fanout.pflow", "examples/multihop", 4, 4),
+    "compose": ("examples/compose/compose.pflow", "examples/multihop", 4, 4),
 }
 # Metrics reported besides the training metric (issue: HotpotQA trains on F1, reports EM).
-REPORTED: dict[str, tuple[str, ...]] = {"multihop": ("exact_match",), "agent": ("exact_match",)}
+REPORTED: dict[str, tuple[str, ...]] = {
+    "multihop": ("exact_match",), "agent": ("exact_match",), "fanout": ("exact_match",), "compose": ("exact_match",),
+}
 QUICK = dict(steps=1, batch_size=2, proposals=1, val_limit=3, test_limit=3)
 PHASES = ("forward", "backward", "propose", "validate", "demos")
 
@@ -54,6 +59,9 @@ TASKS = {
     "object_counting": "BIG-Bench Hard object counting, metric exact match on the number",
     "multihop": "HotpotQA multi-hop QA, 2 hops of query -> BM25 (k=1) -> notes, metric token F1",
     "agent": "ReAct agent (loop max 5, search/lookup/finish) on HotpotQA, metric token F1",
+    "router": "HotpotQA bridge vs comparison questions: classify, then `if`/`else` to one of two answering llms, metric token F1",
+    "fanout": "HotpotQA: BM25 top 3, `for passage in found max 3` summaries, then answer, metric token F1",
+    "compose": "HotpotQA: `use \"retrieve.pflow\" { multihop_retrieve }` (2 hops) inlined, then answer, metric token F1",
 }
 
 

@@ -1,6 +1,7 @@
 """Scoring traces against a dataset: `score(program, traces, batch, metric=None)`.
 
-The metric is a function `(got, expected) -> float | bool`:
+The metric is a function `(got, expected) -> float | bool | {"score": float, "feedback": text}`
+(a metric that explains: its feedback goes into the loss that starts the backward pass):
 - by default the program's `train { metric M }` (a function the program `use`s);
 - or a name: first a function bound in the program, then one of `std.metrics`
   (`exact_match`, `f1`, `contains`);
@@ -8,7 +9,9 @@ The metric is a function `(got, expected) -> float | bool`:
 With neither a train block nor a metric, `exact_match` is used.
 The expected answer of sample i is `batch[i][program.train.answer]` ("answer" when the
 program has no train block). A failed trace scores 0.0; a bool result is 1.0 / 0.0; a
-metric that raises scores 0.0 for that sample (logged).
+metric that raises, or returns a record without a number `score`, scores 0.0 for that
+sample (logged). Each score is a `Score`: a float that also carries the metric's
+`feedback` text ("" when the metric gives none).
 """
 
 from __future__ import annotations
@@ -25,6 +28,20 @@ from promptc.runtime.records import Trace
 log = logging.getLogger(__name__)
 
 DEFAULT_METRIC = "exact_match"
+
+
+class Score(float):
+    """A metric's score: a float wherever a float is used, plus the metric's explanation."""
+
+    feedback: str
+
+    def __new__(cls, value: float, feedback: str = "") -> "Score":
+        obj = super().__new__(cls, value)
+        obj.feedback = feedback
+        return obj
+
+    def __repr__(self) -> str:
+        return f"Score({float(self)!r}, {self.feedback!r})" if self.feedback else float.__repr__(self)
 
 
 class MetricError(Exception):
@@ -76,22 +93,28 @@ def score(
     *,
     search_dirs: Iterable[str | Path] = (),
 ) -> list[float]:
-    """One score in [0, 1] (whatever the metric returns, as float) per trace."""
+    """One `Score` (a float in [0, 1], with the metric's feedback) per trace."""
     fn = resolve_metric(program, metric, search_dirs)
     field = answer_field(program)
     scores: list[float] = []
     for trace, sample in zip(traces, batch, strict=True):
         if not trace.ok:
-            scores.append(0.0)
+            scores.append(Score(0.0))
             continue
         try:
             value = fn(trace.output, sample.get(field))
+            feedback = ""
+            if isinstance(value, dict):  # {"score": ..., "feedback": ...}
+                if "score" not in value:
+                    raise ValueError(f"a metric record needs a 'score' field, got {sorted(value)}")
+                feedback = str(value.get("feedback") or "")
+                value = value["score"]
+            s = float(bool(value)) if isinstance(value, bool) else float(value)
         except Exception as e:  # a metric that fails on one sample scores it 0
             log.warning("metric %s raised %s: %s", metric_name(program, metric), type(e).__name__, e)
-            scores.append(0.0)
+            scores.append(Score(0.0))
             continue
-        s = float(bool(value)) if isinstance(value, bool) else float(value)
-        scores.append(0.0 if math.isnan(s) else s)
+        scores.append(Score(0.0 if math.isnan(s) else s, feedback))
     return scores
 
 
