@@ -56,6 +56,8 @@ class ArtifactError(Exception):
 def _default(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return msgpack.ExtType(_TUPLE, _pack(list(obj)))
+    if isinstance(obj, float):  # a float subclass, e.g. a metric's Score: saved as its number
+        return float(obj)
     raise ArtifactError(f"cannot save a value of type {type(obj).__name__} in a .pfc")
 
 
