@@ -42,6 +42,7 @@ from typing import Iterable
 
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
+from promptc.frontend import template as T
 from promptc.ir import Function, LlmDef, Loop, Message, Model, Node, Param, Program, TrainSpec, Workflow
 from promptc.types import BOOL, FLOAT, INT, TEXT, Type
 
@@ -268,10 +269,12 @@ class _Lowering:
             if e.key in values:
                 raise CompileError(f"'{e.key}' is given twice in the train block", e.span)
             kind = self.decls.get(e.value, (None,))[0]
-            if e.key == "metric" and kind != "function":
+            if e.key == "metric" and kind == "llm":
+                self.check_judge(self.llm_defs[e.value], e)
+            elif e.key == "metric" and kind != "function":
                 hint = "unknown name" if kind is None else f"'{e.value}' is {_KIND_WORD[kind]}"
                 raise CompileError(
-                    f"metric must be a function bound by `use` ({hint}; e.g. `use std.metrics {{ exact_match }}`)"
+                    f"metric must be a function bound by `use` or an llm ({hint}; e.g. `use std.metrics {{ exact_match }}`)"
                     if kind is not None
                     else f"unknown metric '{e.value}' (bind it with `use`, e.g. `use std.metrics {{ exact_match }}`)",
                     e.span,
@@ -291,6 +294,29 @@ class _Lowering:
             optimizer=values.get("optimizer"),
             span=t.span,
         )
+
+    def check_judge(self, llm: LlmDef, e: A.TrainEntry) -> None:
+        """An llm used as the metric (an LLM judge): `(got, expected)` in, a number or
+        `{score: float, feedback: text}` out, and a prompt that is not trained."""
+        if len(llm.params) != 2:
+            raise CompileError(
+                f"the judge llm '{llm.name}' must take 2 arguments (the answer, the expected answer), not {len(llm.params)}",
+                e.span,
+            )
+        ret = llm.returns
+        score = ret.field("score") if ret.kind == "record" else None
+        if ret.kind not in ("float", "int", "bool") and (score is None or score.kind not in ("float", "int")):
+            raise CompileError(
+                f"the judge llm '{llm.name}' must return a number or {{score: float, feedback: text}}, not {ret}", e.span
+            )
+        used = [ph for m in llm.messages for ph in T.placeholders(m.template)] + ([llm.demos] if llm.demos else [])
+        for name in used:
+            p = self.params.get(name)
+            if p is not None and p.trainable:
+                raise CompileError(
+                    f"the judge llm '{llm.name}' uses the trainable param '{name}': a metric's prompt is not trained",
+                    e.span,
+                )
 
     # -- the workflow --------------------------------------------------------------
     def workflow(self, d: A.WorkflowDecl) -> Workflow:

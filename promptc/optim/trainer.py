@@ -201,15 +201,16 @@ class Trainer:
             raise BudgetExhausted(f"budget: max_calls={self.max_calls} reached")
 
     async def _forward(self, program: Program, batch: list[dict], phase: str) -> tuple[list, list[float]]:
-        from promptc.runtime.evaluate import score
+        from promptc.runtime.evaluate import ascore
         from promptc.runtime.interpreter import forward
 
         self._before_batch()
         traces = await forward(
             program, batch, self.meter, concurrency=self.concurrency, phase=phase, search_dirs=self.search_dirs
         )
+        scores = await ascore(program, traces, batch, engine=self.meter, phase=phase, search_dirs=self.search_dirs)
         self._after_batch()
-        return traces, list(score(program, traces, batch, search_dirs=self.search_dirs))
+        return traces, list(scores)
 
     async def _validate(self, program: Program, best: float | None) -> tuple[float, bool]:
         """Mean validation score, and whether it was computed on the whole set."""

@@ -207,7 +207,7 @@ def _check_train(program: Program, functions: set[str]) -> None:
         raise CompileError(
             f"train block names workflow '{t.workflow}', but the workflow is '{program.workflow.name}'", t.span
         )
-    if t.metric not in functions:
+    if t.metric not in functions and not any(l.name == t.metric for l in program.llms):
         raise CompileError(f"unknown metric function '{t.metric}' (bind it with `use`)", t.span)
     models = {m.name for m in program.models}
     for role in ("teacher", "backward", "optimizer"):
