@@ -28,10 +28,14 @@ lowered program the same way.
 Errors (located at the `use` or the call): a missing file, a file whose workflow has
 another name, a cycle of imports (`a.pflow -> b.pflow -> a.pflow`), a wrong number of
 arguments. An error inside an imported file is reported in that file.
+
+`Program.source_hash` of the caller becomes a hash of its own and its imports' hashes, so
+a resumed training notices a change in an imported file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -162,8 +166,11 @@ class _Inliner:
     def run(self) -> Program:
         nodes = self.block(self.p.workflow.nodes)
         wf = evolve(self.p.workflow, nodes=tuple(nodes), output=self.env.get(self.p.workflow.output, self.p.workflow.output))
+        # the hash covers the imported sources too: a resumed training notices their changes
+        hashes = self.p.source_hash + "".join(callee.source_hash for _fn, callee in self.imports.values())
         return evolve(
             self.p,
+            source_hash=hashlib.sha256(hashes.encode("utf-8")).hexdigest(),
             models=tuple(self.models),
             params=tuple(self.params),
             llms=tuple(self.llms),

@@ -202,3 +202,11 @@ def test_a_decorated_workflow_calls_a_decorated_workflow_imported_from_another_f
     assert [p.name for p in program.params] == ["loud.style"]
     (t,) = run_forward(program, [{"a": "hi"}], Echo())
     assert t.output == "SHOUT(SHOUT(hi))"
+
+
+def test_the_source_hash_covers_the_imported_file(tmp_path):
+    lib = write(tmp_path, "loud.pflow", LIB)
+    main = write(tmp_path, "main.pflow", 'use "loud.pflow" { loud }\nworkflow w(a: text) -> text { return loud(a) }\n')
+    before = compile_file(main).source_hash
+    lib.write_text(lib.read_text().replace('"SHOUT"', '"YELL"'))
+    assert compile_file(main).source_hash != before
