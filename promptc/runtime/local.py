@@ -150,6 +150,9 @@ def schema_grammar(schema: dict) -> str:
     return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
 
 
+MAX_STRING = 1500  # the longest maxLength a string gets (see `bounded`)
+
+
 def bounded(schema: dict, max_tokens: int) -> dict:
     """`schema` with a `maxLength` on every free string that has none, so that the JSON the
     grammar allows always closes within `max_tokens` (about three characters a token,
@@ -172,7 +175,9 @@ def bounded(schema: dict, max_tokens: int) -> dict:
 
     out = walk(schema)
     if strings:
-        per = max(16, (2 * max_tokens) // len(strings))
+        # llama.cpp refuses a grammar that repeats a rule 2,000 times or more ("exceeds sane
+        # defaults") and the sampler is then NULL, which kills the process: stay below it
+        per = min(MAX_STRING, max(16, (2 * max_tokens) // len(strings)))
         for st in strings:
             st["maxLength"] = per
     return out

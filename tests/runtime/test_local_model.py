@@ -151,3 +151,10 @@ def test_free_strings_in_a_schema_are_bounded_to_fit_the_token_budget():
     assert props["thought"]["maxLength"] == 150 and props["items"]["items"]["maxLength"] == 150
     assert "maxLength" not in props["action"] and props["arg"]["maxLength"] == 10
     assert "maxLength" not in schema["properties"]["thought"]  # the caller's schema is untouched
+
+
+def test_a_long_token_budget_keeps_strings_under_what_llama_cpp_accepts():
+    from promptc.runtime.local import MAX_STRING, bounded
+
+    out = bounded({"type": "object", "properties": {"x": {"type": "string"}}}, 1024)
+    assert out["properties"]["x"]["maxLength"] == MAX_STRING < 2000
