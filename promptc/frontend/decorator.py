@@ -40,6 +40,9 @@ The subset (see docs/language.md for the mapping):
 - `if COND: ... elif COND: ... else: ...` is `if COND { } else if COND { } else { }`; a
   variable first assigned inside a branch is local to it (as a `let` in the branch);
 - `return e` as the last statement;
+- a call of another `@promptc.workflow` function (imported, or bound with
+  `promptc.use("other.py", "name")` / `promptc.use("x.pflow", "name")`) is composition:
+  it becomes `use "<its file>" { name }` and the inline pass copies it in;
 - expressions: names, str/int/float/bool literals, calls of llms and functions with
   positional arguments, `x.f`, `x[0]`, `[a, b]`, `+`, one comparison `== != < <= > >=`,
   `and`, `or`, `not`.

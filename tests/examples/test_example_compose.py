@@ -80,3 +80,5 @@ def test_gradients_reach_the_imported_query_instruction_and_training_saves_it(br
     # the caller's artifact holds the trained, qualified param
     saved = load_program(run / "compose.pfc")
     assert RULE in saved.param(QUERY).text
+    # and the report shows it under that name
+    assert QUERY in (run / "report.html").read_text(encoding="utf-8")
