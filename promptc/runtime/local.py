@@ -150,7 +150,7 @@ def schema_grammar(schema: dict) -> str:
     return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
 
 
-MAX_STRING = 1500  # the longest maxLength a string gets (see `bounded`)
+MAX_STRING = 900  # the longest maxLength a string gets (see `bounded`)
 
 
 def bounded(schema: dict, max_tokens: int) -> dict:
@@ -175,7 +175,7 @@ def bounded(schema: dict, max_tokens: int) -> dict:
 
     out = walk(schema)
     if strings:
-        # llama.cpp refuses a grammar that repeats a rule 2,000 times or more ("exceeds sane
+        # llama.cpp refuses a JSON string rule repeated more than 1,000 times ("exceeds sane
         # defaults") and the sampler is then NULL, which kills the process: stay below it
         per = min(MAX_STRING, max(16, (2 * max_tokens) // len(strings)))
         for st in strings:

@@ -157,4 +157,4 @@ def test_a_long_token_budget_keeps_strings_under_what_llama_cpp_accepts():
     from promptc.runtime.local import MAX_STRING, bounded
 
     out = bounded({"type": "object", "properties": {"x": {"type": "string"}}}, 1024)
-    assert out["properties"]["x"]["maxLength"] == MAX_STRING < 2000
+    assert out["properties"]["x"]["maxLength"] == MAX_STRING <= 1000
