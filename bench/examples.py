@@ -1,8 +1,10 @@
 """Every example trained on the embedded model with a fixed seed and budget; writes examples/RESULTS.md.
 
-    python bench/examples.py                       # all four examples (about 20-30 min on 2 cores)
+    python bench/examples.py                       # every example (more than an hour on 2 cores)
     python bench/examples.py --quick               # smoke run: tiny sizes, writes <run dir>/RESULTS.md
     python bench/examples.py --examples trec       # a subset (still rewrites RESULTS.md with only it)
+    python bench/examples.py --examples router fanout compose --steps 1 \
+        --out examples/RESULTS-composition.md     # the rows of the branch, fan-out and composition examples
 
 For each example it runs the real `Trainer` (the same code as `promptc optimize`) on the
 example's train split, with the first `val-limit` validation rows as the acceptance gate
