@@ -1,8 +1,10 @@
 """Every example trained on the embedded model with a fixed seed and budget; writes examples/RESULTS.md.
 
-    python bench/examples.py                       # all four examples (about 20-30 min on 2 cores)
+    python bench/examples.py                       # every example (more than an hour on 2 cores)
     python bench/examples.py --quick               # smoke run: tiny sizes, writes <run dir>/RESULTS.md
     python bench/examples.py --examples trec       # a subset (still rewrites RESULTS.md with only it)
+    python bench/examples.py --examples router fanout compose --steps 1 \
+        --out examples/RESULTS-composition.md     # the rows of the branch, fan-out and composition examples
 
 For each example it runs the real `Trainer` (the same code as `promptc optimize`) on the
 example's train split, with the first `val-limit` validation rows as the acceptance gate
@@ -43,9 +45,14 @@ EXAMPLES: dict[str, tuple[str, str, int, int]] = {
     "object_counting": ("examples/object_counting/object_counting.pflow", "examples/object_counting", 20, 30),
     "multihop": ("examples/multihop/multihop.pflow", "examples/multihop", 6, 6),
     "agent": ("examples/agent/react.pflow", "examples/multihop", 6, 6),
+    "router": ("examples/router/router.pflow", "examples/router", 10, 10),
+    "fanout": ("examples/fanout/fanout.pflow", "examples/multihop", 4, 4),
+    "compose": ("examples/compose/compose.pflow", "examples/multihop", 4, 4),
 }
 # Metrics reported besides the training metric (issue: HotpotQA trains on F1, reports EM).
-REPORTED: dict[str, tuple[str, ...]] = {"multihop": ("exact_match",), "agent": ("exact_match",)}
+REPORTED: dict[str, tuple[str, ...]] = {
+    "multihop": ("exact_match",), "agent": ("exact_match",), "fanout": ("exact_match",), "compose": ("exact_match",),
+}
 QUICK = dict(steps=1, batch_size=2, proposals=1, val_limit=3, test_limit=3)
 PHASES = ("forward", "backward", "propose", "validate", "demos")
 
@@ -54,6 +61,9 @@ TASKS = {
     "object_counting": "BIG-Bench Hard object counting, metric exact match on the number",
     "multihop": "HotpotQA multi-hop QA, 2 hops of query -> BM25 (k=1) -> notes, metric token F1",
     "agent": "ReAct agent (loop max 5, search/lookup/finish) on HotpotQA, metric token F1",
+    "router": "HotpotQA bridge vs comparison questions: classify, then `if`/`else` to one of two answering llms, metric token F1",
+    "fanout": "HotpotQA: BM25 top 3, `for passage in found max 3` summaries, then answer, metric token F1",
+    "compose": "HotpotQA: `use \"retrieve.pflow\" { multihop_retrieve }` (2 hops) inlined, then answer, metric token F1",
 }
 
 

@@ -63,6 +63,39 @@ def hotpotqa(shared: Path) -> None:
     write(HERE / "multihop/test.jsonl", rows[80:180])
 
 
+def router(shared: Path) -> None:
+    """HotpotQA questions of both types (bridge, comparison), balanced, not in the multihop
+    splits, each with its supporting sentences as `evidence` (the router example answers
+    from them: it exercises routing, not retrieval)."""
+    rng = random.Random(SEED + 12)
+    taken = {r["id"] for split in ("train", "val", "test") for r in read(HERE / f"multihop/{split}.jsonl")}
+    rows = [r for r in read(shared / "hotpotqa_dev.jsonl") if r["id"] not in taken]
+    rng.shuffle(rows)
+
+    def evidence(r: dict) -> str:
+        paragraphs = {title: sentences for title, sentences in r["context"]}
+        lines = []
+        for title, i in r["supporting_facts"]:
+            sentences = paragraphs.get(title, [])
+            if 0 <= i < len(sentences):
+                lines.append(f"{title}: {sentences[i].strip()}")
+        return "\n".join(lines)
+
+    by_type = {t: [r for r in rows if r["type"] == t] for t in ("comparison", "bridge")}
+    out = {}
+    start = 0
+    for split, n in (("train", 10), ("val", 10), ("test", 25)):
+        picked = [r for t in ("comparison", "bridge") for r in by_type[t][start : start + n]]
+        rng.shuffle(picked)
+        out[split] = [
+            {"id": r["id"], "question": r["question"], "evidence": evidence(r), "answer": r["answer"], "type": r["type"]}
+            for r in picked
+        ]
+        start += n
+    for split, rows_ in out.items():
+        write(HERE / f"router/{split}.jsonl", rows_)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=HERE.parent.parent / "shared" / "datasets")
@@ -70,6 +103,7 @@ def main() -> None:
     trec(shared)
     object_counting(shared)
     hotpotqa(shared)
+    router(shared)
 
 
 if __name__ == "__main__":

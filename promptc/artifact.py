@@ -57,6 +57,8 @@ class ArtifactError(Exception):
 def _default(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return msgpack.ExtType(_TUPLE, _pack(list(obj)))
+    if isinstance(obj, float):  # a float subclass, e.g. a metric's Score: saved as its number
+        return float(obj)
     raise ArtifactError(f"cannot save a value of type {type(obj).__name__} in a .pfc")
 
 
@@ -116,6 +118,7 @@ def _loop(lp: Loop | None) -> dict | None:
         "label": lp.label, "kind": lp.kind, "bound": lp.bound, "index": lp.index,
         "carried": [list(c) for c in lp.carried], "body": [_node(n) for n in lp.body],
         "updates": [list(u) for u in lp.updates], "brk": lp.brk, "results": [list(r) for r in lp.results],
+        "items": lp.items, "item": lp.item,
     }
 
 
@@ -125,7 +128,7 @@ def _loop_in(d: dict | None) -> Loop | None:
     return Loop(
         d["label"], d["kind"], d["bound"], d["index"], tuple(tuple(c) for c in d["carried"]),
         tuple(_node_in(n) for n in d["body"]), tuple(tuple(u) for u in d["updates"]), d["brk"],
-        tuple(tuple(r) for r in d["results"]),
+        tuple(tuple(r) for r in d["results"]), d.get("items"), d.get("item"),
     )
 
 

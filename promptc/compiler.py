@@ -26,7 +26,7 @@ def compile_source(text: str, file: str = "<string>", *, until: str | None = Non
         program = lower(parse(text, file))
         return run_passes(program, until=until)
     except CompileError as e:
-        raise e.with_source(text)
+        raise e.with_source(text, file)
 
 
 def compile_file(path: str | Path, *, until: str | None = None) -> Program:

@@ -38,8 +38,11 @@ class CompileError(Exception):
         self.span = span
         self.source = source
 
-    def with_source(self, source: str) -> "CompileError":
-        if self.source is None:
+    def with_source(self, source: str, file: str | None = None) -> "CompileError":
+        """Attach the source text the span points into, unless it has one; with `file`,
+        only when the span is in that file (an error inside an imported workflow keeps
+        reading its own file)."""
+        if self.source is None and (file is None or self.span is None or self.span.file == file):
             self.source = source
         return self
 

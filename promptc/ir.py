@@ -20,11 +20,12 @@ field      (record,)                                   field name (str)
 index      (list,)                                     position (int)
 list       the elements                                None
 prim       operands                                    operator: eq ne lt le gt ge and or
-                                                       not add
+                                                       not add len
 guard      (alive_before, stop_condition)              None; true iff alive_before and not
                                                        stop_condition (loop breaks)
-select     (condition, if_true, if_false)              None; a loop-carried value after a
-                                                       guarded step
+select     (condition, if_true, if_false)              None for a loop-carried value after a
+                                                       guarded step; the variable's name
+                                                       for a variable merged after an `if`
 loop       ()  (what it reads is inside `loop`)        the loop label; `loop` holds the body
 =========  ==========================================  =======================================
 
@@ -39,6 +40,15 @@ node list in which the step index and the loop-carried variables are referenced 
 These placeholders are not defined by any node: the unroll pass substitutes, per step, a
 `const` for the index and the right value for each carried variable. After a loop, each
 carried variable has a new SSA name (`Loop.results`) that later nodes use.
+
+`if c { A } else { B }` needs no structure: the lowering guards A's nodes by `c` and B's
+by `not c` (under an enclosing guard g: `and(g, c)` and `guard(g, c)`), and each variable
+either branch assigns gets `select(c, value after A, value after B)`, guarded by g.
+
+`for x in xs max N` (kind "each") is a loop over a runtime list: `Loop.items` names the
+list, `Loop.item` is the placeholder of the element inside the body. Unrolled, step s is
+guarded by `s < len(xs)` (and the enclosing guard), its element is `index xs[s]`, and
+carried variables get a `select` at every step.
 
 `break if c` is the last statement of a `loop max` body: after step s has run, including
 its updates of carried variables, the loop stops if `c` is true. Unrolled, step s+1 gets
@@ -60,7 +70,7 @@ from promptc.types import Type
 
 # Node kinds, in one place, so that dispatch tables can check they cover them all.
 OPS = ("input", "const", "llm", "call", "field", "index", "list", "prim", "guard", "select", "loop")
-PRIMS = ("eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "add")
+PRIMS = ("eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "add", "len")
 
 
 # Options a `model` declaration may carry (`model m = "..." { base_url "..."; timeout 30 }`),
@@ -233,7 +243,9 @@ class TimeIndex:
 class Loop:
     """A structured loop, before the unroll pass.
 
-    kind: "for" (`for i in 0..N`, bound N) or "max" (`loop max N`).
+    kind: "for" (`for i in 0..N`, bound N), "max" (`loop max N`) or "each"
+          (`for x in xs max N`: `items` is the list's value name, `item` the element's
+          placeholder in the body).
     index: placeholder name of the step index inside the body (for-loops), else None.
     carried: (variable, initial value name, placeholder name inside the body).
     body: the nodes of one iteration.
@@ -251,6 +263,8 @@ class Loop:
     updates: tuple[tuple[str, str], ...] = ()
     brk: str | None = None
     results: tuple[tuple[str, str], ...] = ()
+    items: str | None = None
+    item: str | None = None
 
 
 @frozen
@@ -346,6 +360,21 @@ class Program:
     @property
     def nodes(self) -> tuple[Node, ...]:
         return self.workflow.nodes
+
+    def template_params(self, llm: LlmDef) -> dict[str, Param]:
+        """The params the templates of `llm` may name, by the name they use.
+
+        An llm inlined from another workflow has a qualified name `ns.f` (see
+        `promptc.passes.inline`); its `{p}` means the param `ns.p` of the same namespace.
+        A top-level llm sees the params without a namespace.
+        """
+        ns = llm.name.rpartition(".")[0]
+        prefix = ns + "." if ns else ""
+        out = {}
+        for p in self.params:
+            if p.name.startswith(prefix) and "." not in p.name[len(prefix) :]:
+                out[p.name[len(prefix) :]] = p
+        return out
 
     def trainable(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.trainable)

@@ -63,7 +63,8 @@ def _node_lines(nodes: tuple[Node, ...], indent: str) -> list[tuple[str, str]]:
     for n in nodes:
         if n.op == "loop" and n.loop is not None:
             lp = n.loop
-            head = f"{indent}%{n.name} = loop {lp.label} " + (f"for 0..{lp.bound}" if lp.kind == "for" else f"max {lp.bound}")
+            kind = {"for": f"for 0..{lp.bound}", "each": f"each %{lp.items} max {lp.bound} item %{lp.item}"}
+            head = f"{indent}%{n.name} = loop {lp.label} " + kind.get(lp.kind, f"max {lp.bound}")
             if lp.index:
                 head += f" index %{lp.index}"
             if lp.carried:

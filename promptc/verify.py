@@ -114,12 +114,19 @@ class _Verifier:
         for _var, init, ph in lp.carried:
             if init not in self.visible:
                 raise VerifyError(f"loop '{n.name}' carries '{init}' before it is defined")
+        if (lp.kind == "each") != (lp.items is not None and lp.item is not None):
+            raise VerifyError(f"loop '{n.name}': a list and an element placeholder belong to `each` loops only")
+        if lp.items is not None and lp.items not in self.visible:
+            raise VerifyError(f"loop '{n.name}' iterates over '{lp.items}' before it is defined")
         for _var, _init, ph in lp.carried:
             self.define(ph, f"placeholder of loop '{n.name}'")
             inner.append(ph)
         if lp.index is not None:
             self.define(lp.index, f"index of loop '{n.name}'")
             inner.append(lp.index)
+        if lp.item is not None:
+            self.define(lp.item, f"element of loop '{n.name}'")
+            inner.append(lp.item)
         inner.extend(self.block(lp.body))
         for var, upd in lp.updates:
             if upd not in self.visible:

@@ -14,7 +14,7 @@ import string
 from collections import Counter
 from typing import Any
 
-__all__ = ["exact_match", "f1", "contains", "normalize"]
+__all__ = ["exact_match", "f1", "f1_explained", "contains", "normalize"]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation)
@@ -41,6 +41,28 @@ def f1(got: Any, expected: Any) -> float:
     """Token-overlap F1 between the normalized answer and the expected answer: rewards
     answers that contain the expected words and penalizes extra words."""
     return max(_f1(normalize(got).split(), normalize(e).split()) for e in _alternatives(expected))
+
+
+def f1_explained(got: Any, expected: Any) -> dict:
+    """Token F1 (as `f1`) with an explanation for the backward pass: which words of the
+    expected answer the answer misses and which of its words are not in it. Returns
+    `{"score": float, "feedback": text}`."""
+    g = normalize(got).split()
+    best = max(_alternatives(expected), key=lambda e: _f1(g, normalize(e).split()))
+    e = normalize(best).split()
+    score = _f1(g, e)
+    if score == 1.0:
+        return {"score": score, "feedback": "The answer matches the expected answer."}
+    missing = [w for w in dict.fromkeys(e) if w not in g]
+    extra = [w for w in dict.fromkeys(g) if w not in e]
+    parts = []
+    if missing:
+        parts.append("the answer lacks the expected word(s): " + ", ".join(missing))
+    if extra:
+        parts.append("it has word(s) the expected answer does not: " + ", ".join(extra[:12]) + ("..." if len(extra) > 12 else ""))
+    if not g:
+        parts = ["the answer is empty"]
+    return {"score": score, "feedback": "Token F1 " + f"{score:.2f}: " + "; ".join(parts) + "."}
 
 
 def contains(got: Any, expected: Any) -> float:

@@ -202,3 +202,39 @@ def test_run_on_the_embedded_model(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(TREC), "--input", "question=Who wrote Hamlet?"]) == 0
     assert capsys.readouterr().out.strip() in ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+
+
+JUDGED_SRC = """
+model task = env("PROMPTC_TASK_MODEL", "scripted/echo")
+param rubric: prompt "how to judge" = "Judge it."
+llm ask(q: text) -> text via task { user "{q}" }
+llm judge(got: text, expected: text) -> {score: float, feedback: text} via task {
+  system "{rubric}"
+  user "Got: {got}|Expected: {expected}"
+}
+workflow w(q: text) -> text { return ask(q) }
+train w { metric judge }
+"""
+
+
+def judge_engine(messages):
+    if messages[0]["content"] == "Judge it.":
+        got, expected = messages[-1]["content"].split("\n")[0][5:].split("|Expected: ")
+        return json.dumps({"score": 1.0 if got == expected else 0.0, "feedback": "-"})
+    return messages[-1]["content"]
+
+
+def test_eval_with_an_llm_judge(monkeypatch, tmp_path, capsys):
+    scripted.register("cli-judge", judge_engine)
+    monkeypatch.setenv("PROMPTC_TASK_MODEL", "scripted/cli-judge")
+    monkeypatch.chdir(tmp_path)
+    try:
+        src = tmp_path / "w.pflow"
+        src.write_text(JUDGED_SRC)
+        data = tmp_path / "d.jsonl"
+        data.write_text("".join(json.dumps({"q": q, "answer": a}) + "\n" for q, a in [("a", "a"), ("b", "c"), ("d", "d")]))
+        assert main(["eval", str(src), "--data", str(data)]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("judge 0.667 · n=3 · errors 0 · calls 6 ")  # 3 answers + 3 judgements
+    finally:
+        scripted.unregister("cli-judge")

@@ -7,7 +7,7 @@ from tests.passes.build import trec
 from tests.passes.test_unroll import agent
 
 TREC_IR = '''\
-; t.pflow  sha256:000000000000  passes: resolve, typecheck, unroll, dce, peers, gradient
+; t.pflow  sha256:000000000000  passes: inline, resolve, typecheck, unroll, dce, peers, gradient
 models:
   task = "scripted/echo"
 params:

@@ -12,11 +12,11 @@ from tests.passes.build import ProgramBuilder, trec
 def test_pipeline_output_verifies_and_lists_every_pass():
     p = run_pipeline(trec())
     verify(p)
-    assert p.passes == PASS_NAMES == ("resolve", "typecheck", "unroll", "dce", "peers", "gradient")
+    assert p.passes == PASS_NAMES == ("inline", "resolve", "typecheck", "unroll", "dce", "peers", "gradient")
 
 
 def test_until_stops_after_a_pass():
-    assert run_pipeline(trec(), until="typecheck").passes == ("resolve", "typecheck")
+    assert run_pipeline(trec(), until="typecheck").passes == ("inline", "resolve", "typecheck")
     with pytest.raises(ValueError, match="unknown pass 'nope'"):
         run_pipeline(trec(), until="nope")
 

@@ -11,7 +11,7 @@ import promptc
 
 passages, retrieve = promptc.use("std.retrieval", "passages", "retrieve")
 join = promptc.use("std.text", "join")
-f1 = promptc.use("std.metrics", "f1")
+f1_explained = promptc.use("std.metrics", "f1_explained")
 
 task = promptc.model("PROMPTC_TASK_MODEL", default="local/default")
 teacher = promptc.model("PROMPTC_TEACHER_MODEL", default="local/default")
@@ -51,7 +51,7 @@ def write_notes(question: str, notes: str, evidence: str) -> str: ...
 def answer(question: str, notes: str) -> str: ...
 
 
-@promptc.workflow(train=promptc.train(metric=f1, answer="answer", teacher=teacher))
+@promptc.workflow(train=promptc.train(metric=f1_explained, answer="answer", teacher=teacher))
 def multihop(question: str, context: Any) -> str:
     corpus = passages(context)
     notes = ""

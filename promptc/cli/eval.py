@@ -48,7 +48,16 @@ def main(args: argparse.Namespace) -> int:
 def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from promptc.runtime.evaluate import MetricError, answer_field, metric_name, resolve_metric, score, summarize
+    from promptc.runtime.evaluate import (
+        Judge,
+        MetricError,
+        answer_field,
+        ascore,
+        metric_name,
+        resolve_metric,
+        score,
+        summarize,
+    )
 
     if args.limit is not None and args.limit < 1:
         raise CliError("--limit must be at least 1", 2)
@@ -66,7 +75,12 @@ def _main(args: argparse.Namespace) -> int:
         raise CliError(f"{args.data}: no row has the expected-answer field '{field}'")
     engine = make_cli_engine(args)
     traces = run_batch(program, batch, engine, args.concurrency, search_dirs, label="evaluating")
-    scores = score(program, traces, batch, metric)
+    if isinstance(metric, Judge):  # an llm judge: its calls go to the same engine
+        import asyncio
+
+        scores = asyncio.run(ascore(program, traces, batch, metric, engine=engine))
+    else:
+        scores = score(program, traces, batch, metric)
     mean = summarize(scores)
     errors = [t for t in traces if not t.ok]
     if args.out:

@@ -116,6 +116,19 @@ class For:
 
 
 @frozen
+class ForEach:
+    """`for var in items max N { body }`: fan-out over a runtime list, at most N items
+    (`bound` is checked to be an integer constant by lowering)."""
+
+    var: str
+    items: Expr
+    bound: Expr
+    body: tuple["Stmt", ...]
+    span: Span
+    var_span: Span
+
+
+@frozen
 class LoopMax:
     """`loop max N { body }`; `bound` is None for a `loop { }` without `max` (an error)."""
 
@@ -130,7 +143,17 @@ class BreakIf:
     span: Span
 
 
-Stmt = Union[Let, Assign, Return, For, LoopMax, BreakIf]
+@frozen
+class If:
+    """`if cond { body } else { orelse }`; an `else if` is an `orelse` holding one `If`."""
+
+    cond: Expr
+    body: tuple["Stmt", ...]
+    orelse: tuple["Stmt", ...]
+    span: Span
+
+
+Stmt = Union[Let, Assign, Return, For, ForEach, LoopMax, BreakIf, If]
 
 # ---- declarations -----------------------------------------------------------------------
 

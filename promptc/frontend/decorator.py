@@ -35,7 +35,14 @@ The subset (see docs/language.md for the mapping):
 - `for i in range(N):` is `for i in 0..N` (N an int literal or a module-level int);
 - `for _ in range(N):` whose body ends with `if COND: break` is `loop max N { ...;
   break if COND }` (its index is not available);
+- `for x in xs[:N]:` (N an int literal or a module-level int) is the fan-out
+  `for x in xs max N`;
+- `if COND: ... elif COND: ... else: ...` is `if COND { } else if COND { } else { }`; a
+  variable first assigned inside a branch is local to it (as a `let` in the branch);
 - `return e` as the last statement;
+- a call of another `@promptc.workflow` function (imported, or bound with
+  `promptc.use("other.py", "name")` / `promptc.use("x.pflow", "name")`) is composition:
+  it becomes `use "<its file>" { name }` and the inline pass copies it in;
 - expressions: names, str/int/float/bool literals, calls of llms and functions with
   positional arguments, `x.f`, `x[0]`, `[a, b]`, `+`, one comparison `== != < <= > >=`,
   `and`, `or`, `not`.
@@ -291,7 +298,7 @@ class WorkflowFunction:
             try:
                 self._program = run_passes(lower(module))
             except CompileError as e:
-                raise e.with_source(module.source)
+                raise e.with_source(module.source, module.file)
         return self._program
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -373,7 +380,7 @@ def _def_span(fn: Callable) -> Span | None:
 
 
 _CMP = {ast.Eq: "eq", ast.NotEq: "ne", ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge"}
-_SUPPORTED = "assignments, `for _ in range(N)`, `if COND: break` ending a loop, and `return`"
+_SUPPORTED = "assignments, `for _ in range(N)`, `for x in xs[:N]`, `if`/`elif`/`else`, and `return`"
 
 
 class _BodyLowering:
@@ -437,7 +444,12 @@ class _BodyLowering:
         if isinstance(s, ast.While):
             raise src.error("`while` loops are unbounded; write `for _ in range(N):` ending with `if COND: break`", s)
         if isinstance(s, ast.If):
-            raise src.error("`if` is only supported as `if COND: break`, the last statement of a `for _ in range(N)` loop", s)
+            if any(isinstance(b, ast.Break) for b in s.body):
+                raise src.error("`if COND: break` is only supported as the last statement of a `for _ in range(N)` loop", s)
+            cond = self.expr(s.test)
+            body = self.block(s.body, bound + [set()], in_loop)
+            orelse = self.block(s.orelse, bound + [set()], in_loop)
+            return A.If(cond=cond, body=body, orelse=orelse, span=src.span(s))
         if isinstance(s, ast.Break):
             raise src.error("`break` is only supported as `if COND: break`, the last statement of a loop", s)
         if isinstance(s, ast.Expr):
@@ -460,6 +472,12 @@ class _BodyLowering:
         if not isinstance(s.target, ast.Name):
             raise src.error("the loop variable must be a plain name", s.target)
         it = s.iter
+        if isinstance(it, ast.Subscript) and isinstance(it.slice, ast.Slice):
+            return self._for_each(s, it, bound)
+        if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range"):
+            raise src.error(
+                "a workflow loop iterates over `range(N)` or, to fan out over a list, `xs[:N]`, with a constant N", it
+            )
         if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" and not it.keywords):
             raise src.error("a workflow loop iterates over `range(N)` with a constant N", it)
         if len(it.args) == 1:
@@ -492,6 +510,25 @@ class _BodyLowering:
         inner[-1].add(s.target.id)
         stmts = self.block(body, inner, in_loop=True)
         return A.For(var=s.target.id, start=start, stop=stop, body=stmts, span=src.span(s), var_span=src.span(s.target))
+
+    def _for_each(self, s: ast.For, it: ast.Subscript, bound: list[set[str]]) -> A.Stmt:
+        """`for x in xs[:N]:` -> `for x in xs max N`."""
+        src = self.src
+        sl = it.slice
+        assert isinstance(sl, ast.Slice)
+        if sl.lower is not None or sl.step is not None or sl.upper is None:
+            raise src.error("fan out over the first N items: `for x in xs[:N]` with a constant N", sl)
+        assert isinstance(s.target, ast.Name)
+        inner = bound + [{s.target.id}]
+        body = self.block(list(s.body), inner, in_loop=True)
+        return A.ForEach(
+            var=s.target.id,
+            items=self.expr(it.value),
+            bound=self._const_int(sl.upper),
+            body=body,
+            span=src.span(s),
+            var_span=src.span(s.target),
+        )
 
     def _const_int(self, e: ast.expr) -> A.Expr:
         """An int literal, or a module-level int constant by name; anything else is left to lowering's check."""
@@ -593,10 +630,18 @@ def _module_ast(wf: WorkflowFunction) -> A.Module:
             items.append(A.Use(module=obj.module, names=(A.ImportName(obj.attr, name if name != obj.attr else None, span),), span=span))
         elif isinstance(obj, LlmRef):
             items.append(_llm_ast(obj, name, name_of))
-    # plain Python functions of the workflow's own file that it calls: `use "<this file>" { f }`
+    # plain Python functions of the workflow's own file that it calls: `use "<this file>" { f }`;
+    # other decorated workflows it calls (imported or not): `use "<their file>" { f }`,
+    # which the inline pass expands
     body_calls = _calls(wf._body[2])
     for callee in dict.fromkeys(body_calls):
         obj = g.get(callee)
+        if isinstance(obj, WorkflowFunction) and obj is not wf:
+            span = _def_span(obj.fn) or fallback
+            module = os.path.relpath(obj.file, os.path.dirname(src.file) or ".")
+            alias = callee if callee != obj.fn.__name__ else None
+            items.append(A.Use(module=module, names=(A.ImportName(obj.fn.__name__, alias, span),), span=span))
+            continue
         if inspect.isfunction(obj) and not isinstance(obj, _Decl) and obj.__module__ == wf.fn.__module__:
             span = _def_span(obj) or fallback
             items.append(A.Use(module=os.path.basename(src.file), names=(A.ImportName(callee, None, span),), span=span))
@@ -641,6 +686,14 @@ def _calls(stmts) -> list[str]:
             ex(s.cond)
         elif isinstance(s, (A.For, A.LoopMax)):
             for b in s.body:
+                st(b)
+        elif isinstance(s, A.ForEach):
+            ex(s.items)
+            for b in s.body:
+                st(b)
+        elif isinstance(s, A.If):
+            ex(s.cond)
+            for b in s.body + s.orelse:
                 st(b)
 
     for s in stmts:

@@ -14,12 +14,22 @@
   iteration is the update, and after the loop it has a fresh SSA name (the result).
   Variables declared inside a body are local to one iteration. The label of a
   `for i in 0..N` loop is `i`; a `loop max N` is labelled `step` (`step.1`, ... when
-  there are several); the loop node itself is named `loop.<label>`.
+  there are several); the loop node itself is named `loop.<label>`. A fan-out
+  `for x in xs max N` is a loop of kind "each" labelled `x`, reading the list `xs`;
+- `if c { A } else { B }` needs no structure in the IR: A's nodes are guarded by `c`
+  (named `if.cond` when it is an expression), B's by `if.else = not(c)`; inside another
+  branch with guard g, by `if.then = and(g, c)` and `if.else = guard(g, c)`. Every
+  variable declared before the `if` and assigned in A or B then gets
+  `x.merge = select(c, value after A, value after B)` (target: the variable's name),
+  guarded by g. A `let` in a branch is local to it. Inside a loop body nested in a
+  branch, nodes are not guarded by the branch: the `loop` node is, and unrolling
+  passes its guard on to every step.
 
 Errors found here (each a `CompileError` at the offending source): unknown or
 misused names, duplicate declarations, redefined variables, a `break if` that is not
-the last statement of a `loop max` body, unbounded loops (`loop` without `max`, a bound
-that is not an integer constant), template placeholders that name neither a param nor
+the last statement of a `loop max` body (or inside a branch), `return` inside a loop or
+a branch, unbounded loops and fan-outs (`loop` without `max`, a bound that is not an
+integer constant), template placeholders that name neither a param nor
 an argument, a `demos` entry that names no demos param, a missing `return`, a second
 workflow. Types, arities and imports are the passes' business.
 """
@@ -32,6 +42,7 @@ from typing import Iterable
 
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
+from promptc.frontend import template as T
 from promptc.ir import Function, LlmDef, Loop, Message, Model, Node, Param, Program, TrainSpec, Workflow
 from promptc.types import BOOL, FLOAT, INT, TEXT, Type
 
@@ -92,6 +103,10 @@ class _Lowering:
         # (names are only ever added), so the next search resumes there, not at `base`.
         self._next: dict[str, int] = {}
         self._next_label: dict[str, int] = {}
+        # the guard of the branch being lowered (None outside `if` branches, and reset at
+        # the start of a loop body: the unroll pass adds a loop node's guard to its steps)
+        self.guard: str | None = None
+        self.assigned_at: dict[str, Span] = {}  # variable -> its latest assignment
 
     # -- names ---------------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -254,10 +269,12 @@ class _Lowering:
             if e.key in values:
                 raise CompileError(f"'{e.key}' is given twice in the train block", e.span)
             kind = self.decls.get(e.value, (None,))[0]
-            if e.key == "metric" and kind != "function":
+            if e.key == "metric" and kind == "llm":
+                self.check_judge(self.llm_defs[e.value], e)
+            elif e.key == "metric" and kind != "function":
                 hint = "unknown name" if kind is None else f"'{e.value}' is {_KIND_WORD[kind]}"
                 raise CompileError(
-                    f"metric must be a function bound by `use` ({hint}; e.g. `use std.metrics {{ exact_match }}`)"
+                    f"metric must be a function bound by `use` or an llm ({hint}; e.g. `use std.metrics {{ exact_match }}`)"
                     if kind is not None
                     else f"unknown metric '{e.value}' (bind it with `use`, e.g. `use std.metrics {{ exact_match }}`)",
                     e.span,
@@ -277,6 +294,29 @@ class _Lowering:
             optimizer=values.get("optimizer"),
             span=t.span,
         )
+
+    def check_judge(self, llm: LlmDef, e: A.TrainEntry) -> None:
+        """An llm used as the metric (an LLM judge): `(got, expected)` in, a number or
+        `{score: float, feedback: text}` out, and a prompt that is not trained."""
+        if len(llm.params) != 2:
+            raise CompileError(
+                f"the judge llm '{llm.name}' must take 2 arguments (the answer, the expected answer), not {len(llm.params)}",
+                e.span,
+            )
+        ret = llm.returns
+        score = ret.field("score") if ret.kind == "record" else None
+        if ret.kind not in ("float", "int", "bool") and (score is None or score.kind not in ("float", "int")):
+            raise CompileError(
+                f"the judge llm '{llm.name}' must return a number or {{score: float, feedback: text}}, not {ret}", e.span
+            )
+        used = [ph for m in llm.messages for ph in T.placeholders(m.template)] + ([llm.demos] if llm.demos else [])
+        for name in used:
+            p = self.params.get(name)
+            if p is not None and p.trainable:
+                raise CompileError(
+                    f"the judge llm '{llm.name}' uses the trainable param '{name}': a metric's prompt is not trained",
+                    e.span,
+                )
 
     # -- the workflow --------------------------------------------------------------
     def workflow(self, d: A.WorkflowDecl) -> Workflow:
@@ -322,9 +362,16 @@ class _Lowering:
                 raise CompileError(f"cannot assign to the loop index '{s.name}'", s.name_span)
             value = self.expr(s.value, scope, out, s.name)
             scope.rebind(s.name, value)
+            self.assigned_at[s.name] = s.span
         elif isinstance(s, A.Return):
-            raise CompileError("`return` is only allowed at the end of the workflow, not inside a loop", s.span)
+            raise CompileError("`return` is only allowed at the end of the workflow, not inside a loop or a branch", s.span)
         elif isinstance(s, A.BreakIf):
+            if loop == "max" and self.guard is not None:
+                raise CompileError(
+                    "`break if` cannot be inside an `if` branch: it is the last statement of a `loop max` body"
+                    " (fold the branch's condition into it: `break if c and d`)",
+                    s.span,
+                )
             if loop == "max":
                 raise CompileError("`break if` must be the last statement of a `loop max` body", s.span)
             raise CompileError("`break if` is only allowed at the end of a `loop max N { ... }` body", s.span)
@@ -332,6 +379,10 @@ class _Lowering:
             self.for_loop(s, scope, out)
         elif isinstance(s, A.LoopMax):
             self.max_loop(s, scope, out)
+        elif isinstance(s, A.If):
+            self.if_stmt(s, scope, out, loop)
+        elif isinstance(s, A.ForEach):
+            self.for_each(s, scope, out)
         else:  # pragma: no cover - the AST is a closed set
             raise CompileError(f"unsupported statement {type(s).__name__}", getattr(s, "span", None))
 
@@ -344,6 +395,50 @@ class _Lowering:
         kind = self.decls.get(name, (None,))[0]
         if kind is not None:
             raise CompileError(f"'{name}' is already declared as {_KIND_WORD[kind]}", span)
+
+    # -- branches ------------------------------------------------------------------
+    def if_stmt(self, s: A.If, scope: _Scope, out: list[Node], loop: str | None) -> None:
+        """`if c { A } else { B }` -> A's nodes guarded by c, B's by not c, then one
+        `select(c, value after A, value after B)` per variable declared before the `if`
+        that either branch assigns (a branch that does not assign it passes the old value).
+
+        Under an enclosing guard g (a branch inside a branch): A is guarded by `and(g, c)`,
+        B by `guard(g, c)` (g and not c), and the selects by g."""
+        outer = self.guard
+        span = s.cond.span  # the guards are the condition's; typecheck names them in errors
+        cond = self.expr(s.cond, scope, out, "if.cond")
+        if outer is None:
+            g_then = cond
+            g_else = self.emit(out, "if.else", op="prim", args=(cond,), target="not", span=span, guard=None)
+        else:
+            g_then = self.emit(out, "if.then", op="prim", args=(outer, cond), target="and", span=span, guard=None)
+            g_else = self.emit(out, "if.else", op="guard", args=(outer, cond), span=span, guard=None)
+        before = {v: scope.lookup(v)[0] for v in dict.fromkeys(scope.names())}  # type: ignore[index]
+        saved_at = self.assigned_at
+        branches = []
+        for guard, body in ((g_then, s.body), (g_else, s.orelse)):
+            self.guard = guard
+            self.assigned_at = {}
+            try:
+                inner = scope.child()
+                for st in body:
+                    self.stmt(st, inner, out, loop)
+            finally:
+                self.guard = outer
+            after = {v: scope.lookup(v)[0] for v in before}  # type: ignore[index]
+            branches.append((after, dict(self.assigned_at)))
+            for v, value in before.items():  # the other branch starts from the old values
+                scope.rebind(v, value)
+        (then_vals, then_at), (else_vals, else_at) = branches
+        for v, old in before.items():
+            a, b = then_vals[v], else_vals[v]
+            if a == old and b == old:
+                continue
+            where = then_at.get(v) or else_at.get(v) or s.span
+            sel = self.emit(out, f"{v}.merge", op="select", args=(cond, a, b), target=v, span=where, guard=outer)
+            scope.rebind(v, sel)
+            saved_at[v] = where
+        self.assigned_at = saved_at
 
     # -- loops ---------------------------------------------------------------------
     def for_loop(self, s: A.For, scope: _Scope, out: list[Node]) -> None:
@@ -360,6 +455,20 @@ class _Lowering:
                 raise CompileError("`break if` is only allowed at the end of a `loop max N { ... }` body", st.span)
         self.check_new_variable(s.var, s.var_span, scope)
         self.loop("for", self.label(s.var), s.var, s.var_span, s.stop.value, s.body, None, scope, out, s.span)
+
+    def for_each(self, s: A.ForEach, scope: _Scope, out: list[Node]) -> None:
+        if not (isinstance(s.bound, A.Literal) and type(s.bound.value) is int):
+            raise CompileError(
+                f"unbounded fan-out: the bound of `for {s.var} in LIST max N` must be an integer constant", s.bound.span
+            )
+        if s.bound.value < 1:
+            raise CompileError(f"`for {s.var} in LIST max N` needs N of at least 1", s.bound.span)
+        for st in s.body:
+            if isinstance(st, A.BreakIf):
+                raise CompileError("`break if` is only allowed at the end of a `loop max N { ... }` body", st.span)
+        items = self.expr(s.items, scope, out, None)
+        self.check_new_variable(s.var, s.var_span, scope)
+        self.loop("each", self.label(s.var), s.var, s.var_span, s.bound.value, s.body, None, scope, out, s.span, items)
 
     def max_loop(self, s: A.LoopMax, scope: _Scope, out: list[Node]) -> None:
         if s.bound is None:
@@ -389,6 +498,7 @@ class _Lowering:
         scope: _Scope,
         out: list[Node],
         span: Span,
+        items: str | None = None,
     ) -> None:
         carried_vars = _assigned_outside(body, scope, [brk] if brk else [])
         inner = scope.child()
@@ -405,11 +515,13 @@ class _Lowering:
             carried.append((v, init[0], ph))
             inner.define(v, ph, init[1])
         nodes: list[Node] = []
+        guard, self.guard = self.guard, None  # the loop node carries it; unroll adds it to every step
         try:
             for st in body:
                 self.stmt(st, inner, nodes, loop=kind)
             brk_value = self.expr(brk.cond, inner, nodes, None) if brk is not None else None
         finally:
+            self.guard = guard
             if index_var is not None:
                 self.index_vars.discard(index_var)
         updates = tuple((v, inner.lookup(v)[0]) for v in carried_vars)  # type: ignore[index]
@@ -418,20 +530,23 @@ class _Lowering:
             label=label,
             kind=kind,
             bound=bound,
-            index=index_ph,
+            index=index_ph if items is None else None,
+            items=items,
+            item=index_ph if items is not None else None,
             carried=tuple(carried),
             body=tuple(nodes),
             updates=updates,
             brk=brk_value,
             results=results,
         )
-        out.append(Node(name=self.fresh(f"loop.{label}"), op="loop", target=label, span=span, loop=lp))
+        out.append(Node(name=self.fresh(f"loop.{label}"), op="loop", target=label, span=span, loop=lp, guard=self.guard))
         for v, r in results:
             scope.rebind(v, r)
 
     # -- expressions ---------------------------------------------------------------
     def emit(self, out: list[Node], hint: str | None, **kw) -> str:
         name = self.fresh(hint) if hint else self.temp()
+        kw.setdefault("guard", self.guard)
         out.append(Node(name=name, **kw))
         return name
 
@@ -513,10 +628,13 @@ def _assigned_outside(body: Iterable[A.Stmt], scope: _Scope, extra: Iterable = (
             elif isinstance(s, A.Assign):
                 if s.name not in local and scope.lookup(s.name) is not None and s.name not in found:
                     found.append(s.name)
-            elif isinstance(s, A.For):
+            elif isinstance(s, (A.For, A.ForEach)):
                 scan(s.body, local | {s.var})
             elif isinstance(s, A.LoopMax):
                 scan(s.body, set(local))
+            elif isinstance(s, A.If):
+                scan(s.body, set(local))
+                scan(s.orelse, set(local))
 
     scan(body, set())
     return found

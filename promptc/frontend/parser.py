@@ -27,11 +27,11 @@ from promptc.ir import MODEL_OPTIONS, check_model_option
 from promptc.types import SCALARS, Type, list_of
 
 KEYWORDS = frozenset(
-    "use model param llm workflow train let for in loop max break if return via and or not "
+    "use model param llm workflow train let for in loop max break if else return via and or not "
     "true false env trainable prompt demos enum system user assistant".split()
 )
 # Words that can never be the name of a declaration or a variable.
-RESERVED = frozenset("use model param llm workflow train let for in loop break if return via and or not true false".split())
+RESERVED = frozenset("use model param llm workflow train let for in loop break if else return via and or not true false".split())
 
 # ---- the post-lexer: which newlines are separators ---------------------------------------
 
@@ -39,12 +39,12 @@ _VALUE_TOKENS = frozenset({"NAME", "STRING", "LONG_STRING", "INT", "FLOAT"})
 # A newline after one of these continues the construct ...
 _CONTINUE_AFTER = frozenset(
     "{ ( [ , = + == != < <= > >= and or not -> : . .. via in max as use model param llm workflow "
-    "train let for loop break if return system user assistant demos metric answer teacher "
+    "train let for loop break if else return system user assistant demos metric answer teacher "
     "backward optimizer".split()
 )
 # ... and so does a newline before one of these (checked on the text that follows: the
 # contextual lexer cannot be asked for a token ahead of the parser).
-_CONTINUE_BEFORE = re.compile(r"(?:\s|#[^\n]*)*(?:$|[{})\],=+.<>!]|->|(?:and|or|via)(?![A-Za-z0-9_]))")
+_CONTINUE_BEFORE = re.compile(r"(?:\s|#[^\n]*)*(?:$|[{})\],=+.<>!]|->|(?:and|or|via|else)(?![A-Za-z0-9_]))")
 
 
 def _is_op(tok: Token, table: frozenset[str]) -> bool:
@@ -656,6 +656,33 @@ class _Actions:
             ),
             c,
         )
+
+    def for_each_stmt(self, c):
+        var, items, bound, body = c[1], c[3].v, c[5].v, c[6].v
+        return self._node(
+            A.ForEach(
+                var=self._name(var),
+                items=items,
+                bound=bound,
+                body=body,
+                span=self._span(c),
+                var_span=_tok_span(self._local.file, var),
+            ),
+            c,
+        )
+
+    def for_unbounded(self, c):
+        raise CompileError(
+            f"unbounded fan-out: write `for {c[1]} in LIST max N {{ ... }}` with a constant N", self._between(c[0], c[3])
+        )
+
+    def if_stmt(self, c):
+        cond, body = c[1].v, c[2].v
+        orelse: tuple = ()
+        if len(c) > 3 and c[4] is not None:
+            other = c[4].v
+            orelse = (other,) if isinstance(other, A.If) else other
+        return self._node(A.If(cond=cond, body=body, orelse=orelse, span=self._span(c)), c)
 
     def loop_stmt(self, c):
         bound, body = c[2], c[3].v

@@ -204,10 +204,12 @@ def loss_feedback(program: Program, trace: Trace, sample: dict, score: float) ->
     spec = program.train
     answer_key = spec.answer if spec else "answer"
     inputs = {k: v for k, v in trace.inputs} or {k: v for k, v in sample.items() if k != answer_key}
+    explanation = getattr(score, "feedback", "")  # a metric that explains (runtime.evaluate.Score)
     return templates.render(
         "loss",
         metric=spec.metric if spec else "metric",
         score=f"{score:.3g}",
+        explanation=f"\nThe metric explains: {explanation}" if explanation else "",
         inputs=show(inputs),
         expected=show(sample.get(answer_key)),
         got=show(trace.output),

@@ -236,7 +236,7 @@ class Trainer:
 
     # -- scoring -------------------------------------------------------------------------
     async def _run(self, program: Program, rows: list[dict], phase: str, engine=None) -> tuple[list, list[float]]:
-        from promptc.runtime.evaluate import score
+        from promptc.runtime.evaluate import ascore
         from promptc.runtime.interpreter import forward
 
         engine = engine or self.metered
@@ -245,9 +245,12 @@ class Trainer:
         traces = await forward(
             program, rows, engine, concurrency=self.concurrency, phase=phase, search_dirs=self.search_dirs
         )
+        # an LLM judge scores through the same engine and budget; a score keeps the metric's
+        # feedback (promptc.runtime.evaluate.Score) for the backward pass
+        scores = await ascore(program, traces, rows, engine=engine, phase=phase, search_dirs=self.search_dirs)
         if engine is self.metered:
             self.metered.verify()
-        return traces, list(score(program, traces, rows, search_dirs=self.search_dirs))
+        return traces, list(scores)
 
     async def _validate(self, program: Program, against: Evaluation | None) -> Evaluation:
         """Scores on the validation rows, in chunks; stops once `program` cannot pass the gate

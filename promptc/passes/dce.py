@@ -24,6 +24,8 @@ def live_names(program: Program) -> set[str]:
             if n.name in live or any(r in live for _v, r in n.loop.results):
                 live.add(n.name)
                 live.update(_loop_reads(n))
+                if n.guard is not None:
+                    live.add(n.guard)
             continue
         if n.name in live:
             live.update(n.args)
@@ -35,12 +37,16 @@ def live_names(program: Program) -> set[str]:
 def _loop_reads(n: Node) -> set[str]:
     assert n.loop is not None
     reads = {init for _v, init, _ph in n.loop.carried}
+    if n.loop.items is not None:
+        reads.add(n.loop.items)
     for b in walk(n.loop.body):
         reads.update(b.args)
         if b.guard is not None:
             reads.add(b.guard)
         if b.loop is not None:
             reads.update(init for _v, init, _ph in b.loop.carried)
+            if b.loop.items is not None:
+                reads.add(b.loop.items)
     return reads
 
 

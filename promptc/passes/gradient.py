@@ -19,9 +19,12 @@ What each rule feeds (the params and upstream values it sends feedback to, in or
 - call ("call"): its arguments that require a gradient; note = "name: docstring", so the
   backward engine knows what the function did to the value.
 - field, index, list, prim ("passthrough"): arguments that require a gradient.
-- select ("select"): the two branches (not the condition), feedback goes to whichever ran.
-- guard, input, const: no rule. A guard is control (whether a loop step ran), not a
-  value the output is made of; feedback does not flow through it.
+- select ("select"): the two branches (not the condition), feedback goes to whichever ran
+  (a loop step or the previous value; the `if` branch the condition took). Nodes of the
+  branch that did not run are not executed, so no feedback reaches them.
+- guard, input, const: no rule. A guard is control (whether a loop step or a branch
+  ran), not a value the output is made of; feedback does not flow through it, nor into
+  the condition of a `select` (a router's classifier learns nothing from the branches).
 
 `GradRule.time` is the node's time index, so gradients of a param used at several loop
 steps keep their step and the optimizer sees them in time order.
@@ -69,7 +72,11 @@ def _passthrough(node: Node, cx: Context) -> GradRule:
 
 
 def _select_rule(node: Node, cx: Context) -> GradRule:
-    return GradRule(node.name, "select", cx.upstream(node, node.args[1:]), node.time, "loop-carried value")
+    if isinstance(node.target, str):  # a variable merged after an `if`
+        note = f"'{node.target}' after the if: only the branch %{node.args[0]} took"
+    else:
+        note = "loop-carried value"
+    return GradRule(node.name, "select", cx.upstream(node, node.args[1:]), node.time, note)
 
 
 RULES: dict[str, Rule | None] = {

@@ -13,6 +13,7 @@ import time
 from promptc.ir import Program
 from promptc.passes.dce import dce
 from promptc.passes.gradient import gradient
+from promptc.passes.inline import inline
 from promptc.passes.peers import peers
 from promptc.passes.resolve import resolve
 from promptc.passes.typecheck import typecheck
@@ -22,6 +23,7 @@ from promptc.verify import verify
 log = logging.getLogger(__name__)
 
 PIPELINE = (
+    ("inline", inline),
     ("resolve", resolve),
     ("typecheck", typecheck),
     ("unroll", unroll),

@@ -97,10 +97,10 @@ def _resolve_llm(llm: LlmDef, program: Program) -> LlmDef:
     if not any(m.name == llm.model for m in program.models):
         raise CompileError(f"unknown model '{llm.model}' in llm '{llm.name}'", llm.span)
     args = {name for name, _ in llm.params}
-    params = {p.name: p for p in program.params}
+    params = program.template_params(llm)  # by the name the templates use
     uses: dict[str, None] = {}
     if llm.demos is not None:
-        d = params.get(llm.demos)
+        d = next((p for p in program.params if p.name == llm.demos), None)
         if d is None:
             raise CompileError(f"unknown demos param '{llm.demos}' in llm '{llm.name}'", llm.span)
         if d.kind != "demos":
@@ -126,7 +126,7 @@ def _resolve_llm(llm: LlmDef, program: Program) -> LlmDef:
                 raise CompileError(
                     f"placeholder '{{{name}}}' names the demos param '{name}'; use `demos {name}` instead", where
                 )
-            uses.setdefault(name, None)
+            uses.setdefault(p.name, None)
     if llm.demos is not None:
         uses.setdefault(llm.demos, None)
     return evolve(llm, uses=tuple(uses))
@@ -173,6 +173,10 @@ def _check_nodes(nodes: Iterable[Node], scope: list[set[str]], kinds: dict[str, 
             inner = {ph for _v, _i, ph in lp.carried}
             if lp.index is not None:
                 inner.add(lp.index)
+            if lp.items is not None and not visible(lp.items):
+                raise CompileError(f"unknown name '{lp.items}'", n.span)
+            if lp.item is not None:
+                inner.add(lp.item)
             body_scope = scope + [inner]
             inner.update(_check_nodes(lp.body, body_scope, kinds, program))
             for var, upd in lp.updates:
@@ -203,7 +207,7 @@ def _check_train(program: Program, functions: set[str]) -> None:
         raise CompileError(
             f"train block names workflow '{t.workflow}', but the workflow is '{program.workflow.name}'", t.span
         )
-    if t.metric not in functions:
+    if t.metric not in functions and not any(l.name == t.metric for l in program.llms):
         raise CompileError(f"unknown metric function '{t.metric}' (bind it with `use`)", t.span)
     models = {m.name for m in program.models}
     for role in ("teacher", "backward", "optimizer"):

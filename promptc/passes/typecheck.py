@@ -8,7 +8,7 @@ Rules, one function per node kind (`RULES`):
   unannotated); both check arity and each argument against the declared parameter type;
 - field: a record's field (unknown field: error) or `json` of `json`; index: a list's
   element or `json` of `json`; list: the common type of the elements (`json` if none);
-- prim: eq/ne on anything -> bool; lt/le/gt/ge on two numbers or two texts -> bool;
+- prim: eq/ne on anything -> bool; len of a list, a text or json -> int; lt/le/gt/ge on two numbers or two texts -> bool;
   and/or/not on bools -> bool; add: text+text -> text, numbers -> int or float,
   list+list -> list;
 - guard: bool operands -> bool; select: a bool condition and the common type of the
@@ -142,6 +142,11 @@ class _Checker:
             body_env.set(ph, t)
         if lp.index is not None:
             body_env.set(lp.index, INT)
+        if lp.item is not None:
+            lt = env.get(lp.items) if lp.items is not None else None
+            if lt is None or lt.kind not in ("list", "json"):
+                raise CompileError(f"`for {lp.label} in LIST max N` needs a list, got {lt}", n.span)
+            body_env.set(lp.item, (lt.elem or JSON) if lt.kind == "list" else JSON)
         body = self.nodes(lp.body, body_env)
         for var, upd in lp.updates:
             t = body_env.get(upd)
@@ -272,7 +277,7 @@ def _list(c: _Checker, n: Node, args: list[Type]) -> Type:
     return list_of(join_all(args))
 
 
-_SYMBOL = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "and": "and", "or": "or", "not": "not", "add": "+"}
+_SYMBOL = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "and": "and", "or": "or", "not": "not", "add": "+", "len": "len"}
 _NUMBERS = ("int", "float")
 _TEXTS = ("text", "enum")
 
@@ -281,12 +286,16 @@ def _prim(c: _Checker, n: Node, args: list[Type]) -> Type:
     op = n.target
     sym = _SYMBOL.get(op, op)
     kinds = [t.kind for t in args]
-    want = 1 if op == "not" else 2
+    want = 1 if op in ("not", "len") else 2
     if op not in _SYMBOL:
         raise CompileError(f"unknown operator '{op}'", n.span)
     if len(args) != want:
         raise CompileError(f"operator '{sym}' takes {want} operand(s), got {len(args)}", n.span)
     dyn = "json" in kinds
+    if op == "len":
+        if kinds[0] in ("list", "text", "json"):
+            return INT
+        raise CompileError(f"len() of a {args[0]} value", n.span)
     if op in ("eq", "ne"):
         return BOOL
     if op in ("lt", "le", "gt", "ge"):
@@ -295,6 +304,8 @@ def _prim(c: _Checker, n: Node, args: list[Type]) -> Type:
         raise CompileError(f"operator '{sym}' compares two numbers or two texts, got {args[0]} and {args[1]}", n.span)
     if op in ("and", "or", "not"):
         for t in args:
+            if t.kind not in ("bool", "json") and n.name.startswith("if."):  # the guards of a branch
+                raise CompileError(f"the condition of an `if` must be bool, got {t}", n.span)
             if t.kind not in ("bool", "json"):
                 raise CompileError(f"operator '{sym}' expects bool, got {t}", n.span)
         return BOOL
@@ -318,6 +329,8 @@ def _guard(c: _Checker, n: Node, args: list[Type]) -> Type:
         raise CompileError(f"guard takes 2 operands, got {len(args)}", n.span)
     for t in args:
         if t.kind not in ("bool", "json"):
+            if n.name.startswith("if."):  # the guard of an `else` branch (lowering names it)
+                raise CompileError(f"the condition of an `if` must be bool, got {t}", n.span)
             raise CompileError(f"a guard operand must be bool, got {t}", n.span)
     return BOOL
 
@@ -330,6 +343,12 @@ def _select(c: _Checker, n: Node, args: list[Type]) -> Type:
         raise CompileError(f"a select condition must be bool, got {cond}", n.span)
     t = join(a, b)
     if t is None:
+        if isinstance(n.target, str):  # a variable merged after an `if`
+            raise CompileError(
+                f"'{n.target}' is {a} after one branch of the `if` and {b} after the other"
+                " (a variable keeps one type)",
+                n.span,
+            )
         raise CompileError(f"the branches have different types: {a} and {b}", n.span)
     return t
 

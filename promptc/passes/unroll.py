@@ -19,6 +19,12 @@ A loop of bound N becomes N copies of its body, one per step s = 0 .. N-1 (for a
 - a carried variable updated in a guarded step becomes `v.sel@hop#s = select(alive@hop#s,
   update_s, previous)`; selects are not guarded (they choose the previous value when the
   step did not run);
+- `for x in xs max N` (kind "each"): `len@x = len(xs)` once, then every step s is guarded
+  by `alive@x#s = lt(s, len@x)` (and-ed with the enclosing guard), its element is the
+  guarded node `x@x#s = index xs[s]`, and each carried variable gets a `select` at every
+  step: a list shorter than N skips the steps past its end;
+- a node guarded by its own condition (an `if` branch) inside a guarded step is guarded
+  by `and(step guard, own guard)`, one such node per pair, shared by the branch's nodes;
 - after the loop, each `Loop.results` name is an alias of the variable's final value:
   later nodes and the workflow output read the final value directly.
 
@@ -35,7 +41,7 @@ from typing import MutableMapping
 from attrs import evolve, frozen
 
 from promptc.ir import Node, Program, TimeIndex, walk
-from promptc.types import BOOL, INT
+from promptc.types import BOOL, INT, JSON
 
 Env = MutableMapping[str, str]
 
@@ -60,6 +66,7 @@ class _Unroller:
                     self.used.add(lp.index)
         self.types: dict[str, object] = {}
         self.out: list[Node] = []
+        self.conj: dict[tuple[str, str], str] = {}  # (outer, own) guard -> their `and` node
 
     def fresh(self, base: str) -> str:
         name, k = base, 0
@@ -99,8 +106,11 @@ class _Unroller:
             return outer
         if outer is None:
             return own
-        name = self.fresh(f"{n.name}.alive{ctx.suffix}")
-        return self.emit(Node(name, "prim", (outer, own), "and", type=BOOL, span=n.span, time=ctx.time))
+        key = (outer, own)
+        if key not in self.conj:
+            name = self.fresh(f"{own}.alive")
+            self.conj[key] = self.emit(Node(name, "prim", (outer, own), "and", type=BOOL, span=n.span, time=ctx.time))
+        return self.conj[key]
 
     # -- one loop --------------------------------------------------------------------
     def loop(self, n: Node, env: Env, ctx: _Ctx) -> None:
@@ -111,10 +121,29 @@ class _Unroller:
         current = {var: env.get(init, init) for var, init, _ph in lp.carried}
         alive = outer_guard  # the guard of the current step
         prev_cond: str | None = None
+        length = None
+        if lp.items is not None:  # fan-out: how many steps run is the list's length
+            items = env.get(lp.items, lp.items)
+            length = self.emit(
+                Node(self.fresh(f"len{ctx.suffix}@{lp.label}"), "prim", (items,), "len", INT, n.span, ctx.time, outer_guard)
+            )
         for s in range(lp.bound):
             suffix = f"{ctx.suffix}@{lp.label}#{s}"
             time = TimeIndex(label, s)
-            stepped = False  # is this step guarded by this loop's own break?
+            stepped = False  # is this step guarded by this loop's own break or list length?
+            step_env: Env = ChainMap({}, env) if isinstance(env, dict) else env.new_child()  # type: ignore[attr-defined]
+            if length is not None:
+                k = self.emit(Node(self.fresh(f"k{suffix}"), "const", (), s, INT, n.span, time))
+                more = Node(self.fresh(f"alive{suffix}"), "prim", (k, length), "lt", BOOL, n.span, time)
+                if outer_guard is not None:
+                    self.emit(Node(self.fresh(f"more{suffix}"), "prim", (k, length), "lt", BOOL, n.span, time, outer_guard))
+                    more = Node(more.name, "prim", (outer_guard, self.out[-1].name), "and", BOOL, n.span, time)
+                alive = self.emit(more)
+                stepped = True
+                lt = self.types.get(items)
+                elem_type = (lt.elem or JSON) if getattr(lt, "kind", None) == "list" else JSON  # type: ignore[union-attr]
+                elem = Node(self.fresh(f"{lp.label}{suffix}"), "index", (items,), s, elem_type, n.span, time, alive)
+                step_env[lp.item] = self.emit(elem)
             if s > 0 and prev_cond is not None:
                 before = alive
                 if before is None:
@@ -125,7 +154,6 @@ class _Unroller:
                     Node(self.fresh(f"alive{suffix}"), "guard", (before, prev_cond), None, BOOL, n.span, time)
                 )
                 stepped = True
-            step_env: Env = ChainMap({}, env) if isinstance(env, dict) else env.new_child()  # type: ignore[attr-defined]
             if lp.index is not None:
                 step_env[lp.index] = self.emit(Node(self.fresh(lp.index + suffix), "const", (), s, INT, n.span, time))
             for var, _init, ph in lp.carried:

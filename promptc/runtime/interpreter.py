@@ -261,6 +261,7 @@ PRIM_OPS: dict[str, Callable[..., Any]] = {
     "ge": lambda a, b: a >= b,
     "not": lambda a: not a,
     "add": _add,
+    "len": len,
 }
 
 

@@ -82,8 +82,9 @@ def json_schema(t: Type) -> dict:
 
 
 def param_values(program: Program, llm: LlmDef) -> dict[str, str]:
-    """The text of every prompt param, by name (templates may reference any of them)."""
-    return {p.name: p.text for p in program.params if p.kind == "prompt"}
+    """The text of every prompt param the templates of `llm` may name, by that name
+    (params of the llm's namespace: see `Program.template_params`)."""
+    return {name: p.text for name, p in program.template_params(llm).items() if p.kind == "prompt"}
 
 
 def render_messages(program: Program, llm: LlmDef, args: Mapping[str, Any]) -> tuple[dict, ...]:

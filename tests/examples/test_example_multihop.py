@@ -104,3 +104,17 @@ def test_gradients_reach_the_query_through_the_retriever_in_time_order(brain, tm
     first = prompt.split("Example 1:", 1)[1].split("Example 2:", 1)[0]
     assert first.index("step 0 (at `q@hop#0`)") < first.index("step 1 (at `q@hop#1`)")
     assert "through join, retrieve" in first
+
+
+def test_the_metric_explains_the_loss_with_the_missing_gold_words(brain, tmp_path):
+    program = compile_file(EXAMPLES / "multihop" / "multihop.pflow")
+    engine = make_engine(cache_dir=tmp_path / "cache")
+    row = [r for r in rows("multihop", "train") if usable(r)][0]
+    traces = run_forward(program, [row], engine)
+    (s,) = score(program, traces, [row])
+    assert s == 0.0 and s.feedback.startswith("Token F1 0.00: the answer lacks the expected word(s): ")
+    grads = asyncio.run(backward(program, traces, [row], [s], engine))
+    ((_i, loss),) = grads.losses
+    assert f"Got: unknown\nThe metric explains: {s.feedback}" in loss
+    # the explanation reached the backward engine with the loss, at the answer step
+    assert s.feedback in brain.backward_prompts[0]

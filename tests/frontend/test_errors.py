@@ -137,3 +137,98 @@ def test_end_of_file():
             return strip(raw)
                              ^
         """)
+
+
+# -- branches and fan-out ---------------------------------------------------------------------
+
+LIST_ARG = ("workflow qa(question: text)", "workflow qa(question: text, ps: list[text])")
+RET = "  return strip(raw)"
+
+
+def test_unbounded_fan_out():
+    src = BASE.replace(*LIST_ARG).replace(RET, "  for p in ps {\n    raw = raw + ask(p)\n  }\n" + RET)
+    assert render(src) == golden("""
+        qa.pflow:10:3: error: unbounded fan-out: write `for p in LIST max N { ... }` with a constant N
+            for p in ps {
+            ^~~~~~~~~~~
+        """)
+
+
+def test_non_constant_fan_out_bound():
+    src = BASE.replace(*LIST_ARG).replace(RET, "  for p in ps max n {\n    raw = raw + ask(p)\n  }\n" + RET)
+    assert render(src) == golden("""
+        qa.pflow:10:19: error: unbounded fan-out: the bound of `for p in LIST max N` must be an integer constant
+            for p in ps max n {
+                            ^
+        """)
+
+
+def test_break_outside_a_loop():
+    src = BASE.replace(RET, '  break if raw == ""\n' + RET)
+    assert render(src) == golden("""
+        qa.pflow:10:3: error: `break if` is only allowed at the end of a `loop max N { ... }` body
+            break if raw == ""
+            ^~~~~~~~~~~~~~~~~~
+        """)
+
+
+def test_break_inside_a_branch():
+    src = BASE.replace(RET, '  loop max 3 {\n    raw = ask(raw)\n    if raw == "" {\n      break if true\n    }\n  }\n' + RET)
+    assert render(src) == golden("""
+        qa.pflow:13:7: error: `break if` cannot be inside an `if` branch: it is the last statement of a `loop max` body (fold the branch's condition into it: `break if c and d`)
+                break if true
+                ^~~~~~~~~~~~~
+        """)
+
+
+def test_merged_variable_type_mismatch():
+    src = BASE.replace(RET, '  let n = 0\n  if raw == "" {\n    n = "none"\n  }\n' + RET)
+    assert render(src) == golden("""
+        qa.pflow:12:5: error: 'n' is text after one branch of the `if` and int after the other (a variable keeps one type)
+              n = "none"
+              ^~~~~~~~~~
+        """)
+
+
+def test_if_condition_not_bool():
+    src = BASE.replace(RET, "  if raw {\n    raw = ask(raw)\n  }\n" + RET)
+    assert render(src) == golden("""
+        qa.pflow:10:6: error: the condition of an `if` must be bool, got text
+            if raw {
+               ^~~
+        """)
+
+
+def test_return_inside_a_branch():
+    src = BASE.replace(RET, '  if raw == "" {\n    return raw\n  }\n' + RET)
+    assert render(src) == golden("""
+        qa.pflow:11:5: error: `return` is only allowed at the end of the workflow, not inside a loop or a branch
+              return raw
+              ^~~~~~~~~~
+        """)
+
+
+# -- composition ------------------------------------------------------------------------------
+
+
+def test_missing_import(tmp_path):
+    src = 'use "retrieve.pflow" { multihop_retrieve }\n' + BASE
+    with pytest.raises(CompileError) as info:
+        compile_source(src, str(tmp_path / "qa.pflow"))
+    assert info.value.render().replace(str(tmp_path), "DIR") == golden("""
+        DIR/qa.pflow:1:24: error: cannot import 'retrieve.pflow': no such file (DIR/retrieve.pflow)
+          use "retrieve.pflow" { multihop_retrieve }
+                                 ^~~~~~~~~~~~~~~~~
+        """)
+
+
+def test_import_cycle(tmp_path):
+    (tmp_path / "a.pflow").write_text('use "b.pflow" { b }\nworkflow a(x: text) -> text { return b(x) }\n')
+    (tmp_path / "b.pflow").write_text('use "a.pflow" { a }\nworkflow b(x: text) -> text { return a(x) }\n')
+    with pytest.raises(CompileError) as info:
+        compile_source((tmp_path / "a.pflow").read_text(), str(tmp_path / "a.pflow"))
+    assert info.value.render().replace(str(tmp_path), "DIR") == golden("""
+        DIR/b.pflow:1:17: error: import cycle: a.pflow -> b.pflow -> a.pflow
+          use "a.pflow" { a }
+                          ^
+        """)

@@ -19,6 +19,8 @@ TOKENS = [
     "let", "loop", "max", "for", "in", "break if", "return", "llm", "param", "model", "use", "train",
     "workflow", "demos", "prompt", "trainable", "enum[", "list[", "text", "int", "json", "0", "-1", "2.5",
     "true", "x", "question", "{question}", "{{", "}}", "not", "and", "or", "via", "env(",
+    "if", "else", "else if", "if x {", "} else {", "for x in xs max 2 {", "for x in",
+    "use \"x.pflow\" { w }", "use \"retrieve.pflow\" { multihop_retrieve }", "multihop_retrieve(",
 ]
 
 

@@ -14,7 +14,7 @@ from promptc.ir import Node, Program
 PRIM = {
     "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "le": operator.le, "gt": operator.gt,
     "ge": operator.ge, "add": operator.add, "and": lambda a, b: a and b, "or": lambda a, b: a or b,
-    "not": operator.not_,
+    "not": operator.not_, "len": len,
 }
 
 
@@ -54,10 +54,13 @@ def _block(nodes: tuple[Node, ...], env: dict, executed: dict, calls: dict) -> N
         elif n.op == "loop":
             lp = n.loop
             cur = {v: env[init] for v, init, _ph in lp.carried}
-            for s in range(lp.bound):
+            steps = lp.bound if lp.items is None else min(lp.bound, len(env[lp.items]))
+            for s in range(steps):
                 inner = dict(env)
                 if lp.index:
                     inner[lp.index] = s
+                if lp.item:
+                    inner[lp.item] = env[lp.items][s]
                 for v, _i, ph in lp.carried:
                     inner[ph] = cur[v]
                 _block(lp.body, inner, executed, calls)

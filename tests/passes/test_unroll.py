@@ -161,3 +161,32 @@ def test_name_clash_gets_a_fresh_suffix():
     w.ret(lp.end()["n"])
     p = compiled(b)
     assert [x.name for x in p.nodes] == ["n", "m@l#0", "m@l#0.1"]
+
+
+FAN = """
+workflow w(xs: list[int], t: int) -> int {
+  let total = 0
+  let picked = [0]
+  for x in xs max 4 {
+    if x > t {
+      total = total + x
+      picked = picked + [x]
+    } else if x == t {
+      total = total + 100
+    }
+  }
+  return total + picked[-1]
+}
+"""
+
+
+@settings(max_examples=60, deadline=None)
+@given(xs=st.lists(st.integers(-5, 5), max_size=7), t=st.integers(-3, 3))
+def test_fan_out_with_branches_unrolls_to_the_loop_semantics(xs, t):
+    from promptc.compiler import compile_source
+
+    before = compile_source(FAN, "w.pflow", until="typecheck")
+    after = unroll(before)
+    verify(after)
+    assert not any(n.op == "loop" for n in after.nodes)
+    assert run(after, {"xs": xs, "t": t})[0] == run(before, {"xs": xs, "t": t})[0]

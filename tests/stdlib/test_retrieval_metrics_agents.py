@@ -81,3 +81,18 @@ def test_agent_tools():
     assert agents.act("finish", "Rome", CORPUS) == "Rome"
     msg = agents.act("fly", "away", CORPUS)
     assert "Unknown action 'fly'" in msg and "search, lookup, finish" in msg
+
+
+def test_f1_explained_names_the_missing_and_extra_words():
+    out = metrics.f1_explained("Paris, Texas", "Paris, France")
+    assert out["score"] == metrics.f1("Paris, Texas", "Paris, France") == 0.5
+    assert out["feedback"] == (
+        "Token F1 0.50: the answer lacks the expected word(s): france; "
+        "it has word(s) the expected answer does not: texas."
+    )
+    assert metrics.f1_explained("the Eiffel Tower", "Eiffel Tower") == {
+        "score": 1.0, "feedback": "The answer matches the expected answer."
+    }
+    assert metrics.f1_explained("", "x")["feedback"] == "Token F1 0.00: the answer is empty."
+    # with alternatives, the explanation is about the closest one
+    assert "lacks the expected word(s): obama" in metrics.f1_explained("Barack", ["Bush", "Barack Obama"])["feedback"]

@@ -1,0 +1,331 @@
+"""Pass 0 — inline the workflows imported from other files (composition).
+
+    use "retrieve.pflow" { multihop_retrieve }
+
+binds `multihop_retrieve` as a function whose module is a `.pflow` file (the lowering
+treats every `use` alike). This pass, first in the pipeline, compiles that file to IR
+(parse and lower; its own imports are inlined the same way, recursively), checks that
+its workflow is the one named, and replaces every call `multihop_retrieve(a, b)` by the
+callee's body:
+
+- the callee's nodes are copied under the prefix `multihop_retrieve.` (a second call
+  site gets `multihop_retrieve.1.`, ...): its input nodes are replaced by the caller's
+  argument values, and later caller nodes read the callee's output instead of the call;
+- its params, llms, models and Python functions become the caller's under the qualified
+  name `multihop_retrieve.NAME` (a model or function identical to one of the caller's
+  is shared instead). Params are shared by all call sites — one set of weights, trained
+  with the rest, shown by `inspect` and the report, saved in the caller's `.pfc`. An
+  llm named `ns.f` reads its template placeholders `{p}` from the params of its own
+  namespace, `ns.p` (`Program.template_params`), so templates are copied unchanged;
+- a call inside an `if` branch guards the copied nodes with the branch's guard (and-ed
+  with the callee's own guards); a call inside a loop body is copied into that body,
+  and unrolling makes one copy per step.
+
+A workflow decorated with `@promptc.workflow` may call another decorated workflow: the
+decorator binds it as `use "<its file>.py" { name }` and this pass inlines the callee's
+lowered program the same way.
+
+Errors (located at the `use` or the call): a missing file, a file whose workflow has
+another name, a cycle of imports (`a.pflow -> b.pflow -> a.pflow`), a wrong number of
+arguments. An error inside an imported file is reported in that file.
+
+`Program.source_hash` of the caller becomes a hash of its own and its imports' hashes, so
+a resumed training notices a change in an imported file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from attrs import evolve
+
+from promptc.errors import CompileError
+from promptc.frontend.template import placeholders
+from promptc.ir import Function, LlmDef, Loop, Node, Program, walk
+
+MAX_DEPTH = 32  # nested imports deeper than this are a compile error, not a stack overflow
+
+
+def inline(program: Program, _stack: tuple[str, ...] = ()) -> Program:
+    """`_stack`: the files (keys) being inlined, outermost first, this one last."""
+    stack = _stack or (_key(program),)
+    imports = {}
+    for fn in program.functions:
+        callee = _load(fn, program, stack)
+        if callee is not None:
+            imports[fn.name] = (fn, callee)
+    if not imports:
+        return program.with_pass("inline")
+    return _Inliner(program, imports).run().with_pass("inline")
+
+
+# -- loading the callee ----------------------------------------------------------------
+
+
+def _base_dir(program: Program) -> Path:
+    f = program.file
+    return Path(f).resolve().parent if f and not f.startswith("<") else Path.cwd()
+
+
+def _key(program: Program) -> str:
+    """What identifies a source in an import chain: its path (and workflow, for Python)."""
+    f = program.file
+    if not f or f.startswith("<"):
+        return f"{f}::{program.workflow.name}"
+    path = str(Path(f).resolve())
+    return f"{path}::{program.workflow.name}" if f.endswith(".py") else path
+
+
+def _load(fn: Function, program: Program, stack: tuple[str, ...]) -> Program | None:
+    """The callee of an imported workflow, inlined itself; None for a Python function."""
+    if fn.module.endswith(".pflow"):
+        path = (_base_dir(program) / fn.module).resolve()
+        key = str(path)
+        if not path.is_file():
+            raise CompileError(f"cannot import '{fn.module}': no such file ({path})", fn.span)
+        _check_cycle(key, fn, stack)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CompileError(f"cannot import '{fn.module}': {e}", fn.span) from None
+        from promptc.frontend.lower import lower
+        from promptc.frontend.parser import parse
+
+        callee = lower(parse(text, _shown(path, program)))
+    elif fn.module.endswith(".py"):
+        callee = _decorated(fn, program)
+        if callee is None:
+            return None
+        key = f"{Path(callee.file).resolve()}::{fn.attr}"
+        _check_cycle(key, fn, stack)
+    else:
+        return None
+    if callee.workflow.name != fn.attr:
+        raise CompileError(
+            f"'{fn.module}' has no workflow '{fn.attr}' (its workflow is '{callee.workflow.name}')", fn.span
+        )
+    return inline(callee, stack + (key,))
+
+
+def _check_cycle(key: str, fn: Function, chain: tuple[str, ...]) -> None:
+    if key in chain:
+        names = [_short(k) for k in chain[chain.index(key) :]] + [_short(key)]
+        raise CompileError(f"import cycle: {' -> '.join(names)}", fn.span)
+    if len(chain) > MAX_DEPTH:
+        raise CompileError(f"imports nested deeper than {MAX_DEPTH} files", fn.span)
+
+
+def _short(key: str) -> str:
+    path, _, name = key.partition("::")
+    return f"{os.path.basename(path)}:{name}" if name else os.path.basename(path)
+
+
+def _shown(path: Path, program: Program) -> str:
+    """The callee's file name as errors show it: relative to the caller's, as written."""
+    if program.file and not program.file.startswith("<"):
+        return os.path.normpath(os.path.join(os.path.dirname(program.file), os.path.relpath(path, _base_dir(program))))
+    return str(path)
+
+
+def _decorated(fn: Function, program: Program) -> Program | None:
+    """The lowered program of a `@promptc.workflow` function bound by `use "x.py" { f }`."""
+    from promptc.bind import BindError, load_callable
+    from promptc.frontend.decorator import WorkflowFunction
+    from promptc.frontend.lower import lower
+
+    try:
+        obj: Any = load_callable(fn.module, fn.attr, [_base_dir(program)])
+    except BindError:
+        return None  # the resolve pass reports it
+    if not isinstance(obj, WorkflowFunction):
+        return None
+    return lower(obj.module_ast())
+
+
+# -- copying the callee into the caller --------------------------------------------------
+
+
+class _Inliner:
+    def __init__(self, program: Program, imports: dict[str, tuple[Function, Program]]):
+        self.p = program
+        self.imports = imports
+        self.models = list(program.models)
+        self.params = list(program.params)
+        self.llms = list(program.llms)
+        self.functions = [f for f in program.functions if f.name not in imports]
+        self.sites: dict[str, int] = {}
+        self.renamed: dict[str, tuple[dict, dict]] = {}  # import -> (llm names, function names)
+        self.env: dict[str, str] = {}  # call node -> the callee output that replaces it
+        self.caller_dir = _base_dir(program)
+        for name, (_fn, callee) in imports.items():
+            self.renamed[name] = self._declarations(name, callee)
+
+    def run(self) -> Program:
+        nodes = self.block(self.p.workflow.nodes)
+        wf = evolve(self.p.workflow, nodes=tuple(nodes), output=self.env.get(self.p.workflow.output, self.p.workflow.output))
+        # the hash covers the imported sources too: a resumed training notices their changes
+        hashes = self.p.source_hash + "".join(callee.source_hash for _fn, callee in self.imports.values())
+        return evolve(
+            self.p,
+            source_hash=hashlib.sha256(hashes.encode("utf-8")).hexdigest(),
+            models=tuple(self.models),
+            params=tuple(self.params),
+            llms=tuple(self.llms),
+            functions=tuple(self.functions),
+            workflow=wf,
+        )
+
+    # declarations ------------------------------------------------------------------
+    def _declarations(self, name: str, callee: Program) -> tuple[dict, dict]:
+        """Copy what the callee's workflow uses (the declarations of its file it does not
+        use are left behind) under `name.`; returns its llm and function renamings."""
+        prefix = name + "."
+        used_llms = {n.target for n in walk(callee.workflow.nodes) if n.op == "llm"}
+        used_fns = {n.target for n in walk(callee.workflow.nodes) if n.op == "call"}
+        used_params: set[str] = set()
+        used_models: set[str] = set()
+        for l in callee.llms:
+            if l.name not in used_llms:
+                continue
+            used_models.add(l.model)
+            scope = callee.template_params(l)
+            args = {a for a, _t in l.params}
+            for msg in l.messages:
+                for hole in placeholders(msg.template):
+                    if hole not in args and hole in scope:
+                        used_params.add(scope[hole].name)
+            if l.demos:
+                used_params.add(l.demos)
+        callee = evolve(
+            callee,
+            models=tuple(m for m in callee.models if m.name in used_models),
+            params=tuple(p for p in callee.params if p.name in used_params),
+            llms=tuple(l for l in callee.llms if l.name in used_llms),
+            functions=tuple(f for f in callee.functions if f.name in used_fns),
+        )
+        models: dict[str, str] = {}
+        for m in callee.models:
+            same = next((x for x in self.models if x.name == m.name and (x.default, x.env) == (m.default, m.env)), None)
+            if same is not None:
+                models[m.name] = m.name
+            else:
+                models[m.name] = prefix + m.name
+                self.models.append(evolve(m, name=prefix + m.name))
+        for prm in callee.params:
+            self.params.append(evolve(prm, name=prefix + prm.name, peers=()))
+        llms = {}
+        for l in callee.llms:
+            llms[l.name] = prefix + l.name
+            self.llms.append(
+                LlmDef(
+                    name=prefix + l.name,
+                    params=l.params,
+                    returns=l.returns,
+                    model=models.get(l.model, l.model),
+                    messages=l.messages,
+                    demos=prefix + l.demos if l.demos else None,
+                    span=l.span,
+                )
+            )
+        functions = {}
+        callee_dir = _base_dir(callee)
+        for f in callee.functions:
+            module = f.module
+            if not module.startswith("std."):
+                module = os.path.relpath(callee_dir / module, self.caller_dir)
+            same = next((x for x in self.functions if x.name == f.name and (x.module, x.attr) == (module, f.attr)), None)
+            if same is not None:
+                functions[f.name] = f.name
+            else:
+                functions[f.name] = prefix + f.name
+                self.functions.append(evolve(f, name=prefix + f.name, module=module))
+        return llms, functions
+
+    # nodes ---------------------------------------------------------------------------
+    def sub(self, name: str | None) -> str | None:
+        return None if name is None else self.env.get(name, name)
+
+    def block(self, nodes: tuple[Node, ...]) -> list[Node]:
+        out: list[Node] = []
+        for n in nodes:
+            args = tuple(self.env.get(a, a) for a in n.args)
+            guard = self.sub(n.guard)
+            if n.op == "call" and n.target in self.imports:
+                out.extend(self.call(n, args, guard))
+                continue
+            loop = self.loop(n.loop) if n.loop is not None else None
+            out.append(evolve(n, args=args, guard=guard, loop=loop))
+        return out
+
+    def loop(self, lp: Loop) -> Loop:
+        carried = tuple((v, self.env.get(i, i), ph) for v, i, ph in lp.carried)
+        items = self.sub(lp.items)
+        body = tuple(self.block(lp.body))
+        updates = tuple((v, self.env.get(u, u)) for v, u in lp.updates)
+        return evolve(lp, carried=carried, items=items, body=body, updates=updates, brk=self.sub(lp.brk))
+
+    def call(self, n: Node, args: tuple[str, ...], guard: str | None) -> list[Node]:
+        fn, callee = self.imports[n.target]
+        wf = callee.workflow
+        if len(args) != len(wf.inputs):
+            raise CompileError(
+                f"workflow '{n.target}' takes {len(wf.inputs)} argument{'s' if len(wf.inputs) != 1 else ''}, got {len(args)}",
+                n.span,
+            )
+        k = self.sites.get(n.target, 0)
+        self.sites[n.target] = k + 1
+        prefix = f"{n.target}." if k == 0 else f"{n.target}.{k}."
+        llms, functions = self.renamed[n.target]
+        by_input = dict(zip((name for name, _t in wf.inputs), args))
+        names: dict[str, str] = {}
+        out: list[Node] = []
+        conj: dict[str, str] = {}  # the callee's own guard -> and(call guard, it)
+
+        def rn(x: str | None) -> str | None:
+            return None if x is None else names.get(x, prefix + x)
+
+        def copy(nodes: tuple[Node, ...], top: bool) -> list[Node]:
+            res: list[Node] = []
+            for c in nodes:
+                if c.op == "input" and top:
+                    names[c.name] = by_input[c.target]
+                    continue
+                own = rn(c.guard)
+                if top and guard is not None:
+                    if own is None:
+                        own = guard
+                    else:
+                        if own not in conj:
+                            conj[own] = f"{own}.in"
+                            res.append(Node(conj[own], "prim", (guard, own), "and", span=c.span))
+                        own = conj[own]
+                target = c.target
+                if c.op == "llm":
+                    target = llms.get(c.target, c.target)
+                elif c.op == "call":
+                    target = functions.get(c.target, c.target)
+                loop = None
+                if c.loop is not None:
+                    lp = c.loop
+                    loop = evolve(
+                        lp,
+                        index=rn(lp.index),
+                        carried=tuple((v, rn(i), rn(ph)) for v, i, ph in lp.carried),
+                        items=rn(lp.items),
+                        item=rn(lp.item),
+                        body=tuple(copy(lp.body, False)),
+                        updates=tuple((v, rn(u)) for v, u in lp.updates),
+                        brk=rn(lp.brk),
+                        results=tuple((v, rn(r)) for v, r in lp.results),
+                    )
+                res.append(
+                    Node(prefix + c.name, c.op, tuple(rn(a) for a in c.args), target, c.type, c.span, c.time, own, loop)
+                )
+            return res
+
+        out = copy(wf.nodes, True)
+        self.env[n.name] = rn(wf.output)  # type: ignore[assignment]
+        return out
