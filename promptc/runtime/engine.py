@@ -8,12 +8,26 @@
 
 1. Cache: with a cache and no bypass, a stored answer is returned at once
    (`cached=True`, counted as a cache hit, no new call, no cost).
-2. `litellm.acompletion(model, messages, temperature, max_tokens, seed, response_format,
-   timeout)`; for the custom providers (`local/`, `scripted/`, see providers.py) the
-   enum `choices` ride along in `extra_body`. litellm's and the OpenAI SDK's own retries
-   are switched off: retrying is done here, once, for every provider.
+2. litellm, with (model, messages, temperature, max_tokens, seed, response_format,
+   timeout). Hosted providers (anything but `local/` and `scripted/`) are called with
+   litellm's synchronous `completion` on the engine's own bounded thread pool (`threads`
+   workers, one asyncio semaphore per event loop in front of it), as DSPy does; the
+   custom providers (providers.py), which answer in-process, are awaited with
+   `litellm.acompletion`, and their enum `choices` ride along in `extra_body`.
+   litellm's and the OpenAI SDK's own retries are switched off: retrying is done here,
+   once, for every provider.
+
+   Why threads for hosted calls (measured with bench/throughput.py, litellm 1.110.2):
+   `acompletion` runs litellm's synchronous request setup on asyncio's default executor
+   (a handful of threads on a small machine) and adds its own async logging tasks, so
+   beyond a few calls in flight each call waits for that executor and for the GIL
+   between the loop and those threads; its client CPU per call is no lower either. The
+   synchronous path on a pool sized to the calls in flight does the same provider
+   work with one hand-off per call.
 3. Each attempt is bounded by `asyncio.wait_for(timeout)` (not for `local/`: see
-   `_attempts`). Rate limits (429), server
+   `_attempts`); a hosted call is also bounded inside its thread by the HTTP client's
+   own timeout (the same value), so a thread that outlived its deadline ends soon after.
+   Rate limits (429), server
    errors (5xx), timeouts and connection errors are retried up to `retries` times with
    exponential backoff (`backoff * 2**k`, capped at `max_backoff`) and full jitter; a
    Retry-After (or retry-after-ms) header on the error is honoured instead, up to
@@ -33,12 +47,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import os
 import random
 import re
+import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from promptc.runtime import providers
@@ -49,6 +66,7 @@ from promptc.runtime.records import CallRequest, CallResult
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+DEFAULT_THREADS = 64  # hosted calls in flight when neither `threads` nor `max_concurrency` is set
 
 
 class Engine:
@@ -61,7 +79,10 @@ class Engine:
     max_retry_after: the longest Retry-After honoured (seconds).
     max_concurrency: if set, at most this many calls in flight (an asyncio semaphore);
         the interpreter bounds samples itself, this bounds the calls across everything.
-    extra_params: passed to every `litellm.acompletion` (api_base, api_key, ...).
+    threads: worker threads for hosted calls (default: max_concurrency, else
+        DEFAULT_THREADS); more hosted calls than this wait their turn before their
+        deadline starts. Threads start on demand and stop with `close()`.
+    extra_params: passed to every litellm call (api_base, api_key, ...).
     """
 
     def __init__(
@@ -77,6 +98,7 @@ class Engine:
         max_concurrency: int | None = None,
         extra_params: dict[str, Any] | None = None,
         seed: int | None = None,
+        threads: int | None = None,
     ) -> None:
         self.cache = cache
         self.accounting = accounting if accounting is not None else Accounting()
@@ -88,9 +110,15 @@ class Engine:
         self.max_concurrency = max_concurrency
         self.extra_params = dict(extra_params or {})
         self._rng = random.Random(seed)
+        self.threads = max(1, int(threads or max_concurrency or DEFAULT_THREADS))
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Engine(cache={self.cache!r}, timeout={self.timeout}, retries={self.retries})"
@@ -115,6 +143,11 @@ class Engine:
         return asyncio.run(self.call(req, use_cache=use_cache))
 
     def close(self) -> None:
+        """Close the cache and stop the hosted-call threads (calls still running finish)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         if self.cache is not None:
             self.cache.close()
 
@@ -148,12 +181,22 @@ class Engine:
     def _semaphore(self) -> asyncio.Semaphore | None:
         if not self.max_concurrency:
             return None
-        loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(loop)
-        if sem is None:
-            sem = asyncio.Semaphore(self.max_concurrency)
-            self._semaphores[loop] = sem
-        return sem
+        return _per_loop(self._semaphores, self.max_concurrency)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="promptc-call")
+            return self._pool
+
+    async def _send(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None, hosted: bool) -> Any:
+        """One attempt: the provider's response, or its exception."""
+        if not hosted:
+            return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
+        # A free thread first, then the deadline: waiting for a thread is not the provider's time.
+        async with _per_loop(self._slots, self.threads):
+            call = functools.partial(litellm.completion, **kwargs)
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
 
     async def _attempts(self, req: CallRequest, start: float) -> CallResult:
         litellm = providers.ensure_litellm()
@@ -162,11 +205,12 @@ class Engine:
         # thread: a deadline would count queueing time and a retry would queue the same
         # generation twice. Its calls are bounded by max_tokens instead.
         timeout = None if providers.provider_of(req.model) == "local" else self.timeout
+        hosted = not providers.is_custom(req.model)
         attempt = 0
         while True:
             attempt += 1
             try:
-                resp = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
+                resp = await self._send(litellm, kwargs, timeout, hosted)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -238,6 +282,15 @@ class Engine:
             self.cache.put(key, model, CachedAnswer(result.text, result.prompt_tokens, result.completion_tokens, result.cost))
         except Exception as e:
             log.warning("cache write failed: %s", e)
+
+
+def _per_loop(table: weakref.WeakKeyDictionary, size: int) -> asyncio.Semaphore:
+    """The semaphore of `size` for the running loop (asyncio primitives belong to one loop)."""
+    loop = asyncio.get_running_loop()
+    sem = table.get(loop)
+    if sem is None:
+        sem = table[loop] = asyncio.Semaphore(size)
+    return sem
 
 
 def make_engine(cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool = False, **kw: Any) -> Engine:

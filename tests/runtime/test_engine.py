@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -223,3 +224,103 @@ def test_make_engine_no_cache(tmp_path):
     assert make_engine(cache_dir=tmp_path / "c", no_cache=True).cache is None
     e = make_engine(cache_dir=tmp_path / "c")
     assert e.cache is not None and (tmp_path / "c" / "calls.sqlite").exists()
+
+
+# --- hosted providers: litellm's sync `completion` on the engine's thread pool -------------
+# litellm's documented `mock_response` / `mock_delay` stand in for the provider, so these
+# run litellm's whole hosted path (parameter mapping, response, cost) without a network.
+
+
+def hosted_engine(monkeypatch, seen: list | None = None, fail_first: int = 0, **kw):
+    """An Engine for "openai/gpt-4o-mini" whose litellm.completion answers from a mock."""
+    from promptc.runtime import providers
+
+    litellm = providers.ensure_litellm()
+    real = litellm.completion
+    state = {"n": 0}
+
+    def completion(**kwargs):
+        state["n"] += 1
+        if seen is not None:
+            seen.append((threading.current_thread().name, kwargs))
+        if state["n"] <= fail_first:
+            return real(**{**kwargs, "mock_response": "litellm.RateLimitError"})
+        return real(**kwargs)
+
+    monkeypatch.setattr(litellm, "completion", completion)
+    async def no_async(**kwargs):
+        raise AssertionError("hosted calls must not take litellm.acompletion")
+
+    monkeypatch.setattr(litellm, "acompletion", no_async)
+    kw.setdefault("extra_params", {"mock_response": "hosted answer", "api_key": "sk-test-not-a-real-key-000"})
+    return fast_engine(**kw)
+
+
+def test_hosted_call_runs_litellm_completion_on_the_engine_threads(monkeypatch):
+    seen: list = []
+    engine = hosted_engine(monkeypatch, seen)
+    r = run(engine.call(req("openai/gpt-4o-mini", "q", temperature=0.3, max_tokens=7)))
+    engine.close()
+    assert r.ok and r.text == "hosted answer" and r.attempts == 1
+    assert r.prompt_tokens > 0 and r.completion_tokens > 0
+    assert r.cost > 0  # litellm knows gpt-4o-mini's price
+    (thread, kwargs), = seen
+    assert thread.startswith("promptc-call")
+    assert (kwargs["temperature"], kwargs["max_tokens"], kwargs["timeout"]) == (0.3, 7, engine.timeout)
+    assert kwargs["num_retries"] == 0 and "extra_body" not in kwargs
+    t = engine.accounting.totals()
+    assert (t.calls, t.errors, t.prompt_tokens, t.cost) == (1, 0, r.prompt_tokens, r.cost)
+
+
+def test_hosted_calls_in_flight_are_bounded_by_threads(monkeypatch):
+    seen: list = []
+    engine = hosted_engine(
+        monkeypatch, seen, threads=3,
+        extra_params={"mock_response": "ok", "mock_delay": 0.05},
+    )
+
+    async def batch():
+        return await asyncio.gather(*(engine.call(req("openai/gpt-4o-mini", f"q{i}")) for i in range(12)))
+
+    start = time.perf_counter()
+    results = run(batch())
+    elapsed = time.perf_counter() - start
+    engine.close()
+    assert all(r.ok for r in results)
+    assert len({name for name, _ in seen}) == 3  # three threads served twelve calls
+    assert elapsed >= 4 * 0.05 * 0.9  # 12 calls of 50 ms on 3 threads: at least 4 rounds
+    # each call's time is its own: waiting for a free thread is not counted against the deadline
+    assert all(r.seconds < 5 for r in results)
+
+
+def test_hosted_rate_limit_is_retried_then_answered(monkeypatch):
+    engine = hosted_engine(monkeypatch, fail_first=2, retries=3)
+    r = run(engine.call(req("openai/gpt-4o-mini", "q")))
+    engine.close()
+    assert r.ok and r.attempts == 3 and r.text == "hosted answer"
+    t = engine.accounting.totals()
+    assert (t.calls, t.retries, t.errors) == (1, 2, 0)
+
+
+def test_hosted_timeout_is_an_error_value(monkeypatch):
+    engine = hosted_engine(
+        monkeypatch, timeout=0.2, retries=1,
+        extra_params={"mock_response": "late", "mock_delay": 1.0, "api_key": "sk-test-not-a-real-key-000"},
+    )
+    start = time.perf_counter()
+    r = run(engine.call(req("openai/gpt-4o-mini", "q")))
+    elapsed = time.perf_counter() - start
+    engine.close()
+    assert not r.ok and r.attempts == 2 and "no answer within 0.2s" in r.error
+    assert elapsed < 0.9  # two deadlines, not the two 1 s sleeps still running in their threads
+    assert engine.accounting.totals().errors == 1
+
+
+def test_close_stops_the_threads_and_a_later_call_starts_them_again(monkeypatch):
+    engine = hosted_engine(monkeypatch)
+    assert run(engine.call(req("openai/gpt-4o-mini", "a"))).ok
+    pool = engine._pool
+    engine.close()
+    assert engine._pool is None and pool._shutdown
+    assert run(engine.call(req("openai/gpt-4o-mini", "b"))).ok
+    engine.close()
