@@ -28,14 +28,17 @@
    average (the client is CPU-bound at high concurrency: on a shared machine the ratios
    move with the load of everything else; compare rows of one run).
 
-Where the client CPU goes (litellm 1.110.2, 300 sequential calls profiled with
-cProfile on thread CPU time): ~38 % the OpenAI SDK + httpx request, ~26 % litellm's
-response cost and metadata (more for a model litellm has no price for), ~15 % litellm's
-parameter mapping and model-info lookups in `completion`, ~10 % its wrapper (setup,
-logging object), the rest success logging on litellm's own threads. None of that is
-promptc's; the engine's own work per call is small (cache key ~20 us, sqlite put
-~110 us, get ~20 us, accounting ~10 us). Hosted calls run litellm's synchronous
-`completion` on the engine's thread pool (see promptc/runtime/engine.py for why).
+Where the client CPU goes (litellm 1.110.2, 300 sequential `litellm.completion` calls
+to this server, model priced as here, cProfile on thread CPU time): ~44 % the OpenAI
+SDK + httpx request, ~27 % litellm's parameter mapping and model-info lookups in
+`completion`, ~17 % its response cost and metadata, ~6 % response conversion, ~5 % its
+wrapper's setup; its success logging on litellm's own thread is negligible (measured by
+switching it off). None of that is promptc's: the engine's own work per call is small
+(cache key ~20 us, sqlite put ~110 us, get ~20 us, accounting ~10 us). litellm's Python
+path alone costs ~5-6 ms of CPU per call on this machine, about twice DSPy's own lm15
+client; a single client process cannot go below that (see the ceiling column).
+Hosted calls run litellm's synchronous `completion` on the engine's thread pool: see
+promptc/runtime/engine.py for why.
 """
 
 from __future__ import annotations

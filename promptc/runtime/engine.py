@@ -17,13 +17,16 @@
    litellm's and the OpenAI SDK's own retries are switched off: retrying is done here,
    once, for every provider.
 
-   Why threads for hosted calls (measured with bench/throughput.py, litellm 1.110.2):
-   `acompletion` runs litellm's synchronous request setup on asyncio's default executor
-   (a handful of threads on a small machine) and adds its own async logging tasks, so
-   beyond a few calls in flight each call waits for that executor and for the GIL
-   between the loop and those threads; its client CPU per call is no lower either. The
-   synchronous path on a pool sized to the calls in flight does the same provider
-   work with one hand-off per call.
+   Why threads for hosted calls (bench/throughput.py, litellm 1.110.2, 2 cores):
+   `litellm.acompletion` runs its synchronous request setup on the event loop's default
+   executor, which has min(32, cores + 4) threads (6 here), and hands results back and
+   forth between the loop and those threads under the GIL: from 8 calls in flight on,
+   each call queues there, so per-call latency grows long before the CPU runs out
+   (measured interleaved on one server: wall / ideal 1.6-1.75 -> 1.24-1.40 at 8 in
+   flight, 4.4-4.7 -> 2.3-2.4 at 32, 9-11 -> 5-7 at 64). The synchronous path on a
+   pool sized to the calls in flight (DSPy's design) has no such queue. Its CPU per
+   call is litellm's (~5-7 ms here, ~20 % above the async path from GIL hand-offs
+   between more threads), the same as DSPy's when DSPy goes through litellm.
 3. Each attempt is bounded by `asyncio.wait_for(timeout)` (not for `local/`: see
    `_attempts`); a hosted call is also bounded inside its thread by the HTTP client's
    own timeout (the same value), so a thread that outlived its deadline ends soon after.
