@@ -237,15 +237,24 @@ def hosted_engine(monkeypatch, seen: list | None = None, fail_first: int = 0, **
 
     litellm = providers.ensure_litellm()
     real = litellm.completion
-    state = {"n": 0}
+    state = {"n": 0, "now": 0, "peak": 0}
+    lock = threading.Lock()
 
     def completion(**kwargs):
-        state["n"] += 1
+        with lock:
+            state["n"] += 1
+            n = state["n"]
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
         if seen is not None:
             seen.append((threading.current_thread().name, kwargs))
-        if state["n"] <= fail_first:
-            return real(**{**kwargs, "mock_response": "litellm.RateLimitError"})
-        return real(**kwargs)
+        try:
+            if n <= fail_first:
+                return real(**{**kwargs, "mock_response": "litellm.RateLimitError"})
+            return real(**kwargs)
+        finally:
+            with lock:
+                state["now"] -= 1
 
     monkeypatch.setattr(litellm, "completion", completion)
     async def no_async(**kwargs):
@@ -253,7 +262,9 @@ def hosted_engine(monkeypatch, seen: list | None = None, fail_first: int = 0, **
 
     monkeypatch.setattr(litellm, "acompletion", no_async)
     kw.setdefault("extra_params", {"mock_response": "hosted answer", "api_key": "sk-test-not-a-real-key-000"})
-    return fast_engine(**kw)
+    engine = fast_engine(**kw)
+    engine.test_state = state  # calls, calls in flight now, most in flight at once
+    return engine
 
 
 def test_hosted_call_runs_litellm_completion_on_the_engine_threads(monkeypatch):
@@ -287,7 +298,8 @@ def test_hosted_calls_in_flight_are_bounded_by_threads(monkeypatch):
     elapsed = time.perf_counter() - start
     engine.close()
     assert all(r.ok for r in results)
-    assert len({name for name, _ in seen}) == 3  # three threads served twelve calls
+    assert 2 <= engine.test_state["peak"] <= 3  # concurrent, never more than the threads
+    assert len({name for name, _ in seen}) <= 3
     assert elapsed >= 4 * 0.05 * 0.9  # 12 calls of 50 ms on 3 threads: at least 4 rounds
     # each call's time is its own: waiting for a free thread is not counted against the deadline
     assert all(r.seconds < 5 for r in results)
