@@ -247,7 +247,7 @@ def run_level(
     """(wall s, samples ok, client CPU s, per-call seconds) for n samples at `concurrency`."""
     timed = CallTimes(engine)
     batch = [{"question": f"question {run_id} number {i}"} for i in range(n)]
-    cpu0 = time.process_time()
+    cpu0 = client_cpu(engine)
     if forward is not None:
         program = compile_source(ONE_NODE.format(model=FAKE_MODEL), file="<bench>")
 
@@ -275,7 +275,20 @@ def run_level(
         failed = [r.error for r in results if not r.ok]
     if failed:
         print(f"  warning: {len(failed)} failed samples at concurrency {concurrency}: {failed[0]}", file=sys.stderr)
-    return wall, n - len(failed), time.process_time() - cpu0, timed.seconds
+    return wall, n - len(failed), client_cpu(engine) - cpu0, timed.seconds
+
+
+def client_cpu(engine: Engine) -> float:
+    """CPU seconds of this process and of the engine's worker processes (Linux /proc)."""
+    total = time.process_time()
+    workers = engine._workers
+    for proc in (workers._procs if workers is not None else ()):
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 class Peer:
@@ -372,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="runs of each client per level, interleaved")
     ap.add_argument("--peer-python", help="a Python with DSPy installed: run DSPy's row too")
     ap.add_argument("--peer-engines", default="auto,litellm", help="DSPy engines to run (auto, litellm)")
+    ap.add_argument("--processes", default="0,2", help="promptc rows: Engine(processes=P) for each P")
     args = ap.parse_args(argv)
 
     load_before = _load()
@@ -382,30 +396,36 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.levels.split(",")]
     rows: dict[tuple[str, int], Row] = {}
     with FakeServer(args.latency) as server:
-        engine = Engine(
-            cache=None, timeout=30, retries=2,
-            extra_params={"api_base": server.base_url, "api_key": "sk-fake-local-benchmark"},
-        )
+        engines = {
+            ("promptc" if p == 0 else f"promptc[{p} proc]"): Engine(
+                cache=None, timeout=30, retries=2, processes=p,
+                extra_params={"api_base": server.base_url, "api_key": "sk-fake-local-benchmark"},
+            )
+            for p in (int(x) for x in args.processes.split(","))
+        }
         peers = [Peer(args.peer_python, server.base_url, e) for e in args.peer_engines.split(",")] if args.peer_python else []
         try:
-            # warm up connections and litellm's lazy imports (not measured)
-            run_level(engine, compile_source, forward, 16, 8, "warmup")
+            # warm up connections, litellm's lazy imports and the worker processes (not measured)
+            for engine in engines.values():
+                run_level(engine, compile_source, forward, 16, 8, "warmup")
             for level in levels:
                 n = args.serial_samples if level == 1 else args.samples
                 for k in range(args.rounds):
                     run_id = f"c{level}r{k}"
-                    wall, ok, cpu, seconds = run_level(engine, compile_source, forward, n, level, run_id)
-                    row = rows.setdefault(("promptc", level), Row("promptc", level, n, 0))
-                    row.walls.append(wall), row.cpus.append(cpu), row.call_seconds.extend(seconds)
-                    row.ok += ok
+                    for name, engine in engines.items():
+                        wall, ok, cpu, seconds = run_level(engine, compile_source, forward, n, level, run_id)
+                        row = rows.setdefault((name, level), Row(name, level, n, 0))
+                        row.walls.append(wall), row.cpus.append(cpu), row.call_seconds.extend(seconds)
+                        row.ok += ok
                     for peer in peers:
                         got = peer.run(level, n, run_id)
                         row = rows.setdefault((peer.name, level), Row(peer.name, level, n, 0, litellm_calls=0))
                         row.walls.append(got["wall"]), row.cpus.append(got["cpu"])
                         row.ok += got["ok"]
                         row.litellm_calls = (row.litellm_calls or 0) + got["litellm_calls"]
-            engine.close()
         finally:
+            for engine in engines.values():
+                engine.close()
             for peer in peers:
                 peer.close()
     served = server.requests
@@ -417,10 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     for peer in peers:
         print(f"peer {peer.name}: DSPy {peer.info.get('dspy')}, litellm {peer.info.get('litellm')} ({args.peer_python})")
     print(f"machine: {_cores()} usable cores, load average (1 min) {load_before} before, {load_after} after")
-    head = (f"{'client':<14} {'conc':>4} {'calls':>5} {'ok':>5} {'wall s':>6} {'ideal s':>7} {'ratio':>11} "
+    head = (f"{'client':<16} {'conc':>4} {'calls':>5} {'ok':>5} {'wall s':>6} {'ideal s':>7} {'ratio':>11} "
             f"{'cpu ms/call':>11} {'ceiling':>7} {'call-latency ms mean/p90':>24} {'litellm calls':>13}")
     print(head)
-    names = ["promptc"] + [p.name for p in peers]
+    names = list(engines) + [p.name for p in peers]
     for level in levels:
         for name in names:
             row = rows[(name, level)]
@@ -434,11 +454,14 @@ def main(argv: list[str] | None = None) -> int:
                 over = f"{sum(extra) / len(extra):.1f} / {extra[int(0.9 * (len(extra) - 1))]:.1f}"
             via = "-" if row.litellm_calls is None else str(row.litellm_calls)
             wall = sum(row.walls) / len(row.walls)
-            print(f"{name:<14} {level:>4} {row.calls:>5} {row.ok // len(row.walls):>5} {wall:>6.2f} {ideal:>7.2f} "
+            print(f"{name:<16} {level:>4} {row.calls:>5} {row.ok // len(row.walls):>5} {wall:>6.2f} {ideal:>7.2f} "
                   f"{ratios:>11} {cpu_ms:>11.2f} {ceiling:>7.2f} {over:>24} {via:>13}")
-    print("ratio: wall / ideal per round; ceiling: max(1, c x cpu per call / latency), the best ratio one "
-          "client process can reach at that CPU cost (one core under the GIL)")
-    print(f"server saw {served} requests; promptc {engine.accounting.summary_line()}")
+    print("ratio: wall / ideal per round; cpu: the client's, worker processes included; ceiling: "
+          "max(1, c x cpu per call / latency), the best ratio one client process can reach at that CPU cost "
+          f"(one core under the GIL; P worker processes can divide it by up to min(P, {_cores()} cores))")
+    print(f"server saw {served} requests")
+    for name, engine in engines.items():
+        print(f"{name}: {engine.accounting.summary_line()}")
     if any(level == 1 for level in levels):
         print(f"(concurrency 1 ran {args.serial_samples} samples instead of {args.samples} to keep the run short)")
     full, per_node = interpreter_overhead(compile_source, forward)

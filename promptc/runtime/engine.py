@@ -61,7 +61,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from promptc.runtime import providers
+from promptc.runtime import providers, workers
 from promptc.runtime.accounting import Accounting
 from promptc.runtime.cache import DEFAULT_DIR, Cache, CachedAnswer, cache_key
 from promptc.runtime.records import CallRequest, CallResult
@@ -85,6 +85,9 @@ class Engine:
     threads: worker threads for hosted calls (default: max_concurrency, else
         DEFAULT_THREADS); more hosted calls than this wait their turn before their
         deadline starts. Threads start on demand and stop with `close()`.
+    processes: if > 0, hosted calls run in that many worker processes instead of this
+        one (see workers.py): for many calls in flight, where one process's CPU is the
+        limit. 0 (the default) keeps everything in-process.
     extra_params: passed to every litellm call (api_base, api_key, ...).
     """
 
@@ -102,6 +105,7 @@ class Engine:
         extra_params: dict[str, Any] | None = None,
         seed: int | None = None,
         threads: int | None = None,
+        processes: int = 0,
     ) -> None:
         self.cache = cache
         self.accounting = accounting if accounting is not None else Accounting()
@@ -120,7 +124,9 @@ class Engine:
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self.processes = max(0, int(processes))
         self._pool: ThreadPoolExecutor | None = None
+        self._workers: workers.Workers | None = None  # started on the first hosted call
         self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -149,8 +155,11 @@ class Engine:
         """Close the cache and stop the hosted-call threads (calls still running finish)."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
+            workers, self._workers = self._workers, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        if workers is not None:
+            workers.close()
         if self.cache is not None:
             self.cache.close()
 
@@ -192,10 +201,24 @@ class Engine:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="promptc-call")
             return self._pool
 
+    def _worker_pool(self) -> workers.Workers:
+        with self._pool_lock:
+            if self._workers is not None and self._workers.broken:
+                stale, self._workers = self._workers, None
+                threading.Thread(target=stale.close, daemon=True).start()
+            if self._workers is None:
+                self._workers = workers.Workers(self.processes, self.threads, providers.registered_prices())
+            return self._workers
+
     async def _send(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None, hosted: bool) -> Any:
-        """One attempt: the provider's response, or its exception."""
+        """One attempt: the provider's response (or a workers.Answer), or its exception."""
         if not hosted:
             return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
+        if self.processes:
+            pool = self._worker_pool()
+            await pool.ready()  # starting the workers is not the provider's time
+            async with _per_loop(self._slots, self.threads):
+                return await asyncio.wait_for(pool.complete(kwargs), timeout)
         # A free thread first, then the deadline: waiting for a thread is not the provider's time.
         async with _per_loop(self._slots, self.threads):
             call = functools.partial(litellm.completion, **kwargs)
@@ -258,6 +281,12 @@ class Engine:
         return self._rng.uniform(cap / 2, cap)  # "equal jitter": never zero, never above the cap
 
     def _result(self, litellm: Any, req: CallRequest, resp: Any, attempts: int, start: float) -> CallResult:
+        if isinstance(resp, workers.Answer):
+            return CallResult(
+                text=resp.text if resp.text is not None else "", prompt_tokens=resp.prompt_tokens,
+                completion_tokens=resp.completion_tokens, cost=resp.cost,
+                attempts=attempts, seconds=time.perf_counter() - start,
+            )
         try:
             text = resp.choices[0].message.content
         except (AttributeError, IndexError, KeyError):
@@ -316,6 +345,8 @@ def classify(e: BaseException) -> tuple[bool, float | None]:
     """(retryable?, Retry-After seconds or None) for an exception from a call."""
     if isinstance(e, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
         return True, None
+    if isinstance(e, workers.RemoteError):  # classified in the worker, where the exception was
+        return e.retryable, e.retry_after
     try:
         import openai
     except ImportError:  # pragma: no cover - litellm depends on openai
@@ -388,6 +419,8 @@ def scrub(text: str) -> str:
 
 
 def _describe(e: BaseException) -> str:
+    if isinstance(e, workers.RemoteError):  # described in the worker already
+        return scrub(str(e))
     msg = str(e).strip() or repr(e)
     msg = msg.split("\nTraceback", 1)[0]
     if len(msg) > 500:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -336,3 +337,37 @@ def test_close_stops_the_threads_and_a_later_call_starts_them_again(monkeypatch)
     assert engine._pool is None and pool._shutdown
     assert run(engine.call(req("openai/gpt-4o-mini", "b"))).ok
     engine.close()
+
+
+# --- hosted calls in worker processes (Engine(processes=N)) ---------------------------------
+
+
+def test_worker_processes_answer_retry_and_account():
+    """One worker (spawning one costs a litellm import: seconds): answers, retries, death."""
+    engine = fast_engine(
+        processes=1, retries=1,
+        extra_params={"mock_response": "from a worker", "api_key": "sk-test-not-a-real-key-000"},
+    )
+    try:
+        r = run(engine.call(req("openai/gpt-4o-mini", "q")))
+        assert r.ok and r.text == "from a worker" and r.attempts == 1
+        assert r.prompt_tokens > 0 and r.cost > 0  # usage and litellm's price, from the worker
+        worker = engine._workers._procs[0]
+        assert worker.pid != os.getpid() and worker.is_alive()
+        # a rate limit raised in the worker is classified there and retried here
+        engine.extra_params["mock_response"] = "litellm.RateLimitError"
+        failed = run(engine.call(req("openai/gpt-4o-mini", "q2")))
+        assert not failed.ok and failed.attempts == 2
+        assert failed.error.startswith("gave up after 2 attempts: litellm.RateLimitError")
+        t = engine.accounting.totals()
+        assert (t.calls, t.errors, t.retries) == (2, 1, 1)
+        # a worker that dies is noticed; the engine's next hosted call starts a fresh set
+        pool = engine._workers
+        worker.kill()
+        deadline = time.monotonic() + 10
+        while not pool.broken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.broken
+    finally:
+        engine.close()
+    assert engine._workers is None and not worker.is_alive()
