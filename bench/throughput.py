@@ -1,7 +1,8 @@
 """Throughput of the runtime against a latency-simulating OpenAI-compatible server.
 
     python bench/throughput.py [--latency 0.1] [--samples 500] [--serial-samples 50]
-                               [--peer-python PATH [--peer-engines auto,litellm]] [--rounds 2]
+                               [--processes 0,2] [--rounds 2]
+                               [--peer-python PATH [--peer-engines auto,litellm]]
 
 1. Starts a fake OpenAI-compatible server on 127.0.0.1 (asyncio, HTTP/1.1 keep-alive,
    in a child process so that it does not share the client's GIL): every POST
@@ -9,7 +10,9 @@
    DSPy parses it on the first try; promptc takes any text). It stops at the end.
 2. Runs a one-`llm`-node workflow through `promptc.runtime.interpreter.forward` with
    model "openai/fake" pointed at that server (Engine(extra_params={"api_base",
-   "api_key"})), cache disabled, at concurrency 1, 8, 32 and 64. Concurrency 1 runs fewer
+   "api_key"})), cache disabled, at concurrency 1, 8, 32 and 64, once in-process
+   ("promptc") and once per `--processes` count P > 0 with Engine(processes=P)
+   ("promptc[P proc]", hosted calls in P worker processes; their CPU is counted). Concurrency 1 runs fewer
    samples (`--serial-samples`) so the run stays short; the ratio is per call count.
 3. With `--peer-python PATH` (a Python with DSPy installed; DSPy is never a promptc
    dependency), bench/throughput_dspy.py runs the same one-call program

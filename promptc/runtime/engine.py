@@ -36,6 +36,9 @@
    Retry-After (or retry-after-ms) header on the error is honoured instead, up to
    `max_retry_after`. Anything else (bad request, authentication, unknown model,
    missing local weights) fails at once.
+   With `processes=N` (or PROMPTC_ENGINE_PROCESSES=N for `make_engine`), hosted calls
+   run the same way in N worker processes instead (workers.py): one process's CPU caps
+   it near 150-200 litellm calls a second, N processes can use N cores.
 4. The outcome is a `CallResult` with tokens (from the provider's usage), cost
    (litellm's price for the model when it knows it, else 0), attempts and seconds; a
    success is stored in the cache. A call that failed after its retries is a result
@@ -325,10 +328,32 @@ def _per_loop(table: weakref.WeakKeyDictionary, size: int) -> asyncio.Semaphore:
     return sem
 
 
+PROCESSES_ENV = "PROMPTC_ENGINE_PROCESSES"
+
+
 def make_engine(cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool = False, **kw: Any) -> Engine:
-    """An Engine with the on-disk cache at `cache_dir` (none with no_cache=True)."""
+    """An Engine with the on-disk cache at `cache_dir` (none with no_cache=True).
+
+    `processes` defaults to the PROMPTC_ENGINE_PROCESSES environment variable (0 if unset):
+    how the CLI and `promptc.load` spread hosted calls over worker processes.
+    """
+    if "processes" not in kw:
+        kw["processes"] = _env_processes()
     cache = None if no_cache else Cache(cache_dir)
     return Engine(cache=cache, **kw)
+
+
+def _env_processes() -> int:
+    raw = os.environ.get(PROCESSES_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{PROCESSES_ENV} must be a whole number of worker processes (0 for none), got {raw!r}")
+    return value
 
 
 def to_response_format(schema: dict) -> dict:

@@ -221,6 +221,17 @@ def test_accounting_round_trip_and_since():
     )
 
 
+def test_make_engine_reads_worker_processes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTC_ENGINE_PROCESSES", "2")
+    assert make_engine(no_cache=True).processes == 2
+    assert make_engine(no_cache=True, processes=0).processes == 0  # an explicit argument wins
+    monkeypatch.setenv("PROMPTC_ENGINE_PROCESSES", "two")
+    with pytest.raises(ValueError, match="PROMPTC_ENGINE_PROCESSES must be a whole number.*'two'"):
+        make_engine(no_cache=True)
+    monkeypatch.delenv("PROMPTC_ENGINE_PROCESSES")
+    assert make_engine(no_cache=True).processes == 0
+
+
 def test_make_engine_no_cache(tmp_path):
     assert make_engine(cache_dir=tmp_path / "c", no_cache=True).cache is None
     e = make_engine(cache_dir=tmp_path / "c")
