@@ -12,9 +12,9 @@ verdict and Retry-After), deadlines, accounting. The custom providers (`local/`,
 
 What crosses the pipe is the call's keyword arguments (model, messages, decoding, the
 api_base / api_key of `extra_params`) and the answer, in memory only; nothing is written
-anywhere. A worker starts on the engine's first hosted call (spawned: a fresh
-interpreter that imports litellm, a few seconds; the wait is not counted against the
-call's deadline) and stops with `Engine.close()`. A worker that dies fails its calls in
+anywhere. A worker starts on the engine's first hosted call (`python -m
+promptc.runtime.workers`, a fresh interpreter that imports litellm: a few seconds; the
+wait is not counted against the call's deadline) and stops with `Engine.close()`. A worker that dies fails its calls in
 flight with a retryable `ConnectionError`; the next call starts a fresh set. Prices
 given to `providers.register_price` before the workers start are registered in them
 too.
@@ -25,9 +25,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import multiprocessing
+import os
+import socket
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from attrs import frozen
@@ -60,9 +65,8 @@ class Workers:
     """N worker processes with a thread pool each; `await complete(kwargs)` from any loop."""
 
     def __init__(self, processes: int, threads: int, prices: dict[str, tuple[float, float]]) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conns: list[Any] = []
-        self._procs: list[Any] = []
+        self._conns: list[Connection] = []
+        self._procs: list[subprocess.Popen] = []
         self._send_locks: list[threading.Lock] = []
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future, int]] = {}
         self._lock = threading.Lock()
@@ -71,11 +75,9 @@ class Workers:
         self._ready = [threading.Event() for _ in range(processes)]
         self.broken = False
         for k in range(processes):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=serve, args=(child, threads, prices), name=f"promptc-worker-{k}", daemon=True)
-            proc.start()
-            child.close()
-            self._conns.append(parent)
+            proc, conn = _spawn(threads)
+            conn.send(prices)
+            self._conns.append(conn)
             self._procs.append(proc)
             self._send_locks.append(threading.Lock())
             threading.Thread(target=self._read, args=(k,), name=f"promptc-worker-reader-{k}", daemon=True).start()
@@ -122,10 +124,11 @@ class Workers:
             except (OSError, ValueError):
                 pass
         for proc in self._procs:
-            proc.join(5)
-            if proc.is_alive():
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join(5)
+                proc.wait(5)
         for conn in self._conns:
             conn.close()
 
@@ -179,15 +182,37 @@ def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, outcome: Any)
         pass
 
 
+def _spawn(threads: int) -> tuple[subprocess.Popen, Connection]:
+    """Start `python -m promptc.runtime.workers` with one end of a socket pair.
+
+    A fresh interpreter rather than multiprocessing's spawn, which would import the
+    caller's own `__main__` again in the worker (a script without a main guard would run
+    twice).
+    """
+    parent, child = socket.socketpair()
+    env = dict(os.environ)
+    here = str(Path(__file__).resolve().parents[2])  # the folder promptc is imported from
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "promptc.runtime.workers", str(child.fileno()), str(threads)],
+            pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
+        )
+    finally:
+        child.close()
+    return proc, Connection(parent.detach())
+
+
 # --- worker side ----------------------------------------------------------------------------
 
 
-def serve(conn: Any, threads: int, prices: dict[str, tuple[float, float]]) -> None:
+def serve(conn: Connection, threads: int) -> None:
     """A worker process: answer (id, kwargs) requests until None or the parent goes away."""
     from promptc.runtime import providers
     from promptc.runtime.engine import _cost, _describe, classify
 
     litellm = providers.ensure_litellm()
+    prices = conn.recv()
     for model, (inp, out) in prices.items():
         providers.register_price(model, inp, out)
     send_lock = threading.Lock()
@@ -229,3 +254,6 @@ def serve(conn: Any, threads: int, prices: dict[str, tuple[float, float]]) -> No
 
 
 __all__ = ["Answer", "RemoteError", "Workers"]
+
+if __name__ == "__main__":
+    serve(Connection(int(sys.argv[1])), int(sys.argv[2]))
