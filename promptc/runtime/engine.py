@@ -155,14 +155,15 @@ class Engine:
         return asyncio.run(self.call(req, use_cache=use_cache))
 
     def close(self) -> None:
-        """Close the cache and stop the hosted-call threads (calls still running finish)."""
+        """Close the cache, stop the hosted-call threads (calls still running finish) and
+        the worker processes."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
-            workers, self._workers = self._workers, None
+            procs, self._workers = self._workers, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-        if workers is not None:
-            workers.close()
+        if procs is not None:
+            procs.close()
         if self.cache is not None:
             self.cache.close()
 
