@@ -336,7 +336,9 @@ def make_engine(cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool 
     """An Engine with the on-disk cache at `cache_dir` (none with no_cache=True).
 
     `processes` defaults to the PROMPTC_ENGINE_PROCESSES environment variable (0 if unset):
-    how the CLI and `promptc.load` spread hosted calls over worker processes.
+    how the CLI and `promptc.load` spread hosted calls over worker processes. A value
+    that is not a whole number is reported (a warning naming the variable) and ignored:
+    a tuning knob must not stop a run.
     """
     if "processes" not in kw:
         kw["processes"] = _env_processes()
@@ -353,7 +355,8 @@ def _env_processes() -> int:
     except ValueError:
         value = -1
     if value < 0:
-        raise ValueError(f"{PROCESSES_ENV} must be a whole number of worker processes (0 for none), got {raw!r}")
+        log.warning("%s=%r ignored: it must be a whole number of worker processes (0 for none)", PROCESSES_ENV, raw)
+        return 0
     return value
 
 

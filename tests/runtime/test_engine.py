@@ -221,13 +221,16 @@ def test_accounting_round_trip_and_since():
     )
 
 
-def test_make_engine_reads_worker_processes_from_the_environment(tmp_path, monkeypatch):
+def test_make_engine_reads_worker_processes_from_the_environment(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("PROMPTC_ENGINE_PROCESSES", "2")
     assert make_engine(no_cache=True).processes == 2
     assert make_engine(no_cache=True, processes=0).processes == 0  # an explicit argument wins
-    monkeypatch.setenv("PROMPTC_ENGINE_PROCESSES", "two")
-    with pytest.raises(ValueError, match="PROMPTC_ENGINE_PROCESSES must be a whole number.*'two'"):
-        make_engine(no_cache=True)
+    for bad in ("two", "-1"):
+        monkeypatch.setenv("PROMPTC_ENGINE_PROCESSES", bad)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="promptc.runtime.engine"):
+            assert make_engine(no_cache=True).processes == 0
+        assert f"PROMPTC_ENGINE_PROCESSES='{bad}' ignored: it must be a whole number" in caplog.text
     monkeypatch.delenv("PROMPTC_ENGINE_PROCESSES")
     assert make_engine(no_cache=True).processes == 0
 
