@@ -1,34 +1,47 @@
 """Throughput of the runtime against a latency-simulating OpenAI-compatible server.
 
     python bench/throughput.py [--latency 0.1] [--samples 500] [--serial-samples 50]
+                               [--processes 0,2] [--rounds 2]
+                               [--peer-python PATH [--peer-engines auto,litellm]]
 
 1. Starts a fake OpenAI-compatible server on 127.0.0.1 (asyncio, HTTP/1.1 keep-alive,
-   in a child process so that it does not share the client's GIL): every POST /v1/chat/completions waits `latency` seconds and returns a
-   valid chat completion with usage. It stops itself at the end.
-2. Runs a one-`llm`-node workflow through `promptc.runtime.interpreter.forward` (falling
-   back to `Engine.call` directly if the interpreter is not there) with model
-   "openai/fake" pointed at that server (Engine(extra_params={"api_base", "api_key"})),
-   cache disabled, at concurrency 1, 8, 32 and 64. Concurrency 1 runs fewer samples
-   (`--serial-samples`, default 50) so the whole benchmark stays around a minute;
-   the ratio is per call count, so it is comparable.
-3. Prints: concurrency, calls, wall time, ideal = calls x latency / concurrency, and
-   ratio = wall / ideal (the aim: <= 1.2 at every level), then the interpreter's
-   overhead per node with the scripted engine (us per node), and the machine's core
-   count and load average (the client is CPU-bound: on a shared machine the ratios move
-   with the load of everything else).
+   in a child process so that it does not share the client's GIL): every POST
+   /v1/chat/completions waits `latency` seconds and answers in DSPy's field format (so
+   DSPy parses it on the first try; promptc takes any text). It stops at the end.
+2. Runs a one-`llm`-node workflow through `promptc.runtime.interpreter.forward` with
+   model "openai/fake" pointed at that server (Engine(extra_params={"api_base",
+   "api_key"})), cache disabled, at concurrency 1, 8, 32 and 64, once in-process
+   ("promptc") and once per `--processes` count P > 0 with Engine(processes=P)
+   ("promptc[P proc]", hosted calls in P worker processes; their CPU is counted). Concurrency 1 runs fewer
+   samples (`--serial-samples`) so the run stays short; the ratio is per call count.
+3. With `--peer-python PATH` (a Python with DSPy installed; DSPy is never a promptc
+   dependency), bench/throughput_dspy.py runs the same one-call program
+   (`dspy.Predict.batch(num_threads=c)`) in that Python against the same server, level
+   by level, interleaved with promptc's runs (promptc, then each DSPy engine, `--rounds`
+   times), so both see the same machine load. DSPy 3.4's default engine ("auto") sends
+   OpenAI-compatible requests through its own lm15 HTTP client, not litellm; engine
+   "litellm" is the like-for-like row (promptc always calls litellm). The "litellm
+   calls" column says which path really served.
+4. Prints per client and level: wall time, ideal = calls x latency / concurrency, ratio
+   = wall / ideal, client CPU per call, the client-bound ceiling of that row
+   (max(1, c x CPU per call / latency): one Python process runs on one core at a
+   time), and for promptc the mean / p90 wall of a call inside the engine minus the
+   server's latency (what the client adds to each call). Then the interpreter's
+   overhead per node with the scripted engine, and the machine's core count and load
+   average (the client is CPU-bound at high concurrency: on a shared machine the ratios
+   move with the load of everything else; compare rows of one run).
 
-Where the client CPU goes (cProfile of 300 calls through Engine.call at concurrency 32,
-litellm 1.110.2, litellm's worker-thread `completion()` profiled inline): ~40 % in the
-OpenAI SDK + httpx + aiohttp request/response path, ~22 % in litellm's synchronous
-`completion()` (provider resolution, parameter mapping, logging object; litellm runs it
-on a worker thread), ~13 % in response metadata (11 % its cost calculation), ~7 % in
-the async success logging, ~3 % in function_setup, ~14 % asyncio, engine and
-interpreter. The engine's own per-call work is small: cache key ~20 us, sqlite put
-~110 us, get ~20 us, accounting ~10 us. Documented litellm switches tried, none
-measurably better within the noise: turn_off_message_logging, an explicit
-custom_llm_provider, a shared aiohttp session (shared_session);
-disable_aiohttp_transport (httpx) cost more (one run: 16.5 vs 11.9 ms CPU per call). So the ratio at concurrency c
-cannot go below max(1, c x CPU-per-call / latency), which the last lines print.
+Where the client CPU goes (litellm 1.110.2, 300 sequential `litellm.completion` calls
+to this server, model priced as here, cProfile on thread CPU time): ~44 % the OpenAI
+SDK + httpx request, ~27 % litellm's parameter mapping and model-info lookups in
+`completion`, ~17 % its response cost and metadata, ~6 % response conversion, ~5 % its
+wrapper's setup; its success logging on litellm's own thread is negligible (measured by
+switching it off). None of that is promptc's: the engine's own work per call is small
+(cache key ~20 us, sqlite put ~110 us, get ~20 us, accounting ~10 us). litellm's Python
+path alone costs ~5-6 ms of CPU per call on this machine, about twice DSPy's own lm15
+client; a single client process cannot go below that (see the ceiling column).
+Hosted calls run litellm's synchronous `completion` on the engine's thread pool: see
+promptc/runtime/engine.py for why.
 """
 
 from __future__ import annotations
@@ -38,10 +51,11 @@ import asyncio
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
-import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -107,7 +121,8 @@ def _serve(latency: float, conn) -> None:
         state["requests"] += 1
         await asyncio.sleep(latency)
         last = (req.get("messages") or [{}])[-1].get("content") or ""
-        text = "fake answer to " + str(last)[:40]
+        # DSPy's field format, so that DSPy parses the answer on its first call
+        text = "[[ ## answer ## ]]\nfake answer to " + str(last)[-40:] + "\n\n[[ ## completed ## ]]"
         pt, ct = len(str(last).split()), len(text.split())
         return "200 OK", {
             "id": "chatcmpl-" + uuid.uuid4().hex[:12],
@@ -205,17 +220,42 @@ def load_interpreter():
     return compile_source, forward, None
 
 
+class CallTimes:
+    """Forwards to an Engine and keeps each call's own wall time (`CallResult.seconds`)."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner, self.accounting, self.seconds = inner, inner.accounting, []
+
+    async def call(self, req, **kw):
+        result = await self.inner.call(req, **kw)
+        self.seconds.append(result.seconds)
+        return result
+
+
+@dataclass
+class Row:
+    client: str
+    level: int
+    calls: int
+    ok: int
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)  # client CPU seconds per run
+    call_seconds: list[float] = field(default_factory=list)  # promptc: each call inside the engine
+    litellm_calls: int | None = None  # peers: calls that went through litellm.completion
+
+
 def run_level(
     engine: Engine, compile_source, forward, n: int, concurrency: int, run_id: str
-) -> tuple[float, int, float]:
-    """(wall seconds, samples ok, client CPU seconds) for n samples at `concurrency`."""
-    cpu0 = time.process_time()
+) -> tuple[float, int, float, list[float]]:
+    """(wall s, samples ok, client CPU s, per-call seconds) for n samples at `concurrency`."""
+    timed = CallTimes(engine)
     batch = [{"question": f"question {run_id} number {i}"} for i in range(n)]
+    cpu0 = client_cpu(engine)
     if forward is not None:
         program = compile_source(ONE_NODE.format(model=FAKE_MODEL), file="<bench>")
 
         async def go():
-            return await forward(program, batch, engine, concurrency=concurrency)
+            return await forward(program, batch, timed, concurrency=concurrency)
 
         start = time.perf_counter()
         traces = asyncio.run(go())
@@ -227,7 +267,7 @@ def run_level(
 
             async def one(sample):
                 async with sem:
-                    return await engine.call(CallRequest(
+                    return await timed.call(CallRequest(
                         model=FAKE_MODEL, messages=({"role": "user", "content": "Question: " + sample["question"]},)))
 
             return await asyncio.gather(*(one(s) for s in batch))
@@ -238,7 +278,54 @@ def run_level(
         failed = [r.error for r in results if not r.ok]
     if failed:
         print(f"  warning: {len(failed)} failed samples at concurrency {concurrency}: {failed[0]}", file=sys.stderr)
-    return wall, n - len(failed), time.process_time() - cpu0
+    return wall, n - len(failed), client_cpu(engine) - cpu0, timed.seconds
+
+
+def client_cpu(engine: Engine) -> float:
+    """CPU seconds of this process and of the engine's worker processes (Linux /proc)."""
+    total = time.process_time()
+    workers = engine._workers
+    for proc in (workers._procs if workers is not None else ()):
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+class Peer:
+    """bench/throughput_dspy.py running under another Python (with DSPy), one engine."""
+
+    def __init__(self, python: str, base_url: str, engine: str) -> None:
+        self.name = f"dspy[{engine}]"
+        script = Path(__file__).with_name("throughput_dspy.py")
+        self._proc = subprocess.Popen(
+            [python, str(script), "--base-url", base_url, "--engine", engine],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        self.info = self._reply()
+
+    def _reply(self) -> dict:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:  # DSPy may print other lines; ours are JSON objects
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"{self.name} exited with {self._proc.wait()} (is DSPy installed in that Python?)")
+
+    def run(self, concurrency: int, n: int, run_id: str) -> dict:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(f"{concurrency} {n} {run_id}\n")
+        self._proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
 
 
 def interpreter_overhead(compile_source, forward, samples: int = 200) -> tuple[str, str]:
@@ -298,43 +385,87 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=500)
     ap.add_argument("--serial-samples", type=int, default=50)
     ap.add_argument("--levels", default="1,8,32,64")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each client per level, interleaved")
+    ap.add_argument("--peer-python", help="a Python with DSPy installed: run DSPy's row too")
+    ap.add_argument("--peer-engines", default="auto,litellm", help="DSPy engines to run (auto, litellm)")
+    ap.add_argument("--processes", default="0,2", help="promptc rows: Engine(processes=P) for each P")
     args = ap.parse_args(argv)
 
     load_before = _load()
     compile_source, forward, missing = load_interpreter()
-    litellm = providers.ensure_litellm()
-    # a price for the fake model: litellm's cost lookup is a dict hit, and cost is exercised
+    providers.ensure_litellm()
+    # a price for the fake model: cost is exercised, and litellm's lookup is a dict hit
     providers.register_price(FAKE_MODEL, 1e-7, 2e-7)
-    del litellm
-    rows = []
-    with FakeServer(args.latency) as server, tempfile.TemporaryDirectory():
-        engine = Engine(
-            cache=None, timeout=30, retries=2,
-            extra_params={"api_base": server.base_url, "api_key": "sk-fake-local-benchmark"},
-        )
-        # warm up connections and litellm's lazy imports (not measured)
-        run_level(engine, compile_source, forward, 16, 8, "warmup")
-        for level in [int(x) for x in args.levels.split(",")]:
-            n = args.serial_samples if level == 1 else args.samples
-            wall, ok, cpu = run_level(engine, compile_source, forward, n, level, f"c{level}")
-            ideal = n * args.latency / level
-            rows.append((level, n, ok, wall, ideal, wall / ideal, cpu / n * 1000))
-        totals = engine.accounting.totals()
+    levels = [int(x) for x in args.levels.split(",")]
+    rows: dict[tuple[str, int], Row] = {}
+    with FakeServer(args.latency) as server:
+        engines = {
+            ("promptc" if p == 0 else f"promptc[{p} proc]"): Engine(
+                cache=None, timeout=30, retries=2, processes=p,
+                extra_params={"api_base": server.base_url, "api_key": "sk-fake-local-benchmark"},
+            )
+            for p in (int(x) for x in args.processes.split(","))
+        }
+        peers = [Peer(args.peer_python, server.base_url, e) for e in args.peer_engines.split(",")] if args.peer_python else []
+        try:
+            # warm up connections, litellm's lazy imports and the worker processes (not measured)
+            for engine in engines.values():
+                run_level(engine, compile_source, forward, 16, 8, "warmup")
+            for level in levels:
+                n = args.serial_samples if level == 1 else args.samples
+                for k in range(args.rounds):
+                    run_id = f"c{level}r{k}"
+                    for name, engine in engines.items():
+                        wall, ok, cpu, seconds = run_level(engine, compile_source, forward, n, level, run_id)
+                        row = rows.setdefault((name, level), Row(name, level, n, 0))
+                        row.walls.append(wall), row.cpus.append(cpu), row.call_seconds.extend(seconds)
+                        row.ok += ok
+                    for peer in peers:
+                        got = peer.run(level, n, run_id)
+                        row = rows.setdefault((peer.name, level), Row(peer.name, level, n, 0, litellm_calls=0))
+                        row.walls.append(got["wall"]), row.cpus.append(got["cpu"])
+                        row.ok += got["ok"]
+                        row.litellm_calls = (row.litellm_calls or 0) + got["litellm_calls"]
+        finally:
+            for engine in engines.values():
+                engine.close()
+            for peer in peers:
+                peer.close()
     served = server.requests
     load_after = _load()
 
     driver = "interpreter.forward (1 llm node)" if forward is not None else f"Engine.call ({missing})"
-    print(f"throughput: fake OpenAI server, latency {args.latency * 1000:.0f} ms, driver {driver}, cache off")
-    print(f"machine: {_cores()} usable cores, load average (1 min) {load_before} before, {load_after} after "
-          "(ratios above 1 at high concurrency are client CPU: see the ceiling line)")
-    print(f"{'concurrency':>11}  {'calls':>5}  {'ok':>5}  {'wall s':>7}  {'ideal s':>7}  {'ratio':>5}  {'client cpu ms/call':>18}")
-    for level, n, ok, wall, ideal, ratio, cpu_ms in rows:
-        print(f"{level:>11}  {n:>5}  {ok:>5}  {wall:>7.2f}  {ideal:>7.2f}  {ratio:>5.2f}  {cpu_ms:>18.1f}")
-    cpu_ms = sum(r[6] * r[1] for r in rows) / max(1, sum(r[1] for r in rows))
-    print(f"client-bound ceiling: ~{1000 / cpu_ms:,.0f} calls/s at {cpu_ms:.1f} ms CPU per call "
-          f"(best possible ratio at concurrency c: max(1, c x {cpu_ms / 1000:.4f} / {args.latency:g}))")
-    print(f"server saw {served} requests; {engine.accounting.summary_line()}; cost ${totals.cost:.6f}")
-    if any(level == 1 for level, *_ in rows):
+    print(f"throughput: fake OpenAI server, latency {args.latency * 1000:.0f} ms, promptc driver {driver}, cache off, "
+          f"{args.rounds} round(s) per level, clients interleaved")
+    for peer in peers:
+        print(f"peer {peer.name}: DSPy {peer.info.get('dspy')}, litellm {peer.info.get('litellm')} ({args.peer_python})")
+    print(f"machine: {_cores()} usable cores, load average (1 min) {load_before} before, {load_after} after")
+    head = (f"{'client':<16} {'conc':>4} {'calls':>5} {'ok':>5} {'wall s':>6} {'ideal s':>7} {'ratio':>11} "
+            f"{'cpu ms/call':>11} {'ceiling':>7} {'call-latency ms mean/p90':>24} {'litellm calls':>13}")
+    print(head)
+    names = list(engines) + [p.name for p in peers]
+    for level in levels:
+        for name in names:
+            row = rows[(name, level)]
+            ideal = row.calls * args.latency / level
+            ratios = " / ".join(f"{w / ideal:.2f}" for w in row.walls)
+            cpu_ms = 1000 * sum(row.cpus) / (row.calls * len(row.cpus))
+            ceiling = max(1.0, level * cpu_ms / 1000 / args.latency)
+            over = "-"
+            if row.call_seconds:
+                extra = sorted(1000 * (x - args.latency) for x in row.call_seconds)
+                over = f"{sum(extra) / len(extra):.1f} / {extra[int(0.9 * (len(extra) - 1))]:.1f}"
+            via = "-" if row.litellm_calls is None else str(row.litellm_calls)
+            wall = sum(row.walls) / len(row.walls)
+            print(f"{name:<16} {level:>4} {row.calls:>5} {row.ok // len(row.walls):>5} {wall:>6.2f} {ideal:>7.2f} "
+                  f"{ratios:>11} {cpu_ms:>11.2f} {ceiling:>7.2f} {over:>24} {via:>13}")
+    print("ratio: wall / ideal per round; cpu: the client's, worker processes included; ceiling: "
+          "max(1, c x cpu per call / latency), the best ratio one client process can reach at that CPU cost "
+          f"(one core under the GIL; P worker processes can divide it by up to min(P, {_cores()} cores))")
+    print(f"server saw {served} requests")
+    for name, engine in engines.items():
+        print(f"{name}: {engine.accounting.summary_line()}")
+    if any(level == 1 for level in levels):
         print(f"(concurrency 1 ran {args.serial_samples} samples instead of {args.samples} to keep the run short)")
     full, per_node = interpreter_overhead(compile_source, forward)
     print(f"scripted engine: {full}")

@@ -8,17 +8,37 @@
 
 1. Cache: with a cache and no bypass, a stored answer is returned at once
    (`cached=True`, counted as a cache hit, no new call, no cost).
-2. `litellm.acompletion(model, messages, temperature, max_tokens, seed, response_format,
-   timeout)`; for the custom providers (`local/`, `scripted/`, see providers.py) the
-   enum `choices` ride along in `extra_body`. litellm's and the OpenAI SDK's own retries
-   are switched off: retrying is done here, once, for every provider.
+2. litellm, with (model, messages, temperature, max_tokens, seed, response_format,
+   timeout). Hosted providers (anything but `local/` and `scripted/`) are called with
+   litellm's synchronous `completion` on the engine's own bounded thread pool (`threads`
+   workers, one asyncio semaphore per event loop in front of it), as DSPy does; the
+   custom providers (providers.py), which answer in-process, are awaited with
+   `litellm.acompletion`, and their enum `choices` ride along in `extra_body`.
+   litellm's and the OpenAI SDK's own retries are switched off: retrying is done here,
+   once, for every provider.
+
+   Why threads for hosted calls (bench/throughput.py, litellm 1.110.2, 2 cores):
+   `litellm.acompletion` runs its synchronous request setup on the event loop's default
+   executor, which has min(32, cores + 4) threads (6 here), and hands results back and
+   forth between the loop and those threads under the GIL: from 8 calls in flight on,
+   each call queues there, so per-call latency grows long before the CPU runs out
+   (measured interleaved on one server: wall / ideal 1.6-1.75 -> 1.24-1.40 at 8 in
+   flight, 4.4-4.7 -> 2.3-2.4 at 32, 9-11 -> 5-7 at 64). The synchronous path on a
+   pool sized to the calls in flight (DSPy's design) has no such queue. Its CPU per
+   call is litellm's (~5-7 ms here, ~20 % above the async path from GIL hand-offs
+   between more threads), the same as DSPy's when DSPy goes through litellm.
 3. Each attempt is bounded by `asyncio.wait_for(timeout)` (not for `local/`: see
-   `_attempts`). Rate limits (429), server
+   `_attempts`); a hosted call is also bounded inside its thread by the HTTP client's
+   own timeout (the same value), so a thread that outlived its deadline ends soon after.
+   Rate limits (429), server
    errors (5xx), timeouts and connection errors are retried up to `retries` times with
    exponential backoff (`backoff * 2**k`, capped at `max_backoff`) and full jitter; a
    Retry-After (or retry-after-ms) header on the error is honoured instead, up to
    `max_retry_after`. Anything else (bad request, authentication, unknown model,
    missing local weights) fails at once.
+   With `processes=N` (or PROMPTC_ENGINE_PROCESSES=N for `make_engine`), hosted calls
+   run the same way in N worker processes instead (workers.py): one process's CPU caps
+   it near 150-200 litellm calls a second, N processes can use N cores.
 4. The outcome is a `CallResult` with tokens (from the provider's usage), cost
    (litellm's price for the model when it knows it, else 0), attempts and seconds; a
    success is stored in the cache. A call that failed after its retries is a result
@@ -44,18 +64,21 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import logging
 import os
 import random
 import re
+import threading
 import time
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from attrs import evolve
 
 from promptc.runtime import endpoint as endpoints
-from promptc.runtime import providers
+from promptc.runtime import providers, workers
 from promptc.runtime.accounting import Accounting
 from promptc.runtime.cache import DEFAULT_DIR, Cache, CachedAnswer, cache_key
 from promptc.runtime.records import CallRequest, CallResult, Endpoint
@@ -63,6 +86,7 @@ from promptc.runtime.records import CallRequest, CallResult, Endpoint
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+DEFAULT_THREADS = 64  # hosted calls in flight when neither `threads` nor `max_concurrency` is set
 
 
 class Engine:
@@ -75,7 +99,13 @@ class Engine:
     max_retry_after: the longest Retry-After honoured (seconds).
     max_concurrency: if set, at most this many calls in flight (an asyncio semaphore);
         the interpreter bounds samples itself, this bounds the calls across everything.
-    extra_params: passed to every `litellm.acompletion` (api_base, api_key, ...).
+    threads: worker threads for hosted calls (default: max_concurrency, else
+        DEFAULT_THREADS); more hosted calls than this wait their turn before their
+        deadline starts. Threads start on demand and stop with `close()`.
+    processes: if > 0, hosted calls run in that many worker processes instead of this
+        one (see workers.py): for many calls in flight, where one process's CPU is the
+        limit. 0 (the default) keeps everything in-process.
+    extra_params: passed to every litellm call (api_base, api_key, ...).
     """
 
     def __init__(
@@ -91,6 +121,8 @@ class Engine:
         max_concurrency: int | None = None,
         extra_params: dict[str, Any] | None = None,
         seed: int | None = None,
+        threads: int | None = None,
+        processes: int = 0,
     ) -> None:
         self.cache = cache
         self.accounting = accounting if accounting is not None else Accounting()
@@ -103,9 +135,17 @@ class Engine:
         self.extra_params = dict(extra_params or {})
         self.endpoints: dict[str, Endpoint] = {}
         self._rng = random.Random(seed)
+        self.threads = max(1, int(threads or max_concurrency or DEFAULT_THREADS))
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.processes = max(0, int(processes))
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers: workers.Workers | None = None  # started on the first hosted call
+        self._pool_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Engine(cache={self.cache!r}, timeout={self.timeout}, retries={self.retries})"
@@ -142,6 +182,15 @@ class Engine:
                 log.warning("model %s is declared at two endpoints; unrouted calls go to the first", s.model)
 
     def close(self) -> None:
+        """Close the cache, stop the hosted-call threads (calls still running finish) and
+        the worker processes."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+            procs, self._workers = self._workers, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if procs is not None:
+            procs.close()
         if self.cache is not None:
             self.cache.close()
 
@@ -177,12 +226,36 @@ class Engine:
     def _semaphore(self) -> asyncio.Semaphore | None:
         if not self.max_concurrency:
             return None
-        loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(loop)
-        if sem is None:
-            sem = asyncio.Semaphore(self.max_concurrency)
-            self._semaphores[loop] = sem
-        return sem
+        return _per_loop(self._semaphores, self.max_concurrency)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="promptc-call")
+            return self._pool
+
+    def _worker_pool(self) -> workers.Workers:
+        with self._pool_lock:
+            if self._workers is not None and self._workers.broken:
+                stale, self._workers = self._workers, None
+                threading.Thread(target=stale.close, daemon=True).start()
+            if self._workers is None:
+                self._workers = workers.Workers(self.processes, self.threads, providers.registered_prices())
+            return self._workers
+
+    async def _send(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None, hosted: bool) -> Any:
+        """One attempt: the provider's response (or a workers.Answer), or its exception."""
+        if not hosted:
+            return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
+        if self.processes:
+            pool = self._worker_pool()
+            await pool.ready()  # starting the workers is not the provider's time
+            async with _per_loop(self._slots, self.threads):
+                return await asyncio.wait_for(pool.complete(kwargs), timeout)
+        # A free thread first, then the deadline: waiting for a thread is not the provider's time.
+        async with _per_loop(self._slots, self.threads):
+            call = functools.partial(litellm.completion, **kwargs)
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
 
     async def _attempts(self, req: CallRequest, start: float) -> CallResult:
         litellm = providers.ensure_litellm()
@@ -195,11 +268,12 @@ class Engine:
         # generation twice. Its calls are bounded by max_tokens instead.
         limit = kwargs["timeout"]
         timeout = None if providers.provider_of(req.model) == "local" else limit
+        hosted = not providers.is_custom(req.model)
         attempt = 0
         while True:
             attempt += 1
             try:
-                resp = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
+                resp = await self._send(litellm, kwargs, timeout, hosted)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -253,6 +327,12 @@ class Engine:
         return self._rng.uniform(cap / 2, cap)  # "equal jitter": never zero, never above the cap
 
     def _result(self, litellm: Any, req: CallRequest, resp: Any, attempts: int, start: float) -> CallResult:
+        if isinstance(resp, workers.Answer):
+            return CallResult(
+                text=resp.text if resp.text is not None else "", prompt_tokens=resp.prompt_tokens,
+                completion_tokens=resp.completion_tokens, cost=resp.cost,
+                attempts=attempts, seconds=time.perf_counter() - start,
+            )
         try:
             text = resp.choices[0].message.content
         except (AttributeError, IndexError, KeyError):
@@ -284,10 +364,44 @@ class Engine:
             log.warning("cache write failed: %s", e)
 
 
+def _per_loop(table: weakref.WeakKeyDictionary, size: int) -> asyncio.Semaphore:
+    """The semaphore of `size` for the running loop (asyncio primitives belong to one loop)."""
+    loop = asyncio.get_running_loop()
+    sem = table.get(loop)
+    if sem is None:
+        sem = table[loop] = asyncio.Semaphore(size)
+    return sem
+
+
+PROCESSES_ENV = "PROMPTC_ENGINE_PROCESSES"
+
+
 def make_engine(cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool = False, **kw: Any) -> Engine:
-    """An Engine with the on-disk cache at `cache_dir` (none with no_cache=True)."""
+    """An Engine with the on-disk cache at `cache_dir` (none with no_cache=True).
+
+    `processes` defaults to the PROMPTC_ENGINE_PROCESSES environment variable (0 if unset):
+    how the CLI and `promptc.load` spread hosted calls over worker processes. A value
+    that is not a whole number is reported (a warning naming the variable) and ignored:
+    a tuning knob must not stop a run.
+    """
+    if "processes" not in kw:
+        kw["processes"] = _env_processes()
     cache = None if no_cache else Cache(cache_dir)
     return Engine(cache=cache, **kw)
+
+
+def _env_processes() -> int:
+    raw = os.environ.get(PROCESSES_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        log.warning("%s=%r ignored: it must be a whole number of worker processes (0 for none)", PROCESSES_ENV, raw)
+        return 0
+    return value
 
 
 def to_response_format(schema: dict) -> dict:
@@ -304,6 +418,8 @@ def classify(e: BaseException) -> tuple[bool, float | None]:
     """(retryable?, Retry-After seconds or None) for an exception from a call."""
     if isinstance(e, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
         return True, None
+    if isinstance(e, workers.RemoteError):  # classified in the worker, where the exception was
+        return e.retryable, e.retry_after
     try:
         import openai
     except ImportError:  # pragma: no cover - litellm depends on openai
@@ -377,6 +493,8 @@ def scrub(text: str) -> str:
 
 
 def _describe(e: BaseException) -> str:
+    if isinstance(e, workers.RemoteError):  # described in the worker already
+        return scrub(str(e))
     msg = str(e).strip() or repr(e)
     msg = msg.split("\nTraceback", 1)[0]
     if len(msg) > 500:

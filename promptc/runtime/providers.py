@@ -180,7 +180,7 @@ def _handler_classes(litellm: Any) -> dict[str, type]:
     return {"scripted": ScriptedLLM, "local": LocalLLM}
 
 
-_PRICED: set[str] = set()
+_PRICED: dict[str, tuple[float, float]] = {}  # model -> (input, output) cost per token
 
 
 def register_price(model: str, input_cost_per_token: float = 0.0, output_cost_per_token: float = 0.0) -> None:
@@ -207,7 +207,12 @@ def register_price(model: str, input_cost_per_token: float = 0.0, output_cost_pe
         })
     finally:
         quiet.setLevel(level)
-    _PRICED.add(model)
+    _PRICED[model] = (float(input_cost_per_token), float(output_cost_per_token))
+
+
+def registered_prices() -> dict[str, tuple[float, float]]:
+    """The prices given to `register_price` in this process (worker processes get them too)."""
+    return dict(_PRICED)
 
 
 def provider_of(model: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 
 import pytest
@@ -219,7 +221,165 @@ def test_accounting_round_trip_and_since():
     )
 
 
+def test_make_engine_reads_worker_processes_from_the_environment(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("PROMPTC_ENGINE_PROCESSES", "2")
+    assert make_engine(no_cache=True).processes == 2
+    assert make_engine(no_cache=True, processes=0).processes == 0  # an explicit argument wins
+    for bad in ("two", "-1"):
+        monkeypatch.setenv("PROMPTC_ENGINE_PROCESSES", bad)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="promptc.runtime.engine"):
+            assert make_engine(no_cache=True).processes == 0
+        assert f"PROMPTC_ENGINE_PROCESSES='{bad}' ignored: it must be a whole number" in caplog.text
+    monkeypatch.delenv("PROMPTC_ENGINE_PROCESSES")
+    assert make_engine(no_cache=True).processes == 0
+
+
 def test_make_engine_no_cache(tmp_path):
     assert make_engine(cache_dir=tmp_path / "c", no_cache=True).cache is None
     e = make_engine(cache_dir=tmp_path / "c")
     assert e.cache is not None and (tmp_path / "c" / "calls.sqlite").exists()
+
+
+# --- hosted providers: litellm's sync `completion` on the engine's thread pool -------------
+# litellm's documented `mock_response` / `mock_delay` stand in for the provider, so these
+# run litellm's whole hosted path (parameter mapping, response, cost) without a network.
+
+
+def hosted_engine(monkeypatch, seen: list | None = None, fail_first: int = 0, **kw):
+    """An Engine for "openai/gpt-4o-mini" whose litellm.completion answers from a mock."""
+    from promptc.runtime import providers
+
+    litellm = providers.ensure_litellm()
+    real = litellm.completion
+    state = {"n": 0, "now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    def completion(**kwargs):
+        with lock:
+            state["n"] += 1
+            n = state["n"]
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        if seen is not None:
+            seen.append((threading.current_thread().name, kwargs))
+        try:
+            if n <= fail_first:
+                return real(**{**kwargs, "mock_response": "litellm.RateLimitError"})
+            return real(**kwargs)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(litellm, "completion", completion)
+    async def no_async(**kwargs):
+        raise AssertionError("hosted calls must not take litellm.acompletion")
+
+    monkeypatch.setattr(litellm, "acompletion", no_async)
+    kw.setdefault("extra_params", {"mock_response": "hosted answer", "api_key": "sk-test-not-a-real-key-000"})
+    engine = fast_engine(**kw)
+    engine.test_state = state  # calls, calls in flight now, most in flight at once
+    return engine
+
+
+def test_hosted_call_runs_litellm_completion_on_the_engine_threads(monkeypatch):
+    seen: list = []
+    engine = hosted_engine(monkeypatch, seen)
+    r = run(engine.call(req("openai/gpt-4o-mini", "q", temperature=0.3, max_tokens=7)))
+    engine.close()
+    assert r.ok and r.text == "hosted answer" and r.attempts == 1
+    assert r.prompt_tokens > 0 and r.completion_tokens > 0
+    assert r.cost > 0  # litellm knows gpt-4o-mini's price
+    (thread, kwargs), = seen
+    assert thread.startswith("promptc-call")
+    assert (kwargs["temperature"], kwargs["max_tokens"], kwargs["timeout"]) == (0.3, 7, engine.timeout)
+    assert kwargs["num_retries"] == 0 and "extra_body" not in kwargs
+    t = engine.accounting.totals()
+    assert (t.calls, t.errors, t.prompt_tokens, t.cost) == (1, 0, r.prompt_tokens, r.cost)
+
+
+def test_hosted_calls_in_flight_are_bounded_by_threads(monkeypatch):
+    seen: list = []
+    engine = hosted_engine(
+        monkeypatch, seen, threads=3,
+        extra_params={"mock_response": "ok", "mock_delay": 0.05},
+    )
+
+    async def batch():
+        return await asyncio.gather(*(engine.call(req("openai/gpt-4o-mini", f"q{i}")) for i in range(12)))
+
+    start = time.perf_counter()
+    results = run(batch())
+    elapsed = time.perf_counter() - start
+    engine.close()
+    assert all(r.ok for r in results)
+    assert 2 <= engine.test_state["peak"] <= 3  # concurrent, never more than the threads
+    assert len({name for name, _ in seen}) <= 3
+    assert elapsed >= 4 * 0.05 * 0.9  # 12 calls of 50 ms on 3 threads: at least 4 rounds
+
+
+def test_hosted_rate_limit_is_retried_then_answered(monkeypatch):
+    engine = hosted_engine(monkeypatch, fail_first=2, retries=3)
+    r = run(engine.call(req("openai/gpt-4o-mini", "q")))
+    engine.close()
+    assert r.ok and r.attempts == 3 and r.text == "hosted answer"
+    t = engine.accounting.totals()
+    assert (t.calls, t.retries, t.errors) == (1, 2, 0)
+
+
+def test_hosted_timeout_is_an_error_value(monkeypatch):
+    engine = hosted_engine(
+        monkeypatch, timeout=0.2, retries=1,
+        extra_params={"mock_response": "late", "mock_delay": 3.0, "api_key": "sk-test-not-a-real-key-000"},
+    )
+    start = time.perf_counter()
+    r = run(engine.call(req("openai/gpt-4o-mini", "q")))
+    elapsed = time.perf_counter() - start
+    engine.close()
+    assert not r.ok and r.attempts == 2 and "no answer within 0.2s" in r.error
+    assert elapsed < 2.5  # two 0.2 s deadlines (slow on a loaded machine), not a 3 s sleep in a thread
+    assert engine.accounting.totals().errors == 1
+
+
+def test_close_stops_the_threads_and_a_later_call_starts_them_again(monkeypatch):
+    engine = hosted_engine(monkeypatch)
+    assert run(engine.call(req("openai/gpt-4o-mini", "a"))).ok
+    pool = engine._pool
+    engine.close()
+    assert engine._pool is None and pool._shutdown
+    assert run(engine.call(req("openai/gpt-4o-mini", "b"))).ok
+    engine.close()
+
+
+# --- hosted calls in worker processes (Engine(processes=N)) ---------------------------------
+
+
+def test_worker_processes_answer_retry_and_account():
+    """One worker (spawning one costs a litellm import: seconds): answers, retries, death."""
+    engine = fast_engine(
+        processes=1, retries=1,
+        extra_params={"mock_response": "from a worker", "api_key": "sk-test-not-a-real-key-000"},
+    )
+    try:
+        r = run(engine.call(req("openai/gpt-4o-mini", "q")))
+        assert r.ok and r.text == "from a worker" and r.attempts == 1
+        assert r.prompt_tokens > 0 and r.cost > 0  # usage and litellm's price, from the worker
+        worker = engine._workers._procs[0]
+        assert worker.pid != os.getpid() and worker.poll() is None
+        # a rate limit raised in the worker is classified there and retried here
+        engine.extra_params["mock_response"] = "litellm.RateLimitError"
+        failed = run(engine.call(req("openai/gpt-4o-mini", "q2")))
+        assert not failed.ok and failed.attempts == 2
+        assert failed.error.startswith("gave up after 2 attempts: litellm.RateLimitError")
+        t = engine.accounting.totals()
+        assert (t.calls, t.errors, t.retries) == (2, 1, 1)
+        # a worker that dies is noticed; the engine's next hosted call starts a fresh set
+        pool = engine._workers
+        worker.kill()
+        deadline = time.monotonic() + 10
+        while not pool.broken and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.broken
+    finally:
+        engine.close()
+    assert engine._workers is None and worker.poll() is not None
