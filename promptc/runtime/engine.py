@@ -328,8 +328,11 @@ class Engine:
 
     def _result(self, litellm: Any, req: CallRequest, resp: Any, attempts: int, start: float) -> CallResult:
         if isinstance(resp, workers.Answer):
+            text = resp.text if resp.text is not None else ""
+            if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
+                text = endpoints.unwrap_enum(text)  # as below: the worker returns the raw reply
             return CallResult(
-                text=resp.text if resp.text is not None else "", prompt_tokens=resp.prompt_tokens,
+                text=text, prompt_tokens=resp.prompt_tokens,
                 completion_tokens=resp.completion_tokens, cost=resp.cost,
                 attempts=attempts, seconds=time.perf_counter() - start,
             )
