@@ -1,25 +1,18 @@
 """`std.retrieval`: BM25 retrieval over a corpus given as data (bm25s, in memory).
 
 The index of a corpus is built on first use and kept in a small LRU keyed by the corpus
-contents, so a workflow that retrieves from the same corpus for every sample or every hop
-indexes it once per process.
+contents (promptc.runtime.bm25), so a workflow that retrieves from the same corpus for
+every sample or every hop indexes it once per process.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
-from collections import OrderedDict
 from typing import Any
 
 __all__ = ["retrieve", "passages"]
 
 log = logging.getLogger(__name__)
-
-_INDEX_CACHE_SIZE = 16
-_indexes: "OrderedDict[str, Any]" = OrderedDict()
-_lock = threading.Lock()
 
 
 def retrieve(query: str, corpus: list[str], k: int) -> list[str]:
@@ -66,39 +59,6 @@ def _passage(title: Any, sents: Any) -> str:
 
 
 def _scores(query: str, docs: list[str]) -> list[float]:
-    import bm25s
+    from promptc.runtime.bm25 import scores
 
-    index = _index(docs)
-    if index is None:
-        return [0.0] * len(docs)
-    retriever, vocab = index
-    toks = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
-    toks = [t for t in toks if t in vocab]
-    if not toks:
-        return [0.0] * len(docs)
-    return [float(s) for s in retriever.get_scores(toks)]
-
-
-def _index(docs: list[str]):
-    key = hashlib.sha256("\x00".join(docs).encode("utf-8")).hexdigest()
-    with _lock:
-        if key in _indexes:
-            _indexes.move_to_end(key)
-            return _indexes[key]
-    import bm25s
-
-    tokens = bm25s.tokenize(docs, stopwords="en", show_progress=False)
-    vocab = {t for t in tokens.vocab if t}
-    index = None
-    if vocab:
-        retriever = bm25s.BM25()
-        retriever.index(tokens, show_progress=False)
-        index = (retriever, vocab)
-    else:
-        log.debug("corpus of %d documents has no indexable words", len(docs))
-    with _lock:
-        _indexes[key] = index
-        _indexes.move_to_end(key)
-        while len(_indexes) > _INDEX_CACHE_SIZE:
-            _indexes.popitem(last=False)
-    return index
+    return scores(query, docs, stopwords="en")

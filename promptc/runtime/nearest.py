@@ -11,23 +11,16 @@ honest: leave-one-out).
 
 No stopwords are removed: in short inputs, function words ("who", "how many", "where")
 often carry what the answer must be; BM25's idf already discounts words every input has.
-The index of a pool is built on first use and kept in a small LRU keyed by the pool's
-contents.
+The index of a pool is built on first use and cached (promptc.runtime.bm25).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
-from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 
 from promptc.ir import Demo
-
-_CACHE_SIZE = 16
-_indexes: OrderedDict[str, Any] = OrderedDict()
-_lock = threading.Lock()
+from promptc.runtime import bm25
 
 
 def _text(inputs: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> str:
@@ -40,45 +33,13 @@ def _key(inputs: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> str:
     return json.dumps(items, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def _index(docs: list[str]):
-    digest = hashlib.sha256("\x00".join(docs).encode("utf-8")).hexdigest()
-    with _lock:
-        if digest in _indexes:
-            _indexes.move_to_end(digest)
-            return _indexes[digest]
-    import bm25s
-
-    tokens = bm25s.tokenize(docs, stopwords=None, show_progress=False)
-    vocab = {t for t in tokens.vocab if t}
-    index = None
-    if vocab:
-        retriever = bm25s.BM25()
-        retriever.index(tokens, show_progress=False)
-        index = (retriever, vocab)
-    with _lock:
-        _indexes[digest] = index
-        while len(_indexes) > _CACHE_SIZE:
-            _indexes.popitem(last=False)
-    return index
-
-
 def select(pool: Sequence[Demo], inputs: Mapping[str, Any], k: int) -> tuple[Demo, ...]:
     """The `k` demos of `pool` nearest to `inputs`, least similar first (ties: pool order)."""
     own = _key(inputs)
     candidates = [i for i, d in enumerate(pool) if _key(d.inputs) != own]
     if k <= 0 or not candidates:
         return ()
-    docs = [_text(d.inputs) for d in pool]
-    index = _index(docs)
-    scores = [0.0] * len(pool)
-    if index is not None:
-        import bm25s
-
-        retriever, vocab = index
-        toks = [t for t in bm25s.tokenize([_text(inputs)], stopwords=None, return_ids=False, show_progress=False)[0]
-                if t in vocab]
-        if toks:
-            scores = [float(s) for s in retriever.get_scores(toks)]
+    scores = bm25.scores(_text(inputs), [_text(d.inputs) for d in pool], stopwords=None)
     ranked = sorted(candidates, key=lambda i: (-scores[i], i))[:k]
     return tuple(pool[i] for i in reversed(ranked))
 
