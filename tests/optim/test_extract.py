@@ -15,7 +15,7 @@ META = dict(
 )
 LOSS = templates.render(
     "loss", metric="exact_match", score="0.033", inputs='{"question": "What is the capital of Peru?"}',
-    expected="LOC", got="ABBR", error="",
+    expected="LOC", got="ABBR", error="", explanation="",
 )
 CUR = "Classify the question as one of ABBR, ENTY, DESC, HUM, LOC, NUM."
 LABELS = ("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM")
