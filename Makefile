@@ -18,7 +18,7 @@ venv: $(BIN)/.installed
 
 demo: venv
 	$(BIN)/promptc optimize examples/trec/trec.pflow \
-	    --train examples/trec/train.jsonl --val examples/trec/val.jsonl \
+	    --train examples/trec/train.jsonl --val examples/trec/val.jsonl --test examples/trec/test.jsonl \
 	    --steps 2 --batch-size 4 --run-dir runs/trec-demo --out runs/trec-demo/trec.pfc
 	$(BIN)/promptc inspect runs/trec-demo/trec.pfc
 
