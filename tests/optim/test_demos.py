@@ -167,12 +167,18 @@ def test_nearest_demos_are_chosen_per_call_and_never_the_question_itself():
         ("How many legs does a spider have?", "NUM"), ("Who wrote Hamlet?", "HUM"),
         ("Where is the Eiffel Tower?", "LOC"), ("How many moons does Mars have?", "NUM"),
         ("Who painted the Mona Lisa?", "HUM")])
-    got = select(pool, {"question": "How many wheels does a bicycle have?"}, 2)
-    assert {dict(d.inputs)["question"] for d in got} == {
-        "How many legs does a spider have?", "How many moons does Mars have?"}
+    got = select(pool, {"question": "How many wheels does a bicycle have?"}, 4)
+    questions = [dict(d.inputs)["question"] for d in got]
+    # each label's nearest first (NUM, HUM, LOC), then the nearest other: the second NUM
+    assert len(questions) == 4 and {d.output for d in got} == {"NUM", "HUM", "LOC"}
+    assert {"How many legs does a spider have?", "How many moons does Mars have?"} <= set(questions)
+    assert questions[-1].startswith("How many")  # most similar last
     got = select(pool, {"question": "Who wrote Hamlet?"}, 2)
     assert "Who wrote Hamlet?" not in {dict(d.inputs)["question"] for d in got}
     assert dict(got[-1].inputs)["question"] == "Who painted the Mona Lisa?"  # most similar last
+    # free-text outputs (all different): simply the nearest
+    texts = tuple(Demo((("q", f"alpha beta {i}"),), f"out {i}") for i in range(3)) + (Demo((("q", "gamma"),), "x"),)
+    assert [d.output for d in select(texts, {"q": "alpha beta 1"}, 2)] == ["out 2", "out 0"]  # never "gamma"
 
 
 def test_a_nearest_pool_renders_per_call_and_survives_the_artifact(tmp_path):
