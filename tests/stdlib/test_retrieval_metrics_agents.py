@@ -32,12 +32,14 @@ def test_retrieve_edge_cases():
 
 
 def test_retrieve_caches_index_per_corpus():
-    retrieval._indexes.clear()
+    from promptc.runtime import bm25
+
+    bm25._indexes.clear()
     retrieval.retrieve("France", CORPUS, 1)
     retrieval.retrieve("Italy", list(CORPUS), 1)
-    assert len(retrieval._indexes) == 1
+    assert len(bm25._indexes) == 1
     retrieval.retrieve("Italy", CORPUS[:2], 1)
-    assert len(retrieval._indexes) == 2
+    assert len(bm25._indexes) == 2
 
 
 def test_passages_hotpotqa():
