@@ -11,10 +11,26 @@ gives back an equal Program.
 
 Errors are `ArtifactError` with a one-line message: not a .pfc, unsupported format
 version, truncated or corrupt data, checksum mismatch (tampered), malformed payload.
+
+Hostile files are refused before they cost much (the checksum proves integrity, not
+origin, so a crafted file can carry a valid one):
+
+- a file larger than `max_bytes()` (64 MiB, or `PROMPTC_MAX_PFC_BYTES`) is not read;
+- msgpack's own limits (`max_str_len`, `max_array_len`, ...) are set from the size of the
+  buffer being decoded; the envelope is a map of five scalars and is decoded with tight
+  limits; the payload may hold at most one list or map per `_BYTES_PER_CONTAINER` bytes
+  (compiled examples use one per 20 to 36 bytes), which bounds the memory a decode can take
+  to a small multiple of the file's size;
+- tuples nest at most `MAX_TUPLE_DEPTH` deep (each is a nested decode), and the decoded
+  data at most `MAX_DATA_DEPTH` deep (checked without recursion before any record is
+  built);
+- the cyclic garbage collector is paused while a payload is decoded (it would rescan the
+  millions of fresh containers of a large file over and over).
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import tempfile
@@ -45,6 +61,20 @@ MAGIC = "promptc-pfc"
 FORMAT = 1
 _TUPLE = 1  # msgpack ext code for a tuple
 
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+MAX_TUPLE_DEPTH = 32
+MAX_DATA_DEPTH = 256
+_BYTES_PER_CONTAINER = 8
+
+
+def max_bytes() -> int:
+    """The largest `.pfc` that is read: `PROMPTC_MAX_PFC_BYTES`, else 64 MiB."""
+    raw = os.environ.get("PROMPTC_MAX_PFC_BYTES", "")
+    try:
+        return int(raw) if raw.strip() else DEFAULT_MAX_BYTES
+    except ValueError:
+        raise ArtifactError(f"PROMPTC_MAX_PFC_BYTES must be a number of bytes, not {raw!r}") from None
+
 
 class ArtifactError(Exception):
     """A .pfc file that cannot be loaded (or a value that cannot be saved)."""
@@ -59,18 +89,52 @@ def _default(obj: Any) -> Any:
     raise ArtifactError(f"cannot save a value of type {type(obj).__name__} in a .pfc")
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code == _TUPLE:
-        return tuple(_unpack(data))
-    raise ArtifactError(f"unknown msgpack extension type {code}")
-
-
 def _pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=_default)
 
 
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+class _Budget:
+    """Counts the lists and maps a decode builds; refuses more than its file can hold."""
+
+    def __init__(self, size: int):
+        self.left = size // _BYTES_PER_CONTAINER + 1024
+
+    def spend(self, obj: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise ArtifactError("malformed .pfc payload (far more lists and maps than a program of its size has)")
+        return obj
+
+
+def _unpack(data: bytes, budget: _Budget | None = None, depth: int = 0) -> Any:
+    """Decode a payload (or a tuple inside it) under size, count and nesting limits."""
+    budget = budget or _Budget(len(data))
+
+    def ext_hook(code: int, inner: bytes) -> Any:
+        if code != _TUPLE:
+            raise ArtifactError(f"malformed .pfc payload (unknown msgpack extension type {code})")
+        if depth >= MAX_TUPLE_DEPTH:
+            raise ArtifactError(f"malformed .pfc payload (tuples nested more than {MAX_TUPLE_DEPTH} deep)")
+        return tuple(_unpack(inner, budget, depth + 1))
+
+    n = len(data)
+    return msgpack.unpackb(
+        data, raw=False, strict_map_key=False, ext_hook=ext_hook, list_hook=budget.spend, object_hook=budget.spend,
+        max_str_len=n, max_bin_len=n, max_array_len=n, max_map_len=n // 2, max_ext_len=n,
+    )
+
+
+def _check_depth(data: Any, limit: int = MAX_DATA_DEPTH) -> None:
+    """Refuse data nested deeper than `limit` (an explicit stack: no recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        obj, d = stack.pop()
+        if d > limit:
+            raise ArtifactError(f"malformed .pfc payload (data nested more than {limit} deep)")
+        if isinstance(obj, dict):
+            stack.extend((v, d + 1) for v in obj.values())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend((v, d + 1) for v in obj)
 
 
 # -- records <-> plain data ---------------------------------------------------------------
@@ -238,10 +302,16 @@ def dumps(program: Program, extra: dict | None = None) -> bytes:
 
 
 def loads(data: bytes, name: str = "<bytes>") -> tuple[Program, dict]:
+    limit = max_bytes()
+    if len(data) > limit:
+        raise ArtifactError(f"{name}: {len(data)} bytes is larger than the .pfc size limit ({limit} bytes; set PROMPTC_MAX_PFC_BYTES to raise it)")
     if MAGIC.encode() not in data[:64]:
         raise ArtifactError(f"{name}: not a promptc artifact (.pfc)")
     try:
-        env = msgpack.unpackb(data, raw=False)
+        # the envelope is a map of five scalars: nothing in it may be large but the payload
+        env = msgpack.unpackb(
+            data, raw=False, max_str_len=256, max_bin_len=len(data), max_array_len=8, max_map_len=16, max_ext_len=0
+        )
     except Exception as e:  # msgpack raises several kinds for truncated / garbled data
         raise ArtifactError(f"{name}: truncated or corrupt .pfc ({type(e).__name__})") from None
     if not isinstance(env, dict) or env.get("magic") != MAGIC:
@@ -253,14 +323,24 @@ def loads(data: bytes, name: str = "<bytes>") -> tuple[Program, dict]:
         raise ArtifactError(f"{name}: truncated or corrupt .pfc (no payload)")
     if hashlib.sha256(payload).hexdigest() != env["sha256"]:
         raise ArtifactError(f"{name}: checksum mismatch: the .pfc is corrupt or was modified")
+    gc_was_on = gc.isenabled()
+    gc.disable()
     try:
         body = _unpack(payload)
+        _check_depth(body)
+        if not isinstance(body, dict) or not isinstance(body.get("program"), dict):
+            raise ArtifactError("malformed .pfc payload (no program)")
         program = program_from_data(body["program"])
         extra = body.get("extra") or {}
-    except ArtifactError:
-        raise
+        if not isinstance(extra, dict):
+            raise ArtifactError("malformed .pfc payload (its extra section is not a map)")
+    except ArtifactError as e:
+        raise ArtifactError(f"{name}: {e}") from None
     except Exception as e:
-        raise ArtifactError(f"{name}: malformed .pfc payload ({type(e).__name__}: {e})") from None
+        raise ArtifactError(f"{name}: malformed .pfc payload ({type(e).__name__}: {_clip(str(e))})") from None
+    finally:
+        if gc_was_on:
+            gc.enable()
     if program.source_hash != env.get("source_hash"):
         raise ArtifactError(f"{name}: malformed .pfc (source hash does not match its program)")
     return program, extra
@@ -281,8 +361,20 @@ def save(program: Program, path: str | os.PathLike, extra: dict | None = None) -
         raise
 
 
+def _clip(text: str, n: int = 200) -> str:
+    """One short line: an error message may quote hostile data."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
 def load_artifact(path: str | os.PathLike) -> tuple[Program, dict]:
     try:
+        size = os.stat(path).st_size
+        limit = max_bytes()
+        if size > limit:
+            raise ArtifactError(
+                f"{path}: {size} bytes is larger than the .pfc size limit ({limit} bytes; set PROMPTC_MAX_PFC_BYTES to raise it)"
+            )
         data = Path(path).read_bytes()
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read: {e.strerror or e}") from None
