@@ -56,6 +56,7 @@ from promptc.ir import (
     Workflow,
 )
 from promptc.types import Type
+from promptc.verify import VerifyError, verify
 
 MAGIC = "promptc-pfc"
 FORMAT = 1
@@ -286,6 +287,65 @@ def program_from_data(d: dict) -> Program:
     )
 
 
+# -- checking a decoded program ---------------------------------------------------------------
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    found = _HINTS.get(cls)
+    if found is None:
+        import typing
+
+        found = typing.get_type_hints(cls)
+        _HINTS[cls] = found
+    return found
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _check_records(program: Program) -> None:
+    """Every field of every record holds a value of its declared type (explicit stack).
+
+    A crafted payload decodes to lists, maps and scalars of any type; the records are
+    built from them without looking. This walk makes sure that, say, a param's role is a
+    `str` before `inspect` prints it or the runtime renders it.
+    """
+    import types as pytypes
+    import typing
+
+    import attrs
+
+    stack: list[tuple[Any, Any, str]] = [(program, Program, "program")]
+    while stack:
+        value, want, where = stack.pop()
+        if want is Any:
+            continue
+        origin = typing.get_origin(want)
+        if origin in (typing.Union, pytypes.UnionType):
+            options = typing.get_args(want)
+            if value is None and type(None) in options:
+                continue
+            (want,) = [o for o in options if o is not type(None)]  # the IR's unions are `X | None`
+            origin = typing.get_origin(want)
+        if origin is tuple:
+            if not isinstance(value, tuple):
+                raise ArtifactError(f"malformed .pfc payload ({where} is {type(value).__name__}, expected a list)")
+            args = typing.get_args(want)
+            if len(args) == 2 and args[1] is Ellipsis:
+                stack.extend((v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+            elif len(args) != len(value):
+                raise ArtifactError(f"malformed .pfc payload ({where} has {len(value)} items, expected {len(args)})")
+            else:
+                stack.extend((v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            continue
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ArtifactError(f"malformed .pfc payload ({where} is {type(value).__name__}, expected {want.__name__})")
+        if attrs.has(want):
+            hints = _hints(want)
+            label = want.__name__
+            stack.extend((getattr(value, f.name), hints[f.name], f"{label}.{f.name}") for f in attrs.fields(want))
+
+
 # -- the file -----------------------------------------------------------------------------
 
 
@@ -331,6 +391,11 @@ def loads(data: bytes, name: str = "<bytes>") -> tuple[Program, dict]:
         if not isinstance(body, dict) or not isinstance(body.get("program"), dict):
             raise ArtifactError("malformed .pfc payload (no program)")
         program = program_from_data(body["program"])
+        _check_records(program)
+        try:
+            verify(program)  # the IR invariants the runtime relies on (SSA, known ops, ...)
+        except VerifyError as e:
+            raise ArtifactError(f"malformed .pfc payload (invalid IR: {_clip(str(e))})") from None
         extra = body.get("extra") or {}
         if not isinstance(extra, dict):
             raise ArtifactError("malformed .pfc payload (its extra section is not a map)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 import types as pytypes
 import typing
@@ -20,17 +21,22 @@ from typing import Any, Callable, Iterable
 from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, Type, enum, list_of
 
 
+_STD_NAME = re.compile(r"std(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
 class BindError(Exception):
     """A `use` that names a module or function that cannot be found."""
 
 
 def load_module(module: str, search_dirs: Iterable[str | Path] = ()) -> pytypes.ModuleType:
     if module.startswith("std."):
+        if not _STD_NAME.fullmatch(module):
+            raise BindError(f"'{module}' is not a standard module name (std.<name>, like std.text)")
         name = "promptc.stdlib." + module[4:]
         try:
             return importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name != name:
+            if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
                 raise
             raise BindError(f"no standard library module '{module}'") from None
     for d in [*search_dirs, "."]:
