@@ -46,10 +46,40 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=8, metavar="N", help="samples run at once (default 8)")
     parser.add_argument("--no-cache", action="store_true", help="ask the model again, ignoring the cache")
     parser.add_argument("--cache-dir", metavar="DIR", help="the call cache (default .promptc/cache)")
+    add_timeout_argument(parser)
     parser.add_argument(
         "--trust-code", action="store_true",
         help="let a .pfc import user code from anywhere (default: only files in its own folder, by relative path)",
     )
+
+
+def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout", action="append", default=None, metavar="[MODEL=]SECONDS",
+        help="seconds per model call attempt (default 60); MODEL=SECONDS sets it for one model string "
+        "or provider prefix (e.g. openai/=30); repeatable",
+    )
+
+
+def parse_timeouts(values: Sequence[str] | None) -> dict[str, Any]:
+    """`--timeout` values -> Engine keyword arguments (`timeout`, `timeouts`); bad ones: CliError."""
+    kw: dict[str, Any] = {}
+    per_model: dict[str, float] = {}
+    for v in values or ():
+        model, sep, raw = v.rpartition("=")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not seconds > 0 or seconds == float("inf") or (sep and not model):
+            raise CliError(f"--timeout expects SECONDS or MODEL=SECONDS with SECONDS > 0, got {v!r}", 2)
+        if sep:
+            per_model[model] = seconds
+        else:
+            kw["timeout"] = seconds
+    if per_model:
+        kw["timeouts"] = per_model
+    return kw
 
 
 def main(args: argparse.Namespace) -> int:
@@ -185,7 +215,7 @@ def read_data(path: str, limit: int | None = None) -> list[dict[str, Any]]:
 def make_cli_engine(args: argparse.Namespace) -> Any:
     from promptc.runtime.engine import make_engine
 
-    kw: dict[str, Any] = {"no_cache": bool(args.no_cache)}
+    kw: dict[str, Any] = {"no_cache": bool(args.no_cache), **parse_timeouts(args.timeout)}
     if args.cache_dir:
         kw["cache_dir"] = args.cache_dir
     return make_engine(**kw)

@@ -77,12 +77,46 @@ def save(run_dir: str | Path, state: dict) -> Path:
     return path
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message names the file and the problem."""
+
+
+# What `Trainer` reads back on resume, and the type each must have.
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "step": (int,), "params": (dict,), "start_val": (int, float, type(None)), "best_val": (int, float, type(None)),
+    "history": (list,), "rejected": (list,), "memory": (dict,), "demo_pool": (dict,), "rng": (list,),
+    "accounting": (dict,),
+}
+
+
 def load(run_dir: str | Path) -> dict | None:
-    """The checkpoint of a run folder, or None when there is none."""
+    """The checkpoint of a run folder, or None when there is none.
+
+    A file that is not a checkpoint, is truncated or corrupt, or lacks what a resume
+    needs raises `CheckpointError` naming the file and what is wrong.
+    """
     path = Path(run_dir) / FILE
     if not path.exists():
         return None
-    data = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+    try:
+        data = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {e.strerror or e}") from None
+    except Exception as e:  # msgpack raises several kinds for truncated / garbled data
+        raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e}); delete it or drop --resume") from None
     if not isinstance(data, dict) or data.get("version") != VERSION:
-        raise ValueError(f"{path}: not a promptc checkpoint (version {data.get('version') if isinstance(data, dict) else '?'})")
+        raise CheckpointError(f"{path}: not a promptc checkpoint (version {data.get('version') if isinstance(data, dict) else '?'})")
+    missing = [k for k in _FIELDS if k not in data]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint: no {', '.join(repr(k) for k in missing)}")
+    for key, types in _FIELDS.items():
+        if not isinstance(data[key], types) or (types == (int,) and isinstance(data[key], bool)):
+            raise CheckpointError(f"{path}: malformed checkpoint: {key!r} is a {type(data[key]).__name__}")
+    for name, value in data["params"].items():
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{path}: malformed checkpoint: param {name!r} is a {type(value).__name__}")
+    try:
+        rng_from_data(data["rng"])
+    except Exception as e:
+        raise CheckpointError(f"{path}: malformed checkpoint: bad random state ({type(e).__name__})") from None
     return data

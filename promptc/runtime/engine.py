@@ -17,8 +17,9 @@
    errors (5xx), timeouts and connection errors are retried up to `retries` times with
    exponential backoff (`backoff * 2**k`, capped at `max_backoff`) and full jitter; a
    Retry-After (or retry-after-ms) header on the error is honoured instead, up to
-   `max_retry_after`. Anything else (bad request, authentication, unknown model,
-   missing local weights) fails at once.
+   `max_retry_after`. A response with no choices, no text content or an empty answer
+   is a failed attempt too, retried the same way and never cached. Anything else (bad
+   request, authentication, unknown model, missing local weights) fails at once.
 4. The outcome is a `CallResult` with tokens (from the provider's usage), cost
    (litellm's price for the model when it knows it, else 0), attempts and seconds; a
    success is stored in the cache. A call that failed after its retries is a result
@@ -56,7 +57,9 @@ class Engine:
 
     cache: a `Cache`, or None for no caching.
     accounting: where counts go (a fresh `Accounting` if None); `engine.accounting`.
-    timeout: seconds per attempt. retries: extra attempts after the first.
+    timeout: seconds per attempt. timeouts: per-model overrides, keyed by the model
+        string (`openai/gpt-4o-mini`) or a provider prefix (`openai/`); the longest key
+        that matches wins. retries: extra attempts after the first.
     backoff / max_backoff: base and cap (seconds) of the exponential backoff.
     max_retry_after: the longest Retry-After honoured (seconds).
     max_concurrency: if set, at most this many calls in flight (an asyncio semaphore);
@@ -77,10 +80,12 @@ class Engine:
         max_concurrency: int | None = None,
         extra_params: dict[str, Any] | None = None,
         seed: int | None = None,
+        timeouts: dict[str, float] | None = None,
     ) -> None:
         self.cache = cache
         self.accounting = accounting if accounting is not None else Accounting()
         self.timeout = float(timeout)
+        self.timeouts = {k: float(v) for k, v in (timeouts or {}).items()}
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
@@ -145,6 +150,11 @@ class Engine:
             self._cache_put(key or cache_key(req), req.model, result)
         return result
 
+    def timeout_for(self, model: str) -> float:
+        """The per-attempt timeout of calls to `model` (see `timeouts`)."""
+        keys = [k for k in self.timeouts if model == k or (k.endswith("/") and model.startswith(k))]
+        return self.timeouts[max(keys, key=len)] if keys else self.timeout
+
     def _semaphore(self) -> asyncio.Semaphore | None:
         if not self.max_concurrency:
             return None
@@ -161,7 +171,8 @@ class Engine:
         # The in-process model cannot be cancelled, and its requests queue on one worker
         # thread: a deadline would count queueing time and a retry would queue the same
         # generation twice. Its calls are bounded by max_tokens instead.
-        timeout = None if providers.provider_of(req.model) == "local" else self.timeout
+        limit = self.timeout_for(req.model)
+        timeout = None if providers.provider_of(req.model) == "local" else limit
         attempt = 0
         while True:
             attempt += 1
@@ -171,7 +182,7 @@ class Engine:
                 raise
             except Exception as e:
                 if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-                    e = TimeoutError(f"no answer within {self.timeout:g}s")
+                    e = TimeoutError(f"no answer within {limit:g}s")
                 retryable, retry_after = classify(e)
                 if not retryable or attempt > self.retries:
                     what = _describe(e)
@@ -183,7 +194,15 @@ class Engine:
                 log.debug("call to %s: %s; retry %d in %.3fs", req.model, type(e).__name__, attempt, delay)
                 await asyncio.sleep(delay)
                 continue
-            return self._result(litellm, req, resp, attempt, start)
+            result = self._result(litellm, req, resp, attempt, start)
+            if result.ok:
+                return result
+            # an empty or malformed response: a failed call, retried, never cached
+            if attempt > self.retries:
+                what = f"gave up after {attempt} attempts: {result.error}" if attempt > 1 else result.error
+                log.info("call to %s failed: %s", req.model, what)
+                return CallResult(text=None, error=what, attempts=attempt, seconds=time.perf_counter() - start)
+            await asyncio.sleep(self._delay(attempt, None))
 
     def _kwargs(self, req: CallRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -193,7 +212,7 @@ class Engine:
             "temperature": req.temperature,
             "max_tokens": req.max_tokens,
             "seed": req.seed,
-            "timeout": self.timeout,
+            "timeout": self.timeout_for(req.model),
             "num_retries": 0,
             "max_retries": 0,
         }
@@ -211,16 +230,25 @@ class Engine:
         return self._rng.uniform(cap / 2, cap)  # "equal jitter": never zero, never above the cap
 
     def _result(self, litellm: Any, req: CallRequest, resp: Any, attempts: int, start: float) -> CallResult:
+        """The answer of a response; an empty or malformed one is a result with `error`."""
         try:
-            text = resp.choices[0].message.content
-        except (AttributeError, IndexError, KeyError):
-            text = None
+            choices = resp.choices
+            text = choices[0].message.content if choices else None
+            problem = "a response with no choices" if not choices else None
+        except (AttributeError, IndexError, KeyError, TypeError):
+            text, problem = None, "a malformed response (no message in its first choice)"
+        if problem is None and not isinstance(text, str):
+            problem = "a response with no text content"
+        elif problem is None and text == "":
+            problem = "an empty answer"
+        if problem is not None:
+            return CallResult(text=None, error=f"{problem} from {req.model}", attempts=attempts, seconds=time.perf_counter() - start)
         usage = getattr(resp, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         cost = 0.0 if providers.is_custom(req.model) else _cost(litellm, resp, req.model)
         return CallResult(
-            text=text if text is not None else "",
+            text=text,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost,
             attempts=attempts, seconds=time.perf_counter() - start,
         )
