@@ -722,9 +722,12 @@ def _guarded(action: Any, local: threading.local) -> Any:
 def _int(tok: Token, file: str) -> int:
     """An INT token's value; integers are 64-bit (they are saved in `.pfc` artifacts)."""
     text = str(tok)
-    if len(text.lstrip("-").lstrip("0")) > 19 or not -(2**63) <= int(text) < 2**63:
+    digits = text.lstrip("-").lstrip("0") or "0"
+    # more than 19 digits is out of range; checked first, as int() refuses over 4,300 digits
+    value = None if len(digits) > 19 else -int(digits) if text.startswith("-") else int(digits)
+    if value is None or not -(2**63) <= value < 2**63:
         raise CompileError(f"integer {_short(text)} is out of range (integers are 64-bit)", _tok_span(file, tok))
-    return int(text)
+    return value
 
 
 def _join(a: Span, b: Span) -> Span:

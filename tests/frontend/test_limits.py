@@ -152,3 +152,10 @@ def test_cli_nested_error_is_located(tmp_path):
     r = subprocess.run([sys.executable, "-m", "promptc", "compile", str(path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.startswith(f"{path}:4:10: error: the expression is nested too deeply")
+
+
+def test_integer_with_thousands_of_leading_zeros():
+    # found by the fuzz test: int() refuses strings of over 4,300 digits
+    compile_source(wf("  let n = " + "0" * 5000 + "1\n  return q"), "x.pflow")
+    e = error(wf("  let n = -" + "0" * 5000 + "99999999999999999999\n  return q"))
+    assert "out of range" in e.message
