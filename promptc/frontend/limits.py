@@ -18,6 +18,7 @@ before it copies anything; integer literals are range-checked by the parser.
 
 from __future__ import annotations
 
+import gc
 import re
 from typing import Any
 
@@ -76,40 +77,43 @@ def decode_source(data: bytes, file: str) -> str:
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def _children(obj: Any) -> tuple[str, ...]:
-    cls = type(obj)
+def _fields(cls: type) -> tuple[str, ...]:
+    """The fields of a record class that may hold nested records (spans excluded); () for leaves."""
     names = _FIELDS.get(cls)
     if names is None:
-        names = tuple(f.name for f in attrs.fields(cls) if not f.name.endswith("span"))
+        names = ()
+        if attrs.has(cls) and cls is not Span:
+            names = tuple(f.name for f in attrs.fields(cls) if not f.name.endswith("span"))
         _FIELDS[cls] = names
     return names
 
 
 def check_depth(module: A.Module, limit: int = MAX_DEPTH) -> None:
     """Raise a located `CompileError` at the first construct nested deeper than `limit`."""
-    # (object, depth, the span of the nearest located ancestor)
-    stack: list[tuple[Any, int, Span | None]] = [(item, 1, None) for item in reversed(module.items)]
+    gc_was_on = gc.isenabled()
+    gc.disable()  # the walk only reads the AST: the cyclic GC would rescan it for nothing
+    try:
+        _walk(module, limit)
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _walk(module: A.Module, limit: int) -> None:
+    # (record, its depth, the span of the nearest located ancestor)
+    stack: list[tuple[Any, int, Span | None]] = [(item, 1, None) for item in module.items]
+    pop, push = stack.pop, stack.append
     while stack:
-        obj, depth, near = stack.pop()
-        if isinstance(obj, tuple):
-            stack.extend((x, depth, near) for x in reversed(obj))
-            continue
-        if not attrs.has(type(obj)) or isinstance(obj, Span):
-            continue
+        obj, depth, near = pop()
         span = getattr(obj, "span", None) or near
-        for name in _children(obj):
+        for name in _fields(type(obj)):
             value = getattr(obj, name)
-            if isinstance(value, (tuple, Type)) or attrs.has(type(value)):
-                if depth >= limit and _nests(value):  # report the construct at the limit, not its leaf
-                    raise CompileError(_too_deep(obj, limit), span)
-                stack.append((value, depth + 1, span))
-
-
-def _nests(value: Any) -> bool:
-    """Does `value` add a level (a record, or a tuple holding one)?"""
-    if isinstance(value, tuple):
-        return any(_nests(v) for v in value)
-    return attrs.has(type(value)) and not isinstance(value, Span)
+            for x in value if type(value) is tuple else (value,):
+                for y in x if type(x) is tuple else (x,):  # tuples of tuples: a record type's (name, Type) pairs
+                    if _fields(type(y)):
+                        if depth >= limit:  # report the construct at the limit, not its leaf
+                            raise CompileError(_too_deep(obj, limit), span)
+                        push((y, depth + 1, span))
 
 
 def _too_deep(obj: Any, limit: int) -> str:
