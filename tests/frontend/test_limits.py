@@ -159,3 +159,18 @@ def test_integer_with_thousands_of_leading_zeros():
     compile_source(wf("  let n = " + "0" * 5000 + "1\n  return q"), "x.pflow")
     e = error(wf("  let n = -" + "0" * 5000 + "99999999999999999999\n  return q"))
     assert "out of range" in e.message
+
+
+def test_decorated_workflow_nested_too_deeply_is_located(tmp_path):
+    import importlib.util
+
+    path = tmp_path / "deep_wf.py"
+    path.write_text(
+        "import promptc\n\n@promptc.workflow\ndef w(q: str) -> str:\n    return " + " + ".join(["q"] * 1500) + "\n"
+    )
+    spec = importlib.util.spec_from_file_location("deep_wf", path)
+    mod = importlib.util.module_from_spec(spec)
+    with pytest.raises(CompileError) as info:
+        spec.loader.exec_module(mod)
+    e = info.value
+    assert (e.span.file, e.span.line) == (str(path), 3) and "nested too deeply" in e.message
