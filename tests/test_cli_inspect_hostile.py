@@ -98,3 +98,13 @@ def test_invalid_ir_is_refused(tmp_path, capsys):
     path.write_bytes(envelope(payload, data["source_hash"]))
     code, _, err = inspect(path, capsys)
     assert code == 1 and "invalid IR" in err and err.count("\n") == 1
+
+
+def test_huge_multiline_change_is_shown_without_a_diff(tmp_path, capsys):
+    p = program()
+    new = "\n".join(f"line {i}" for i in range(5000))
+    extra = {"source_params": {"instr": {"kind": "prompt", "text": "\n".join(f"old {i}" for i in range(5000)), "demos": []}}}
+    t0 = time.perf_counter()
+    code, out, err = inspect(write(tmp_path, p.with_param(evolve(p.param("instr"), text=new)), extra=extra), capsys)
+    assert code == 0, err
+    assert "(changed)" in out and "line 4999" in out and time.perf_counter() - t0 < 5

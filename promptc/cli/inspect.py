@@ -28,6 +28,7 @@ class _Malformed(Exception):
 
 
 _SCALAR = (str, int, float, bool, type(None))
+_MAX_DIFF_LINES = 2000  # difflib is quadratic in the worst case
 
 
 def _need(ok: bool, what: str) -> None:
@@ -154,7 +155,9 @@ def main(args: argparse.Namespace) -> int:
             show(line.plain)  # a long role: folded, unstyled
         else:
             console.print(line, no_wrap=True, crop=False)
-        if before is not None and before != now:
+        if before is not None and before != now and before.count("\n") + now.count("\n") > _MAX_DIFF_LINES:
+            show(now)  # too long to diff in bounded time: the trained text as it is
+        elif before is not None and before != now:
             for diff_line in difflib.unified_diff(before.splitlines(), now.splitlines(), "source", "trained", lineterm=""):
                 style = "green" if diff_line.startswith("+") else "red" if diff_line.startswith("-") else "dim"
                 show(diff_line, style)

@@ -130,7 +130,7 @@ class Engine:
         if self.cache is not None and use_cache:
             key = cache_key(req)
             hit = self._cache_get(key)
-            if hit is not None:
+            if hit is not None and hit.text:  # an empty answer (stored by an older promptc) is a miss
                 self.accounting.add(req.phase, req.model, cache_hits=1)
                 return CallResult(
                     text=hit.text, prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens,

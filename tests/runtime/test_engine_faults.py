@@ -102,3 +102,13 @@ def test_cli_timeouts_reach_the_engine(tmp_path):
     for bad in ("0", "-1", "abc", "=3", "inf", "m=nan"):
         with pytest.raises(CliError):
             parse_timeouts([bad])
+
+
+def test_empty_answer_in_an_old_cache_is_asked_again(tmp_path, fake):
+    from promptc.runtime.cache import CachedAnswer, cache_key
+
+    cache = Cache(tmp_path / "c")
+    cache.put(cache_key(req("openai/gpt-x")), "openai/gpt-x", CachedAnswer("", 1, 0, 0.0))
+    calls = fake(response("HUM"))
+    r = asyncio.run(Engine(cache=cache, retries=0).call(req("openai/gpt-x")))
+    assert r.ok and r.text == "HUM" and not r.cached and len(calls) == 1
