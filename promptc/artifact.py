@@ -55,7 +55,7 @@ from promptc.ir import (
     TrainSpec,
     Workflow,
 )
-from promptc.types import Type
+from promptc.types import SCALARS, Type
 from promptc.verify import VerifyError, verify
 
 MAGIC = "promptc-pfc"
@@ -303,6 +303,19 @@ def _hints(cls: type) -> dict[str, Any]:
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
+def _valid_type(t: Type) -> bool:
+    """The shape rules of one `Type` record (its parts are checked by the walk)."""
+    if t.kind in SCALARS:
+        return t.elem is None and not t.fields and not t.labels
+    if t.kind == "list":
+        return t.elem is not None and not t.fields and not t.labels
+    if t.kind == "record":
+        return t.elem is None and not t.labels
+    if t.kind == "enum":
+        return t.elem is None and not t.fields and bool(t.labels)
+    return False
+
+
 def _check_records(program: Program) -> None:
     """Every field of every record holds a value of its declared type (explicit stack).
 
@@ -340,6 +353,12 @@ def _check_records(program: Program) -> None:
             continue
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise ArtifactError(f"malformed .pfc payload ({where} is {type(value).__name__}, expected {want.__name__})")
+        if want is Type and not _valid_type(value):
+            raise ArtifactError(f"malformed .pfc payload ({where} is not a valid type: kind {value.kind!r})")
+        if want is Param and value.kind not in ("prompt", "demos"):
+            raise ArtifactError(f"malformed .pfc payload ({where} has unknown kind {value.kind!r})")
+        if want is Message and value.role not in ("system", "user", "assistant"):
+            raise ArtifactError(f"malformed .pfc payload ({where} has unknown role {value.role!r})")
         if attrs.has(want):
             hints = _hints(want)
             label = want.__name__

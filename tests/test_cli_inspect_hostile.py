@@ -108,3 +108,25 @@ def test_huge_multiline_change_is_shown_without_a_diff(tmp_path, capsys):
     code, out, err = inspect(write(tmp_path, p.with_param(evolve(p.param("instr"), text=new)), extra=extra), capsys)
     assert code == 0, err
     assert "(changed)" in out and "line 4999" in out and time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize(
+    "where,value,message",
+    [
+        (("llms", 0, "returns"), {"kind": "nonsense"}, "not a valid type"),
+        (("llms", 0, "returns"), {"kind": "list"}, "not a valid type"),
+        (("params", 0, "kind"), "weights", "unknown kind"),
+        (("llms", 0, "messages", 0, 0), "root", "unknown role"),
+    ],
+)
+def test_unknown_kinds_are_refused(tmp_path, capsys, where, value, message):
+    data = artifact.program_to_data(program())
+    target = data
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = value
+    payload = msgpack.packb({"program": data, "extra": {}}, use_bin_type=True)
+    path = tmp_path / "kinds.pfc"
+    path.write_bytes(envelope(payload, data["source_hash"]))
+    code, _, err = inspect(path, capsys)
+    assert code == 1 and message in err and err.count("\n") == 1
