@@ -126,16 +126,17 @@ def _unpack(data: bytes, budget: _Budget | None = None, depth: int = 0) -> Any:
 
 
 def _check_depth(data: Any, limit: int = MAX_DATA_DEPTH) -> None:
-    """Refuse data nested deeper than `limit` (an explicit stack: no recursion)."""
+    """Refuse data nested deeper than `limit` (an explicit stack of containers: no recursion)."""
     stack = [(data, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        obj, d = stack.pop()
+        obj, d = pop()
         if d > limit:
             raise ArtifactError(f"malformed .pfc payload (data nested more than {limit} deep)")
-        if isinstance(obj, dict):
-            stack.extend((v, d + 1) for v in obj.values())
-        elif isinstance(obj, (list, tuple)):
-            stack.extend((v, d + 1) for v in obj)
+        for v in obj.values() if type(obj) is dict else obj if type(obj) in (list, tuple) else ():
+            t = type(v)
+            if t is dict or t is list or t is tuple:
+                push((v, d + 1))
 
 
 # -- records <-> plain data ---------------------------------------------------------------
@@ -317,12 +318,87 @@ def _valid_type(t: Type) -> bool:
 
 
 def _check_records(program: Program) -> None:
-    """Every field of every record holds a value of its declared type (explicit stack).
+    """Every field of every record holds a value of its declared type.
 
     A crafted payload decodes to lists, maps and scalars of any type; the records are
-    built from them without looking. This walk makes sure that, say, a param's role is a
-    `str` before `inspect` prints it or the runtime renders it.
+    built from them without looking. This makes sure that, say, a param's role is a `str`
+    before `inspect` prints it or the runtime renders it. A fast check (checkers compiled
+    once per annotation) runs first; only when it fails does `_diagnose` walk the program
+    again to name the field.
     """
+    if not _checker(Program)(program):
+        _diagnose(program)
+        raise ArtifactError("malformed .pfc payload (a field has the wrong type)")  # pragma: no cover
+
+
+_CHECKERS: dict[Any, Any] = {}
+# record class -> (a rule its values keep beyond their field types, what a breach is called)
+_SEMANTIC: dict[type, tuple[Any, Any]] = {
+    Type: (_valid_type, lambda t: f"is not a valid type: kind {t.kind!r}"),
+    Param: (lambda p: p.kind in ("prompt", "demos"), lambda p: f"has unknown kind {p.kind!r}"),
+    Message: (lambda m: m.role in ("system", "user", "assistant"), lambda m: f"has unknown role {m.role!r}"),
+}
+
+
+def _checker(want: Any):
+    """A predicate `value -> bool` for the annotation `want`, built once and cached."""
+    import types as pytypes
+    import typing
+
+    import attrs
+
+    found = _CHECKERS.get(want)
+    if found is not None:
+        return found
+    origin = typing.get_origin(want)
+    if want is Any:
+        def check(v):
+            return True
+    elif origin in (typing.Union, pytypes.UnionType):
+        (inner_type,) = [o for o in typing.get_args(want) if o is not type(None)]  # the IR's unions are `X | None`
+        inner = _checker(inner_type)
+
+        def check(v):
+            return v is None or inner(v)
+    elif origin is tuple:
+        args = typing.get_args(want)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _checker(args[0])
+
+            def check(v):
+                return type(v) is tuple and all(map(item, v))
+        else:
+            items = [_checker(a) for a in args]
+
+            def check(v):
+                return type(v) is tuple and len(v) == len(items) and all(c(x) for c, x in zip(items, v))
+    elif attrs.has(want):
+        names = [f.name for f in attrs.fields(want)]
+        fields: list = []  # filled on first use: records refer to each other (Node -> Loop -> Node)
+        semantic = _SEMANTIC.get(want, (None,))[0]
+
+        def check(v):
+            if type(v) is not want:
+                return False
+            if not fields:
+                hints = _hints(want)
+                fields.extend((n, _checker(hints[n])) for n in names)
+            for n, c in fields:
+                if not c(getattr(v, n)):
+                    return False
+            return semantic is None or semantic(v)
+    elif want is int:
+        def check(v):
+            return type(v) is int
+    else:
+        def check(v):
+            return isinstance(v, want)
+    _CHECKERS[want] = check
+    return check
+
+
+def _diagnose(program: Program) -> None:
+    """Raise an `ArtifactError` naming the first field of `program` that has the wrong type."""
     import types as pytypes
     import typing
 
@@ -338,7 +414,7 @@ def _check_records(program: Program) -> None:
             options = typing.get_args(want)
             if value is None and type(None) in options:
                 continue
-            (want,) = [o for o in options if o is not type(None)]  # the IR's unions are `X | None`
+            (want,) = [o for o in options if o is not type(None)]
             origin = typing.get_origin(want)
         if origin is tuple:
             if not isinstance(value, tuple):
@@ -353,12 +429,9 @@ def _check_records(program: Program) -> None:
             continue
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
             raise ArtifactError(f"malformed .pfc payload ({where} is {type(value).__name__}, expected {want.__name__})")
-        if want is Type and not _valid_type(value):
-            raise ArtifactError(f"malformed .pfc payload ({where} is not a valid type: kind {value.kind!r})")
-        if want is Param and value.kind not in ("prompt", "demos"):
-            raise ArtifactError(f"malformed .pfc payload ({where} has unknown kind {value.kind!r})")
-        if want is Message and value.role not in ("system", "user", "assistant"):
-            raise ArtifactError(f"malformed .pfc payload ({where} has unknown role {value.role!r})")
+        rule, breach = _SEMANTIC.get(want, (None, None))
+        if rule is not None and not rule(value):
+            raise ArtifactError(f"malformed .pfc payload ({where} {breach(value)})")
         if attrs.has(want):
             hints = _hints(want)
             label = want.__name__
