@@ -124,8 +124,12 @@ def test_inspect_lists_the_user_files(layout, capsys):
     tmp_path, program = layout
     path = crafted(tmp_path, program, "../evil/evil.py")
     assert main(["inspect", str(path)]) == 0
-    assert "user code this workflow imports when it runs: ../evil/evil.py" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "user code this workflow imports when it runs:" in out
+    assert "  ../evil/evil.py (refused unless --trust-code: a path out of its folder)" in out
     assert not imported(tmp_path)
+    assert main(["inspect", str(tmp_path / "art" / "w.pfc")]) == 0
+    assert "  tools.py (in the artifact's folder)" in capsys.readouterr().out
 
 
 def test_invalid_std_module_name_is_a_bind_error():

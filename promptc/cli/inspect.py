@@ -100,6 +100,29 @@ def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _show_user_code(program: Any, file: str, show: Any) -> None:
+    """The user files running the artifact would import, and which the trust rule refuses."""
+    from pathlib import Path
+
+    from promptc.bind import BindError, confined_file
+
+    used = {n.target for n in program.nodes if n.op == "call"}
+    if program.train is not None:
+        used.add(program.train.metric)
+    modules = sorted({f.module for f in program.functions if f.name in used and not f.module.startswith("std.")})
+    if not modules:
+        return
+    show("\nuser code this workflow imports when it runs:")
+    root = Path(file).resolve().parent
+    for module in modules:
+        try:
+            confined_file(module, root)
+            verdict = "in the artifact's folder"
+        except BindError as e:
+            verdict = "refused unless --trust-code: " + str(e).split(": ", 1)[-1].split(";")[0]
+        show(f"  {module} ({verdict})")
+
+
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -163,9 +186,7 @@ def main(args: argparse.Namespace) -> int:
                 show(diff_line, style)
         else:
             show(now or "(empty)")
-    user_files = sorted({f.module for f in program.functions if not f.module.startswith("std.")})
-    if user_files:
-        show("\nuser code this workflow imports when it runs: " + ", ".join(user_files))
+    _show_user_code(program, args.file, show)
     filtered = extra.get("filtered")
     if filtered:
         t = Table(title="optimizer replies refused before validation", show_header=True)
