@@ -438,6 +438,31 @@ def _diagnose(program: Program) -> None:
             stack.extend((getattr(value, f.name), hints[f.name], f"{label}.{f.name}") for f in attrs.fields(want))
 
 
+def _check_references(program: Program) -> None:
+    """Every name a record uses is declared: what the runtime looks up, it finds.
+
+    (`verify` checks the nodes' own references only for programs past the resolve pass; a
+    crafted artifact can claim any pass list.)
+    """
+    models = {m.name for m in program.models}
+    demos = {p.name for p in program.params if p.kind == "demos"}
+    llms = {l.name for l in program.llms}
+    functions = {f.name for f in program.functions}
+    for l in program.llms:
+        if l.model not in models:
+            raise ArtifactError(f"malformed .pfc payload (llm '{_clip(l.name, 60)}' uses undeclared model '{_clip(l.model, 60)}')")
+        if l.demos is not None and l.demos not in demos:
+            raise ArtifactError(f"malformed .pfc payload (llm '{_clip(l.name, 60)}' uses undeclared demos param '{_clip(l.demos, 60)}')")
+    for n in program.nodes:
+        if (n.op == "llm" and n.target not in llms) or (n.op == "call" and n.target not in functions):
+            raise ArtifactError(f"malformed .pfc payload (node '{_clip(n.name, 60)}' calls undeclared '{_clip(str(n.target), 60)}')")
+    t = program.train
+    if t is not None:
+        for role, name in (("teacher", t.teacher), ("backward", t.backward), ("optimizer", t.optimizer)):
+            if name is not None and name not in models:
+                raise ArtifactError(f"malformed .pfc payload (train {role} is undeclared model '{_clip(name, 60)}')")
+
+
 # -- the file -----------------------------------------------------------------------------
 
 
@@ -484,6 +509,7 @@ def loads(data: bytes, name: str = "<bytes>") -> tuple[Program, dict]:
             raise ArtifactError("malformed .pfc payload (no program)")
         program = program_from_data(body["program"])
         _check_records(program)
+        _check_references(program)
         try:
             verify(program)  # the IR invariants the runtime relies on (SSA, known ops, ...)
         except VerifyError as e:

@@ -130,3 +130,20 @@ def test_unknown_kinds_are_refused(tmp_path, capsys, where, value, message):
     path.write_bytes(envelope(payload, data["source_hash"]))
     code, _, err = inspect(path, capsys)
     assert code == 1 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda p: evolve(p, models=()), "llm 'f' uses undeclared model 'm'"),
+        (lambda p: evolve(p, llms=(evolve(p.llms[0], demos="shots"),)), "undeclared demos param 'shots'"),
+        (lambda p: evolve(p, llms=(), passes=()), "calls undeclared 'f'"),
+    ],
+    ids=["model", "demos", "llm-with-no-passes"],
+)
+def test_undeclared_references_are_refused(tmp_path, capsys, change, message):
+    # the runtime would look these up and fail with an internal KeyError
+    path = tmp_path / "refs.pfc"
+    artifact.save(change(program()), path)
+    code, _, err = inspect(path, capsys)
+    assert code == 1 and message in err and err.count("\n") == 1
