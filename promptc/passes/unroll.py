@@ -26,9 +26,8 @@ Loops are expanded outermost first: a copied inner loop is expanded in the conte
 its outer step (names, guard, time), so guards of nested breaks compose correctly.
 The pass is linear in the size of the unrolled program.
 
-Size limit: before copying anything, the pass computes an upper bound of the unrolled
-program's size (each step of a loop costs its body plus its index, guard and select
-nodes) and refuses a program over `max_nodes()` nodes (200,000, or the environment
+Size limit: before copying anything, the pass computes the unrolled program's size
+(each step of a loop costs its body plus its index, guard and select nodes) and refuses a program over `max_nodes()` nodes (200,000, or the environment
 variable `PROMPTC_MAX_NODES`) with a `CompileError` at the innermost loop that crosses
 the limit, naming its label, its bound and the size. `for i in 0..1000000000` or thirty
 nested `loop max 2` fail at once instead of filling memory.
@@ -71,8 +70,13 @@ def unrolled_size(nodes: tuple[Node, ...], limit: int) -> int:
             total += 1
             continue
         lp = n.loop
-        per_step = unrolled_size(lp.body, limit) + 3 + len(lp.carried)  # index, guards, selects
-        size = lp.bound * per_step
+        # what `_Unroller.loop` emits per step: the body, the index const, and with a break
+        # the step's guard and one select per carried variable; plus an `and` per node that
+        # has a guard of its own, and the `alive` const of step 0
+        per_step = unrolled_size(lp.body, limit) + (lp.index is not None) + sum(1 for b in lp.body if b.guard is not None)
+        if lp.brk is not None:
+            per_step += 1 + len(lp.carried)
+        size = lp.bound * per_step + (lp.brk is not None)
         if size > limit:
             kind = f"for {lp.label} in 0..{lp.bound}" if lp.kind == "for" else f"loop max {lp.bound}"
             raise CompileError(

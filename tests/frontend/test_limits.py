@@ -174,3 +174,18 @@ def test_decorated_workflow_nested_too_deeply_is_located(tmp_path):
         spec.loader.exec_module(mod)
     e = info.value
     assert (e.span.file, e.span.line) == (str(path), 3) and "nested too deeply" in e.message
+
+
+@pytest.mark.parametrize("body", ["x = f(x)", 'x = f(x)\nbreak if x == "a"'], ids=["no-break", "break"])
+@pytest.mark.parametrize("depth", [1, 3, 6])
+def test_unroll_size_estimate_bounds_the_real_size(body, depth):
+    from promptc.passes.unroll import unroll, unrolled_size
+
+    # outer loops alternate `for` and `loop max`; the innermost is a `loop max` (it may break)
+    outer = "".join(f"for i{k} in 0..2 {{\n" if k % 2 else "loop max 2 {\n" for k in range(depth - 1))
+    src = wf("  let x = q\n" + outer + "loop max 3 {\n" + body + "\n" + "}\n" * depth + "  return x")
+    p = compile_source(src, "x.pflow", until="typecheck")
+    estimate, actual = unrolled_size(p.workflow.nodes, 10**9), len(unroll(p).workflow.nodes)
+    assert actual <= estimate <= 1.5 * actual
+    if "break" not in body:
+        assert estimate == actual
