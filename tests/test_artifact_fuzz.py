@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
-import tracemalloc
 
 import msgpack
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +15,7 @@ from hypothesis import strategies as st
 from promptc import artifact
 from promptc.artifact import ArtifactError
 from promptc.cli.inspect import _Malformed, _check_extra
+from tests.bounds import bounded
 from tests.test_artifact import rich_program
 from tests.test_artifact_hostile import envelope, program
 
@@ -29,9 +28,7 @@ GOOD = [
 
 def _load_bounded(data: bytes) -> None:
     """loads() returns or raises ArtifactError, in bounded time and memory; the message is one line."""
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    try:
+    with bounded(10, 64 * len(data) + 64 * 1024 * 1024):
         try:
             _program, extra = artifact.loads(data, "fuzz.pfc")
         except ArtifactError as e:
@@ -42,12 +39,6 @@ def _load_bounded(data: bytes) -> None:
                 _check_extra(extra)  # what inspect does before showing anything
             except _Malformed:
                 pass
-        elapsed = time.perf_counter() - t0
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert elapsed < 10, f"{elapsed:.1f}s"
-    assert peak < 64 * len(data) + 64 * 1024 * 1024, f"{peak / 1e6:.0f} MB for {len(data)} bytes"
 
 
 def _resealed(payload: bytes, base: bytes) -> bytes:

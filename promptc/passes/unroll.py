@@ -76,7 +76,8 @@ def unrolled_size(nodes: tuple[Node, ...], limit: int) -> int:
         per_step = unrolled_size(lp.body, limit) + (lp.index is not None) + sum(1 for b in lp.body if b.guard is not None)
         if lp.brk is not None:
             per_step += 1 + len(lp.carried)
-        size = lp.bound * per_step + (lp.brk is not None)
+        # a step costs time even when it emits nothing (a body of aliases): count it as one
+        size = lp.bound * max(1, per_step) + (lp.brk is not None)
         if size > limit:
             kind = f"for {lp.label} in 0..{lp.bound}" if lp.kind == "for" else f"loop max {lp.bound}"
             raise CompileError(

@@ -10,8 +10,6 @@ as many.
 from __future__ import annotations
 
 import os
-import time
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from hypothesis import strategies as st
 
 from promptc.compiler import compile_source
 from promptc.errors import CompileError
+from tests.bounds import bounded
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*/*.pflow"))
@@ -52,16 +51,8 @@ def _check(src: str, file: str) -> None:
 
 def _check_bounded(src: str, file: str) -> None:
     """`_check`, and it takes at most SECONDS and PEAK_BYTES of Python allocations."""
-    tracemalloc.start()
-    t0 = time.perf_counter()
-    try:
+    with bounded(SECONDS, PEAK_BYTES):
         _check(src, file)
-        elapsed = time.perf_counter() - t0
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert elapsed < SECONDS, f"{elapsed:.1f}s"
-    assert peak < PEAK_BYTES, f"{peak / 1e6:.0f} MB"
 
 
 @st.composite

@@ -189,3 +189,10 @@ def test_unroll_size_estimate_bounds_the_real_size(body, depth):
     assert actual <= estimate <= 1.5 * actual
     if "break" not in body:
         assert estimate == actual
+
+
+def test_loops_whose_steps_emit_nothing_are_still_bounded():
+    # found by the fuzz test: `x = x` is an alias, so each step emits no node, but 2**40
+    # steps still take forever to walk
+    src = wf("  let x = q\n" + "loop max 2 {\n" * 40 + "x = x\n" + "}\n" * 40 + "  return x")
+    assert "more than the limit" in error(src).message
