@@ -70,7 +70,7 @@ def _with_extra(base: bytes, extra_packed: bytes) -> bytes:
 
 _ODD = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(max_size=20) | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["history", "scores", "source_params", "step", "proposals", "text", "param", "accepted", "best"]), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["history", "scores", "source_params", "filtered", "step", "proposals", "text", "param", "accepted", "best"]), inner, max_size=4),
     max_leaves=20,
 )
 

@@ -48,6 +48,8 @@ ODD_EXTRA = {
     "source-params-list": {"source_params": ["instr"]},
     "source-text-int": {"source_params": {"instr": {"kind": "prompt", "text": 5}}},
     "accepted-ints": {"history": [{"step": 1, "accepted": [1]}]},
+    "filtered-list": {"filtered": [1]},
+    "filtered-nested": {"filtered": {"json": {"n": 1}}},
 }
 
 
@@ -61,11 +63,11 @@ def test_odd_extra_is_one_clean_line(tmp_path, capsys, extra):
 def test_markup_in_texts_is_printed_literally(tmp_path, capsys):
     p = program()
     instr = evolve(p.param("instr"), role="ends with [/INST] and [optional] and [/]", text="use [red]x[/red] and [link]")
-    path = write(tmp_path, p.with_param(instr), extra={"scores": {"[bold]k": "[/x]"}})
+    path = write(tmp_path, p.with_param(instr), extra={"scores": {"[bold]k": "[/x]"}, "filtered": {"[red]f": 2}})
     code, out, err = inspect(path, capsys, "--history")
     assert code == 0, err
     assert "[/INST]" in out and "[optional]" in out and "[/]" in out
-    assert "use [red]x[/red] and [link]" in out and "[bold]k" in out and "[/x]" in out
+    assert "use [red]x[/red] and [link]" in out and "[bold]k" in out and "[/x]" in out and "[red]f" in out
 
 
 def test_long_unbroken_line_is_linear(tmp_path, capsys):
