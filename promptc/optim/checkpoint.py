@@ -81,11 +81,15 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed from; the message names the file and the problem."""
 
 
-# What `Trainer` reads back on resume, and the type each must have.
+# What every checkpoint holds (`Trainer` reads these back on resume), and their types.
 _FIELDS: dict[str, tuple[type, ...]] = {
-    "step": (int,), "params": (dict,), "start_val": (int, float, type(None)), "best_val": (int, float, type(None)),
-    "history": (list,), "rejected": (list,), "memory": (dict,), "demo_pool": (dict,), "rng": (list,),
-    "accounting": (dict,),
+    "step": (int,), "params": (dict,), "history": (list,), "rng": (list,), "accounting": (dict,),
+}
+# What the current trainer adds (an older checkpoint without them makes it start over):
+# checked for type when present.
+_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "prompt_steps": (int,), "demos_due": (bool,), "start_scores": (list, type(None)), "best_scores": (list, type(None)),
+    "calls_per_row": (int, float), "prompt_optimizers": (dict,), "demo_optimizers": (dict,),
 }
 
 
@@ -109,7 +113,7 @@ def load(run_dir: str | Path) -> dict | None:
     missing = [k for k in _FIELDS if k not in data]
     if missing:
         raise CheckpointError(f"{path}: incomplete checkpoint: no {', '.join(repr(k) for k in missing)}")
-    for key, types in _FIELDS.items():
+    for key, types in (*_FIELDS.items(), *((k, t) for k, t in _OPTIONAL.items() if k in data)):
         if not isinstance(data[key], types) or (types == (int,) and isinstance(data[key], bool)):
             raise CheckpointError(f"{path}: malformed checkpoint: {key!r} is a {type(data[key]).__name__}")
     for name, value in data["params"].items():

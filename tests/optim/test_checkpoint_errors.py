@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import msgpack
 import pytest
 
@@ -36,10 +38,10 @@ def test_checkpoint_missing_keys_names_them(tmp_path):
     assert "incomplete checkpoint: no 'step'" in err and "KeyError" not in err
 
 
-@pytest.mark.parametrize("field,value", [("step", "one"), ("params", [1]), ("rng", [1, 2, 3])])
+@pytest.mark.parametrize("field,value", [("step", "one"), ("params", [1]), ("rng", [1, 2, 3]), ("prompt_steps", "x")])
 def test_malformed_checkpoint_fields(tmp_path, field, value):
-    state = {k: v for k, v in zip(checkpoint._FIELDS, (1, {}, None, None, [], [], {}, {}, [], {}))}
-    state["rng"] = checkpoint.rng_to_data(__import__("random").Random(0))
+    state = {"step": 1, "params": {}, "history": [], "accounting": {}, "prompt_steps": 0}
+    state["rng"] = checkpoint.rng_to_data(random.Random(0))
     state[field] = value
     err = resume_error(tmp_path, msgpack.packb({"version": checkpoint.VERSION, **state}))
     assert "malformed checkpoint" in err
