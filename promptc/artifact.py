@@ -11,10 +11,26 @@ gives back an equal Program.
 
 Errors are `ArtifactError` with a one-line message: not a .pfc, unsupported format
 version, truncated or corrupt data, checksum mismatch (tampered), malformed payload.
+
+Hostile files are refused before they cost much (the checksum proves integrity, not
+origin, so a crafted file can carry a valid one):
+
+- a file larger than `max_bytes()` (64 MiB, or `PROMPTC_MAX_PFC_BYTES`) is not read;
+- msgpack's own limits (`max_str_len`, `max_array_len`, ...) are set from the size of the
+  buffer being decoded; the envelope is a map of five scalars and is decoded with tight
+  limits; the payload may hold at most one list or map per `_BYTES_PER_CONTAINER` bytes
+  (compiled examples use one per 20 to 36 bytes), which bounds the memory a decode can take
+  to a small multiple of the file's size;
+- tuples nest at most `MAX_TUPLE_DEPTH` deep (each is a nested decode), and the decoded
+  data at most `MAX_DATA_DEPTH` deep (checked without recursion before any record is
+  built);
+- the cyclic garbage collector is paused while a payload is decoded (it would rescan the
+  millions of fresh containers of a large file over and over).
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import tempfile
@@ -40,11 +56,26 @@ from promptc.ir import (
     Workflow,
     check_model_option,
 )
-from promptc.types import Type
+from promptc.types import SCALARS, Type
+from promptc.verify import VerifyError, verify
 
 MAGIC = "promptc-pfc"
 FORMAT = 1
 _TUPLE = 1  # msgpack ext code for a tuple
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+MAX_TUPLE_DEPTH = 32
+MAX_DATA_DEPTH = 256
+_BYTES_PER_CONTAINER = 8
+
+
+def max_bytes() -> int:
+    """The largest `.pfc` that is read: `PROMPTC_MAX_PFC_BYTES`, else 64 MiB."""
+    raw = os.environ.get("PROMPTC_MAX_PFC_BYTES", "")
+    try:
+        return int(raw) if raw.strip() else DEFAULT_MAX_BYTES
+    except ValueError:
+        raise ArtifactError(f"PROMPTC_MAX_PFC_BYTES must be a number of bytes, not {raw!r}") from None
 
 
 class ArtifactError(Exception):
@@ -62,18 +93,53 @@ def _default(obj: Any) -> Any:
     raise ArtifactError(f"cannot save a value of type {type(obj).__name__} in a .pfc")
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code == _TUPLE:
-        return tuple(_unpack(data))
-    raise ArtifactError(f"unknown msgpack extension type {code}")
-
-
 def _pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True, strict_types=True, default=_default)
 
 
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+class _Budget:
+    """Counts the lists and maps a decode builds; refuses more than its file can hold."""
+
+    def __init__(self, size: int):
+        self.left = size // _BYTES_PER_CONTAINER + 1024
+
+    def spend(self, obj: Any) -> Any:
+        self.left -= 1
+        if self.left < 0:
+            raise ArtifactError("malformed .pfc payload (far more lists and maps than a program of its size has)")
+        return obj
+
+
+def _unpack(data: bytes, budget: _Budget | None = None, depth: int = 0) -> Any:
+    """Decode a payload (or a tuple inside it) under size, count and nesting limits."""
+    budget = budget or _Budget(len(data))
+
+    def ext_hook(code: int, inner: bytes) -> Any:
+        if code != _TUPLE:
+            raise ArtifactError(f"malformed .pfc payload (unknown msgpack extension type {code})")
+        if depth >= MAX_TUPLE_DEPTH:
+            raise ArtifactError(f"malformed .pfc payload (tuples nested more than {MAX_TUPLE_DEPTH} deep)")
+        return tuple(_unpack(inner, budget, depth + 1))
+
+    n = len(data)
+    return msgpack.unpackb(
+        data, raw=False, strict_map_key=False, ext_hook=ext_hook, list_hook=budget.spend, object_hook=budget.spend,
+        max_str_len=n, max_bin_len=n, max_array_len=n, max_map_len=n // 2, max_ext_len=n,
+    )
+
+
+def _check_depth(data: Any, limit: int = MAX_DATA_DEPTH) -> None:
+    """Refuse data nested deeper than `limit` (an explicit stack of containers: no recursion)."""
+    stack = [(data, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        obj, d = pop()
+        if d > limit:
+            raise ArtifactError(f"malformed .pfc payload (data nested more than {limit} deep)")
+        for v in obj.values() if type(obj) is dict else obj if type(obj) in (list, tuple) else ():
+            t = type(v)
+            if t is dict or t is list or t is tuple:
+                push((v, d + 1))
 
 
 # -- records <-> plain data ---------------------------------------------------------------
@@ -233,6 +299,181 @@ def program_from_data(d: dict) -> Program:
     )
 
 
+# -- checking a decoded program ---------------------------------------------------------------
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    found = _HINTS.get(cls)
+    if found is None:
+        import typing
+
+        found = typing.get_type_hints(cls)
+        _HINTS[cls] = found
+    return found
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _valid_type(t: Type) -> bool:
+    """The shape rules of one `Type` record (its parts are checked by the walk)."""
+    if t.kind in SCALARS:
+        return t.elem is None and not t.fields and not t.labels
+    if t.kind == "list":
+        return t.elem is not None and not t.fields and not t.labels
+    if t.kind == "record":
+        return t.elem is None and not t.labels
+    if t.kind == "enum":
+        return t.elem is None and not t.fields and bool(t.labels)
+    return False
+
+
+def _check_records(program: Program) -> None:
+    """Every field of every record holds a value of its declared type.
+
+    A crafted payload decodes to lists, maps and scalars of any type; the records are
+    built from them without looking. This makes sure that, say, a param's role is a `str`
+    before `inspect` prints it or the runtime renders it. A fast check (checkers compiled
+    once per annotation) runs first; only when it fails does `_diagnose` walk the program
+    again to name the field.
+    """
+    if not _checker(Program)(program):
+        _diagnose(program)
+        raise ArtifactError("malformed .pfc payload (a field has the wrong type)")  # pragma: no cover
+
+
+_CHECKERS: dict[Any, Any] = {}
+# record class -> (a rule its values keep beyond their field types, what a breach is called)
+_SEMANTIC: dict[type, tuple[Any, Any]] = {
+    Type: (_valid_type, lambda t: f"is not a valid type: kind {t.kind!r}"),
+    Param: (lambda p: p.kind in ("prompt", "demos"), lambda p: f"has unknown kind {p.kind!r}"),
+    Message: (lambda m: m.role in ("system", "user", "assistant"), lambda m: f"has unknown role {m.role!r}"),
+}
+
+
+def _checker(want: Any):
+    """A predicate `value -> bool` for the annotation `want`, built once and cached."""
+    import types as pytypes
+    import typing
+
+    import attrs
+
+    found = _CHECKERS.get(want)
+    if found is not None:
+        return found
+    origin = typing.get_origin(want)
+    if want is Any:
+        def check(v):
+            return True
+    elif origin in (typing.Union, pytypes.UnionType):
+        (inner_type,) = [o for o in typing.get_args(want) if o is not type(None)]  # the IR's unions are `X | None`
+        inner = _checker(inner_type)
+
+        def check(v):
+            return v is None or inner(v)
+    elif origin is tuple:
+        args = typing.get_args(want)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _checker(args[0])
+
+            def check(v):
+                return type(v) is tuple and all(map(item, v))
+        else:
+            items = [_checker(a) for a in args]
+
+            def check(v):
+                return type(v) is tuple and len(v) == len(items) and all(c(x) for c, x in zip(items, v))
+    elif attrs.has(want):
+        names = [f.name for f in attrs.fields(want)]
+        fields: list = []  # filled on first use: records refer to each other (Node -> Loop -> Node)
+        semantic = _SEMANTIC.get(want, (None,))[0]
+
+        def check(v):
+            if type(v) is not want:
+                return False
+            if not fields:
+                hints = _hints(want)
+                fields.extend((n, _checker(hints[n])) for n in names)
+            for n, c in fields:
+                if not c(getattr(v, n)):
+                    return False
+            return semantic is None or semantic(v)
+    elif want is int:
+        def check(v):
+            return type(v) is int
+    else:
+        def check(v):
+            return isinstance(v, want)
+    _CHECKERS[want] = check
+    return check
+
+
+def _diagnose(program: Program) -> None:
+    """Raise an `ArtifactError` naming the first field of `program` that has the wrong type."""
+    import types as pytypes
+    import typing
+
+    import attrs
+
+    stack: list[tuple[Any, Any, str]] = [(program, Program, "program")]
+    while stack:
+        value, want, where = stack.pop()
+        if want is Any:
+            continue
+        origin = typing.get_origin(want)
+        if origin in (typing.Union, pytypes.UnionType):
+            options = typing.get_args(want)
+            if value is None and type(None) in options:
+                continue
+            (want,) = [o for o in options if o is not type(None)]
+            origin = typing.get_origin(want)
+        if origin is tuple:
+            if not isinstance(value, tuple):
+                raise ArtifactError(f"malformed .pfc payload ({where} is {type(value).__name__}, expected a list)")
+            args = typing.get_args(want)
+            if len(args) == 2 and args[1] is Ellipsis:
+                stack.extend((v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+            elif len(args) != len(value):
+                raise ArtifactError(f"malformed .pfc payload ({where} has {len(value)} items, expected {len(args)})")
+            else:
+                stack.extend((v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            continue
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ArtifactError(f"malformed .pfc payload ({where} is {type(value).__name__}, expected {want.__name__})")
+        rule, breach = _SEMANTIC.get(want, (None, None))
+        if rule is not None and not rule(value):
+            raise ArtifactError(f"malformed .pfc payload ({where} {breach(value)})")
+        if attrs.has(want):
+            hints = _hints(want)
+            label = want.__name__
+            stack.extend((getattr(value, f.name), hints[f.name], f"{label}.{f.name}") for f in attrs.fields(want))
+
+
+def _check_references(program: Program) -> None:
+    """Every name a record uses is declared: what the runtime looks up, it finds.
+
+    (`verify` checks the nodes' own references only for programs past the resolve pass; a
+    crafted artifact can claim any pass list.)
+    """
+    models = {m.name for m in program.models}
+    demos = {p.name for p in program.params if p.kind == "demos"}
+    llms = {l.name for l in program.llms}
+    functions = {f.name for f in program.functions}
+    for l in program.llms:
+        if l.model not in models:
+            raise ArtifactError(f"malformed .pfc payload (llm '{_clip(l.name, 60)}' uses undeclared model '{_clip(l.model, 60)}')")
+        if l.demos is not None and l.demos not in demos:
+            raise ArtifactError(f"malformed .pfc payload (llm '{_clip(l.name, 60)}' uses undeclared demos param '{_clip(l.demos, 60)}')")
+    for n in program.nodes:
+        if (n.op == "llm" and n.target not in llms) or (n.op == "call" and n.target not in functions):
+            raise ArtifactError(f"malformed .pfc payload (node '{_clip(n.name, 60)}' calls undeclared '{_clip(str(n.target), 60)}')")
+    t = program.train
+    if t is not None:
+        for role, name in (("teacher", t.teacher), ("backward", t.backward), ("optimizer", t.optimizer)):
+            if name is not None and name not in models:
+                raise ArtifactError(f"malformed .pfc payload (train {role} is undeclared model '{_clip(name, 60)}')")
+
+
 # -- the file -----------------------------------------------------------------------------
 
 
@@ -249,10 +490,16 @@ def dumps(program: Program, extra: dict | None = None) -> bytes:
 
 
 def loads(data: bytes, name: str = "<bytes>") -> tuple[Program, dict]:
+    limit = max_bytes()
+    if len(data) > limit:
+        raise ArtifactError(f"{name}: {len(data)} bytes is larger than the .pfc size limit ({limit} bytes; set PROMPTC_MAX_PFC_BYTES to raise it)")
     if MAGIC.encode() not in data[:64]:
         raise ArtifactError(f"{name}: not a promptc artifact (.pfc)")
     try:
-        env = msgpack.unpackb(data, raw=False)
+        # the envelope is a map of five scalars: nothing in it may be large but the payload
+        env = msgpack.unpackb(
+            data, raw=False, max_str_len=256, max_bin_len=len(data), max_array_len=8, max_map_len=16, max_ext_len=0
+        )
     except Exception as e:  # msgpack raises several kinds for truncated / garbled data
         raise ArtifactError(f"{name}: truncated or corrupt .pfc ({type(e).__name__})") from None
     if not isinstance(env, dict) or env.get("magic") != MAGIC:
@@ -264,14 +511,30 @@ def loads(data: bytes, name: str = "<bytes>") -> tuple[Program, dict]:
         raise ArtifactError(f"{name}: truncated or corrupt .pfc (no payload)")
     if hashlib.sha256(payload).hexdigest() != env["sha256"]:
         raise ArtifactError(f"{name}: checksum mismatch: the .pfc is corrupt or was modified")
+    gc_was_on = gc.isenabled()
+    gc.disable()
     try:
         body = _unpack(payload)
+        _check_depth(body)
+        if not isinstance(body, dict) or not isinstance(body.get("program"), dict):
+            raise ArtifactError("malformed .pfc payload (no program)")
         program = program_from_data(body["program"])
+        _check_records(program)
+        _check_references(program)
+        try:
+            verify(program)  # the IR invariants the runtime relies on (SSA, known ops, ...)
+        except VerifyError as e:
+            raise ArtifactError(f"malformed .pfc payload (invalid IR: {_clip(str(e))})") from None
         extra = body.get("extra") or {}
-    except ArtifactError:
-        raise
+        if not isinstance(extra, dict):
+            raise ArtifactError("malformed .pfc payload (its extra section is not a map)")
+    except ArtifactError as e:
+        raise ArtifactError(f"{name}: {e}") from None
     except Exception as e:
-        raise ArtifactError(f"{name}: malformed .pfc payload ({type(e).__name__}: {e})") from None
+        raise ArtifactError(f"{name}: malformed .pfc payload ({type(e).__name__}: {_clip(str(e))})") from None
+    finally:
+        if gc_was_on:
+            gc.enable()
     if program.source_hash != env.get("source_hash"):
         raise ArtifactError(f"{name}: malformed .pfc (source hash does not match its program)")
     return program, extra
@@ -292,8 +555,20 @@ def save(program: Program, path: str | os.PathLike, extra: dict | None = None) -
         raise
 
 
+def _clip(text: str, n: int = 200) -> str:
+    """One short line: an error message may quote hostile data."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
 def load_artifact(path: str | os.PathLike) -> tuple[Program, dict]:
     try:
+        size = os.stat(path).st_size
+        limit = max_bytes()
+        if size > limit:
+            raise ArtifactError(
+                f"{path}: {size} bytes is larger than the .pfc size limit ({limit} bytes; set PROMPTC_MAX_PFC_BYTES to raise it)"
+            )
         data = Path(path).read_bytes()
     except OSError as e:
         raise ArtifactError(f"{path}: cannot read: {e.strerror or e}") from None

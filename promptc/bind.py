@@ -4,6 +4,23 @@
 binds `search` from the file `tools.py`, resolved against the directories given (the
 source file's directory first). Used by the resolve pass (for docstrings and signatures)
 and by the runtime (to call the function).
+
+**The trust rule for code an artifact names.** A `.pflow` source (or a decorated Python
+function) is the user's own code: what it `use`s is imported as Python's `import` would.
+A `.pfc` artifact is data from elsewhere, and its checksum proves integrity, not origin,
+so running one imports only:
+
+- `std.*` modules (promptc's own), always;
+- user modules named by a *relative* path with no `..`, that resolve (symlinks followed)
+  to a file inside the artifact's own folder, and only for the functions the program
+  calls (and the metric `eval` uses).
+
+Anything else (an absolute path, `../x.py`, a symlink out of the folder) is refused with
+a `BindError` that says so, unless the caller trusts the artifact: `--trust-code` on
+`promptc run/eval`, `promptc.load(path, trust_code=True)`, as Hugging Face's
+`trust_remote_code`. The runtime learns it is binding for an artifact from an
+`ArtifactRoot` (the artifact's folder) among its search directories; loading a `.pfc`
+(`promptc.load`, `promptc run/eval`) puts it there.
 """
 
 from __future__ import annotations
@@ -11,28 +28,69 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 import types as pytypes
 import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from attrs import frozen
+
 from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, Type, enum, list_of
 
 
+_STD_NAME = re.compile(r"std(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
 class BindError(Exception):
-    """A `use` that names a module or function that cannot be found."""
+    """A `use` that names a module or function that cannot be found (or may not be imported)."""
+
+
+@frozen
+class ArtifactRoot:
+    """The folder of a loaded `.pfc`, as a search directory: the trust rule applies there."""
+
+    path: Path
+    trusted: bool = False
+
+
+def artifact_root(search_dirs: Iterable[Any]) -> ArtifactRoot | None:
+    return next((d for d in search_dirs if isinstance(d, ArtifactRoot)), None)
+
+
+def confined_file(module: str, root: Path) -> Path:
+    """The file `use "module"` of an untrusted artifact in `root` may import, or a `BindError`."""
+    hint = "; run it with --trust-code (or promptc.load(..., trust_code=True)) if you trust where it came from"
+    rel = Path(module)
+    if rel.is_absolute() or module.startswith(("/", "\\")) or (len(module) > 1 and module[1] == ":"):
+        raise BindError(f"refusing to import '{module}' named by the artifact: an absolute path{hint}")
+    if ".." in rel.parts or ".." in module.replace("\\", "/").split("/"):
+        raise BindError(f"refusing to import '{module}' named by the artifact: a path out of its folder{hint}")
+    base = root.resolve()
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base):
+        raise BindError(f"refusing to import '{module}' named by the artifact: it resolves outside the artifact's folder{hint}")
+    if not path.is_file():
+        raise BindError(f"cannot find module file '{module}' in the artifact's folder {base}")
+    return path
 
 
 def load_module(module: str, search_dirs: Iterable[str | Path] = ()) -> pytypes.ModuleType:
     if module.startswith("std."):
+        if not _STD_NAME.fullmatch(module):
+            raise BindError(f"'{module}' is not a standard module name (std.<name>, like std.text)")
         name = "promptc.stdlib." + module[4:]
         try:
             return importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name != name:
+            if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
                 raise
             raise BindError(f"no standard library module '{module}'") from None
+    root = artifact_root(search_dirs)
+    if root is not None and not root.trusted:
+        return _load_file(confined_file(module, root.path))
+    search_dirs = [d.path if isinstance(d, ArtifactRoot) else d for d in search_dirs]
     for d in [*search_dirs, "."]:
         path = (Path(d) / module).resolve()
         if path.is_file():

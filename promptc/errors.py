@@ -47,32 +47,76 @@ class CompileError(Exception):
         return self
 
     def render(self) -> str:
-        """`FILE:LINE:COL: error: MESSAGE`, then the source line and a caret."""
+        """`FILE:LINE:COL: error: MESSAGE`, then the source line and a caret.
+
+        Lines are counted on `\n` only, as the parser counts them (a form feed or U+2028
+        inside a line does not start a new one). A line longer than `_WIDTH` characters is
+        shown as a window around the caret, and a message quoting a huge name is shortened,
+        so that an error never prints more than a few hundred characters.
+        """
+        message = _clip(self.message, 2 * _WIDTH)
         if self.span is None:
-            return f"error: {self.message}"
-        head = f"{self.span}: error: {self.message}"
+            return f"error: {message}"
+        head = f"{self.span}: error: {message}"
         line_text = _source_line(self.source, self.span)
         if line_text is None:
             return head
+        col = max(1, self.span.col)
         width = 1
         if self.span.end_line in (None, self.span.line) and self.span.end_col:
-            width = max(1, self.span.end_col - self.span.col)
-        width = min(width, max(1, len(line_text) - self.span.col + 1))
-        caret = " " * (self.span.col - 1) + "^" + "~" * (width - 1)
+            width = max(1, self.span.end_col - col)
+        width = min(width, max(1, len(line_text) - col + 1))
+        line_text, col, width = _window(line_text, col, width)
+        caret = " " * (col - 1) + "^" + "~" * (width - 1)
         return f"{head}\n  {line_text}\n  {caret}"
 
     def __str__(self) -> str:
         return self.render()
 
 
+_WIDTH = 120  # the widest source excerpt an error shows
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n // 2] + " ... " + text[-(n // 2) :]
+
+
+def _window(line: str, col: int, width: int) -> tuple[str, int, int]:
+    """At most `_WIDTH` characters of `line` around columns `col`..`col+width`, `...` marking cuts."""
+    if len(line) <= _WIDTH:
+        return line, col, width
+    width = min(width, _WIDTH // 2)
+    start = max(0, min(col - 1 - _WIDTH // 3, len(line) - _WIDTH))
+    end = start + _WIDTH
+    shown = line[start:end]
+    if start > 0:
+        shown = "..." + shown
+        col = col - start + 3
+    else:
+        col = col - start
+    if end < len(line):
+        shown += "..."
+    return shown, col, width
+
+
 def _source_line(source: str | None, span: Span) -> str | None:
     if source is None:
         try:
-            with open(span.file, encoding="utf-8") as f:
+            with open(span.file, encoding="utf-8-sig") as f:
                 source = f.read()
-        except OSError:
+        except (OSError, UnicodeDecodeError, ValueError):
             return None
-    lines = source.splitlines()
-    if not 1 <= span.line <= len(lines):
+    if span.line < 1:
         return None
-    return lines[span.line - 1].expandtabs(1)
+    # the line the parser means: lines end at "\n" only (not at FF, VT, NEL, U+2028, ...)
+    start = 0
+    for _ in range(span.line - 1):
+        start = source.find("\n", start) + 1
+        if start == 0:
+            return None
+    end = source.find("\n", start)
+    text = source[start:] if end < 0 else source[start:end]
+    text = text.removesuffix("\r")
+    # one character per column, as the parser counts them: tabs and control characters
+    # (which would move or erase the terminal's caret line) are shown as one space
+    return "".join(" " if (c < " " or c == "\x7f") else c for c in text)

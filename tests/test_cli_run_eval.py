@@ -115,7 +115,7 @@ def test_eval_usage_errors(trec_model, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "x", "label": "HUM"}\nnot json\n')
     assert main(["eval", str(TREC), "--data", str(bad)]) == 1
-    assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
+    assert f"{bad}:2:1: not valid JSON" in capsys.readouterr().err
 
 
 def test_compile_error_is_rendered(tmp_path, capsys):

@@ -63,7 +63,7 @@ def _main(args: argparse.Namespace) -> int:
         raise CliError("--limit must be at least 1", 2)
     if args.concurrency < 1:
         raise CliError("--concurrency must be at least 1", 2)
-    program, search_dirs = load_program(args.file)
+    program, search_dirs = load_program(args.file, trust_code=args.trust_code)
     try:
         metric = resolve_metric(program, args.metric, search_dirs)
     except MetricError as e:

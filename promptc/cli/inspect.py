@@ -1,7 +1,13 @@
 """`promptc inspect OUT.pfc`: the params of an artifact (with a diff against the source
-params when it came from `promptc optimize`), the training history and the scores.
+params when it came from `promptc optimize`), the training history and the scores, and
+the user code files the workflow would import when it runs.
 
-Exit codes: 0 shown; 1 a missing, corrupt or foreign file.
+An artifact is data from elsewhere: `extra` is validated against the shape the trainer
+writes (`_check_extra`) before anything is shown, and every text from the file is printed
+literally (never read as rich markup) and folded into lines of the terminal's width by
+this module, in linear time, before rich sees it.
+
+Exit codes: 0 shown; 1 a missing, corrupt, foreign or malformed file (one line).
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,14 +23,109 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", action="store_true", help="show every proposal of every step")
 
 
+class _Malformed(Exception):
+    pass
+
+
+_SCALAR = (str, int, float, bool, type(None))
+_MAX_DIFF_LINES = 2000  # difflib is quadratic in the worst case
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise _Malformed(what)
+
+
+def _check_param_data(name: Any, d: Any) -> None:
+    _need(isinstance(name, str) and isinstance(d, dict), "source_params must map names to param values")
+    _need(isinstance(d.get("kind", ""), str) and isinstance(d.get("text", ""), str), f"source param {name!r} is malformed")
+    demos = d.get("demos", [])
+    _need(isinstance(demos, (list, tuple)), f"the demos of source param {name!r} are not a list")
+    for x in demos:
+        _need(isinstance(x, dict) and isinstance(x.get("inputs", []), (list, tuple)), f"a demo of {name!r} is malformed")
+        for kv in x.get("inputs", []):
+            _need(isinstance(kv, (list, tuple)) and len(kv) == 2 and isinstance(kv[0], str), f"a demo input of {name!r} is malformed")
+
+
+def _check_extra(extra: Any) -> dict:
+    """`extra` if it has the shape `promptc optimize` writes; `_Malformed` names what is wrong."""
+    _need(isinstance(extra, dict), "extra is not a map")
+    scores = extra.get("scores") or {}
+    _need(isinstance(scores, dict), "scores is not a map")
+    for k, v in scores.items():
+        _need(isinstance(k, str) and isinstance(v, _SCALAR), "scores must map names to numbers or text")
+    source = extra.get("source_params") or {}
+    _need(isinstance(source, dict), "source_params is not a map")
+    for name, d in source.items():
+        _check_param_data(name, d)
+    filtered = extra.get("filtered") or {}
+    _need(isinstance(filtered, dict), "filtered is not a map")
+    for k, v in filtered.items():
+        _need(isinstance(k, str) and isinstance(v, _SCALAR), "filtered must map filter names to counts")
+    history = extra.get("history") or []
+    _need(isinstance(history, (list, tuple)), "history is not a list")
+    for h in history:
+        _need(isinstance(h, dict), "a history entry is not a map")
+        for key in ("step", "minibatch_score", "failing", "backward_calls", "best"):
+            _need(isinstance(h.get(key), _SCALAR), f"history field {key!r} is not a number or text")
+        accepted = h.get("accepted") or []
+        _need(isinstance(accepted, (list, tuple)) and all(isinstance(a, str) for a in accepted), "history field 'accepted' is not a list of names")
+        proposals = h.get("proposals") or []
+        _need(isinstance(proposals, (list, tuple)), "history field 'proposals' is not a list")
+        for p in proposals:
+            _need(isinstance(p, dict), "a proposal is not a map")
+            for key in ("param", "reason", "text"):
+                _need(isinstance(p.get(key), _SCALAR), f"proposal field {key!r} is not text")
+    return extra
+
+
 def _fmt(v) -> str:
     return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def _fold(text: str, width: int) -> str:
+    """`text` with every line cut into pieces of at most `width` characters (linear)."""
+    width = max(20, width)
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+        else:
+            out.extend(line[i : i + width] for i in range(0, len(line), width))
+    return "\n".join(out)
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _show_user_code(program: Any, file: str, show: Any) -> None:
+    """The user files running the artifact would import, and which the trust rule refuses."""
+    from pathlib import Path
+
+    from promptc.bind import BindError, confined_file
+
+    used = {n.target for n in program.nodes if n.op == "call"}
+    if program.train is not None:
+        used.add(program.train.metric)
+    modules = sorted({f.module for f in program.functions if f.name in used and not f.module.startswith("std.")})
+    if not modules:
+        return
+    show("\nuser code this workflow imports when it runs:")
+    root = Path(file).resolve().parent
+    for module in modules:
+        try:
+            confined_file(module, root)
+            verdict = "in the artifact's folder"
+        except BindError as e:
+            verdict = "refused unless --trust-code: " + str(e).split(": ", 1)[-1].split(";")[0]
+        show(f"  {module} ({verdict})")
 
 
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
-    from rich.markup import escape
     from rich.text import Text
 
     from promptc.optim.checkpoint import params_to_data
@@ -33,40 +135,65 @@ def main(args: argparse.Namespace) -> int:
         from promptc.artifact import load_artifact
 
         program, extra = load_artifact(args.file)
+        extra = _check_extra(extra or {})
+    except _Malformed as e:
+        sys.stderr.write(f"promptc inspect: error: {args.file}: malformed .pfc extra section ({e})\n")
+        return 1
     except Exception as e:  # ArtifactError, OSError: one line
         sys.stderr.write(f"promptc inspect: error: {e}\n")
         return 1
-    console = Console()
-    extra = extra or {}
+    console = Console(highlight=False)
+    width = max(20, console.width - 2)
+
+    def show(text: str, style: str = "") -> None:
+        # no_wrap: the text is already folded here; rich's own folding of a long
+        # unbroken word is quadratic in its length
+        console.print(Text(_fold(text, width), style=style), no_wrap=True, overflow="ignore", crop=False)
+
     source = extra.get("source_params") or {}
-    console.print(f"[bold]{program.workflow.name}[/bold] from {program.file} (source {program.source_hash[:12]})")
+    head = Text()
+    head.append(_short(program.workflow.name), style="bold")
+    head.append(f" from {_short(program.file, 200)} (source {str(program.source_hash)[:12]})")
+    console.print(head)
     scores = extra.get("scores")
     if scores:
         t = Table(title="scores", show_header=False)
         for k, v in scores.items():
-            t.add_row(k, _fmt(v))
+            t.add_row(Text(_short(k)), Text(_short(_fmt(v))))
         console.print(t)
-    console.print("[bold]params[/bold]")
+    console.print(Text("params", style="bold"))
     for name, d in params_to_data(program).items():
         p = program.param(name)
         flag = "trainable " if p.trainable else ""
         now = param_text(d)
         before = param_text(source[name]) if name in source else None
-        status = "" if before is None else (" [green](changed)[/green]" if before != now else " (unchanged)")
-        console.print(f"\n[bold]{name}[/bold]: {flag}{p.kind}{status}" + (f" — {p.role}" if p.role else ""))
-        if before is not None and before != now:
-            for line in difflib.unified_diff(before.splitlines(), now.splitlines(), "source", "trained", lineterm=""):
-                style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
-                console.print(Text(line, style=style))
+        line = Text("\n")
+        line.append(name, style="bold")
+        line.append(f": {flag}{p.kind}")
+        if before is not None:
+            line.append(" (changed)" if before != now else " (unchanged)", style="green" if before != now else "")
+        if p.role:
+            line.append(f" — {p.role}")
+        if len(line) > width:
+            show(line.plain)  # a long role: folded, unstyled
         else:
-            console.print(Text(now or "(empty)"))
+            console.print(line, no_wrap=True, crop=False)
+        if before is not None and before != now and before.count("\n") + now.count("\n") > _MAX_DIFF_LINES:
+            show(now)  # too long to diff in bounded time: the trained text as it is
+        elif before is not None and before != now:
+            for diff_line in difflib.unified_diff(before.splitlines(), now.splitlines(), "source", "trained", lineterm=""):
+                style = "green" if diff_line.startswith("+") else "red" if diff_line.startswith("-") else "dim"
+                show(diff_line, style)
+        else:
+            show(now or "(empty)")
+    _show_user_code(program, args.file, show)
     filtered = extra.get("filtered")
-    if isinstance(filtered, dict) and filtered:
+    if filtered:
         t = Table(title="optimizer replies refused before validation", show_header=True)
         t.add_column("filter")
         t.add_column("refused", justify="right")
         for k, v in sorted(filtered.items(), key=lambda kv: str(kv[0])):
-            t.add_row(escape(str(k)), str(v))
+            t.add_row(Text(_short(k)), Text(_short(_fmt(v))))
         console.print(t)
     history = extra.get("history") or []
     if history:
@@ -74,16 +201,17 @@ def main(args: argparse.Namespace) -> int:
         for col in ("step", "minibatch", "failing", "backward calls", "proposals", "accepted", "best val"):
             t.add_column(col, justify="right")
         for h in history:
-            t.add_row(
-                str(h.get("step")), _fmt(h.get("minibatch_score")), str(h.get("failing", 0)),
-                str(h.get("backward_calls", 0)), str(len(h.get("proposals", []))),
-                ", ".join(h.get("accepted", [])) or "-", _fmt(h.get("best")),
+            cells = (
+                _fmt(h.get("step")), _fmt(h.get("minibatch_score")), _fmt(h.get("failing") or 0),
+                _fmt(h.get("backward_calls") or 0), str(len(h.get("proposals") or [])),
+                ", ".join(h.get("accepted") or []) or "-", _fmt(h.get("best")),
             )
+            t.add_row(*(Text(_short(c)) for c in cells))
         console.print(t)
         if args.history:
             for h in history:
-                for p in h.get("proposals", []):
+                for p in h.get("proposals") or []:
                     verdict = "accepted" if p.get("accepted") else p.get("reason") or "rejected"
-                    console.print(f"step {h['step']} {p['param']}: {verdict}")
-                    console.print(Text((p.get("text") or "(no proposal)"), style="dim"))
+                    show(f"step {_fmt(h.get('step'))} {_fmt(p.get('param'))}: {verdict}")
+                    show(p.get("text") or "(no proposal)", "dim")
     return 0

@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="samples run at once (default 8)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the call cache")
     parser.add_argument("--cache-dir", default=".promptc/cache", help="call cache folder (default .promptc/cache)")
+    from promptc.cli.run import add_timeout_argument
+
+    add_timeout_argument(parser)
 
 
 def _error(message: str) -> int:
@@ -63,9 +66,15 @@ def main(args: argparse.Namespace) -> int:
 
     from promptc.errors import CompileError
 
+    from promptc.cli.run import CliError, parse_timeouts
+
     for name in ("steps", "batch_size", "proposals", "concurrency"):
         if getattr(args, name) < 1:
             return _usage(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        timeouts = parse_timeouts(args.timeout)
+    except CliError as e:
+        return _usage(str(e))
     path = Path(args.file)
     if not path.is_file():
         return _error(f"no such file: '{args.file}'")
@@ -92,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_dir = Path(args.run_dir or f"runs/{program.workflow.name}")
-    engine = make_engine(cache_dir=args.cache_dir, no_cache=args.no_cache)
+    engine = make_engine(cache_dir=args.cache_dir, no_cache=args.no_cache, **timeouts)
     try:
         engine.use_models(program)  # where backward and optimizer calls go
     except ValueError as e:

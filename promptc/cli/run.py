@@ -46,6 +46,40 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=8, metavar="N", help="samples run at once (default 8)")
     parser.add_argument("--no-cache", action="store_true", help="ask the model again, ignoring the cache")
     parser.add_argument("--cache-dir", metavar="DIR", help="the call cache (default .promptc/cache)")
+    add_timeout_argument(parser)
+    parser.add_argument(
+        "--trust-code", action="store_true",
+        help="let a .pfc import user code from anywhere (default: only files in its own folder, by relative path)",
+    )
+
+
+def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout", action="append", default=None, metavar="[MODEL=]SECONDS",
+        help="seconds per model call attempt (default 60); MODEL=SECONDS sets it for one model string "
+        "or provider prefix (e.g. openai/=30); repeatable",
+    )
+
+
+def parse_timeouts(values: Sequence[str] | None) -> dict[str, Any]:
+    """`--timeout` values -> Engine keyword arguments (`timeout`, `timeouts`); bad ones: CliError."""
+    kw: dict[str, Any] = {}
+    per_model: dict[str, float] = {}
+    for v in values or ():
+        model, sep, raw = v.rpartition("=")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not seconds > 0 or seconds == float("inf") or (sep and not model):
+            raise CliError(f"--timeout expects SECONDS or MODEL=SECONDS with SECONDS > 0, got {v!r}", 2)
+        if sep:
+            per_model[model] = seconds
+        else:
+            kw["timeout"] = seconds
+    if per_model:
+        kw["timeouts"] = per_model
+    return kw
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,7 +90,7 @@ def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False)
-    program, search_dirs = load_program(args.file)
+    program, search_dirs = load_program(args.file, trust_code=args.trust_code)
     if args.concurrency < 1:
         raise CliError("--concurrency must be at least 1", 2)
     if args.input is not None:
@@ -105,8 +139,12 @@ def guarded(command: str, body: Any) -> int:
         return 1
 
 
-def load_program(file: str) -> tuple[Any, tuple[Path, ...]]:
-    """The Program of a `.pflow` (compiled) or `.pfc` (loaded), and the dirs for `use "x.py"`."""
+def load_program(file: str, trust_code: bool = False) -> tuple[Any, tuple[Any, ...]]:
+    """The Program of a `.pflow` (compiled) or `.pfc` (loaded), and the dirs for `use "x.py"`.
+
+    A `.pfc`'s folder is given as an `ArtifactRoot`: the runtime then imports user code
+    under the trust rule of `promptc.bind` (unless `trust_code`).
+    """
     path = Path(file)
     if not path.exists():
         raise CliError(f"no such file: '{file}'")
@@ -123,9 +161,10 @@ def load_program(file: str) -> tuple[Any, tuple[Path, ...]]:
             sys.stderr.write(e.render() + "\n")
             raise CliError("compilation failed") from None
     from promptc.artifact import ArtifactError, load_program as load_pfc
+    from promptc.bind import ArtifactRoot
 
     try:
-        return load_pfc(path), search_dirs
+        return load_pfc(path), (ArtifactRoot(path.resolve().parent, trusted=trust_code),)
     except ArtifactError as e:
         raise CliError(str(e)) from None
 
@@ -176,7 +215,7 @@ def read_data(path: str, limit: int | None = None) -> list[dict[str, Any]]:
 def make_cli_engine(args: argparse.Namespace) -> Any:
     from promptc.runtime.engine import make_engine
 
-    kw: dict[str, Any] = {"no_cache": bool(args.no_cache)}
+    kw: dict[str, Any] = {"no_cache": bool(args.no_cache), **parse_timeouts(args.timeout)}
     if args.cache_dir:
         kw["cache_dir"] = args.cache_dir
     return make_engine(**kw)

@@ -276,7 +276,14 @@ class WorkflowFunction:
         self.fn = fn
         self.train = train_ref
         self._src = _Source.of(fn)
-        self._body = _BodyLowering(self._src, fn).workflow()
+        try:
+            self._body = _BodyLowering(self._src, fn).workflow()
+        except RecursionError:  # Python code nested deeper than the lowering walks
+            raise CompileError(
+                f"workflow '{fn.__name__}' is nested too deeply to compile (split long expressions into assignments)",
+                Span(self._src.file, self._src.first_line, 1),
+                self._src.text,
+            ) from None
         self._program = None
         self._runtime = None
 

@@ -43,6 +43,7 @@ from typing import Iterable
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
 from promptc.frontend import template as T
+from promptc.frontend.limits import check_depth
 from promptc.ir import Function, LlmDef, Loop, Message, Model, Node, Param, Program, TrainSpec, Workflow
 from promptc.types import BOOL, FLOAT, INT, TEXT, Type
 
@@ -52,6 +53,7 @@ _KIND_WORD = {"model": "a model", "param": "a param", "function": "a function", 
 def lower(module: A.Module) -> Program:
     """Lower a parsed module to IR; errors carry the module's source text."""
     try:
+        check_depth(module)  # the lowering recurses on nesting: bound it first
         return _Lowering(module).program()
     except CompileError as e:
         raise e.with_source(module.source)

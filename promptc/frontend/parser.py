@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import gc
+import math
 import re
 import textwrap
 import threading
@@ -30,6 +31,8 @@ KEYWORDS = frozenset(
     "use model param llm workflow train let for in loop max break if else return via and or not "
     "true false env trainable prompt demos enum system user assistant".split()
 )
+# The largest `demos(max = K)`: every demo is sent with every call of its llm.
+MAX_DEMOS = 10_000
 # Words that can never be the name of a declaration or a variable.
 RESERVED = frozenset("use model param llm workflow train let for in loop break if else return via and or not true false".split())
 
@@ -243,7 +246,7 @@ def _parse_error(e: UnexpectedInput, source: str, file: str) -> CompileError:
 
 
 def _end_span(source: str, file: str) -> Span:
-    lines = source.rstrip().splitlines() or [""]
+    lines = source.rstrip().split("\n")  # lines as lark counts them: "\n" only
     return Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
 
 
@@ -474,9 +477,11 @@ class _Actions:
 
     def kind_demos(self, c):
         tok = c[4]
-        k = int(tok)
+        k = _int(tok, self._local.file)
         if k < 1:
             raise CompileError("demos(max = K) needs K >= 1", _tok_span(self._local.file, tok))
+        if k > MAX_DEMOS:
+            raise CompileError(f"demos(max = K) allows at most K = {MAX_DEMOS}", _tok_span(self._local.file, tok))
         return self._node(("demos", k), c)
 
     def role(self, c):
@@ -747,11 +752,14 @@ class _Actions:
 
     def int_lit(self, c):
         tok = c[0]
-        return _N(A.Literal(value=int(str(tok)), span=_tok_span(self._local.file, tok)), tok, tok)
+        return _N(A.Literal(value=_int(tok, self._local.file), span=_tok_span(self._local.file, tok)), tok, tok)
 
     def float_lit(self, c):
         tok = c[0]
-        return _N(A.Literal(value=float(str(tok)), span=_tok_span(self._local.file, tok)), tok, tok)
+        value = float(str(tok))
+        if not math.isfinite(value):
+            raise CompileError(f"number {_short(str(tok))} is out of range (too large for a float)", _tok_span(self._local.file, tok))
+        return _N(A.Literal(value=value, span=_tok_span(self._local.file, tok)), tok, tok)
 
     def true_lit(self, c):
         return self._node(A.Literal(value=True, span=self._span(c)), c)
@@ -776,6 +784,17 @@ def _guarded(action: Any, local: threading.local) -> Any:
 
     callback.__name__ = action.__name__
     return callback
+
+
+def _int(tok: Token, file: str) -> int:
+    """An INT token's value; integers are 64-bit (they are saved in `.pfc` artifacts)."""
+    text = str(tok)
+    digits = text.lstrip("-").lstrip("0") or "0"
+    # more than 19 digits is out of range; checked first, as int() refuses over 4,300 digits
+    value = None if len(digits) > 19 else -int(digits) if text.startswith("-") else int(digits)
+    if value is None or not -(2**63) <= value < 2**63:
+        raise CompileError(f"integer {_short(text)} is out of range (integers are 64-bit)", _tok_span(file, tok))
+    return value
 
 
 def _join(a: Span, b: Span) -> Span:

@@ -31,6 +31,12 @@ A loop of bound N becomes N copies of its body, one per step s = 0 .. N-1 (for a
 Loops are expanded outermost first: a copied inner loop is expanded in the context of
 its outer step (names, guard, time), so guards of nested breaks compose correctly.
 The pass is linear in the size of the unrolled program.
+
+Size limit: before copying anything, the pass computes the unrolled program's size
+(each step of a loop costs its body plus its index, guard and select nodes) and refuses a program over `max_nodes()` nodes (200,000, or the environment
+variable `PROMPTC_MAX_NODES`) with a `CompileError` at the innermost loop that crosses
+the limit, naming its label, its bound and the size. `for i in 0..1000000000` or thirty
+nested `loop max 2` fail at once instead of filling memory.
 """
 
 from __future__ import annotations
@@ -38,12 +44,55 @@ from __future__ import annotations
 from collections import ChainMap
 from typing import MutableMapping
 
+import os
+
 from attrs import evolve, frozen
 
+from promptc.errors import CompileError
 from promptc.ir import Node, Program, TimeIndex, walk
 from promptc.types import BOOL, INT, JSON
 
 Env = MutableMapping[str, str]
+
+DEFAULT_MAX_NODES = 200_000
+
+
+def max_nodes() -> int:
+    """The largest unrolled program compiled: `PROMPTC_MAX_NODES`, else 200,000 nodes."""
+    raw = os.environ.get("PROMPTC_MAX_NODES", "").strip()
+    if not raw:
+        return DEFAULT_MAX_NODES
+    try:
+        return int(raw)
+    except ValueError:
+        raise CompileError(f"PROMPTC_MAX_NODES must be a number of nodes, not {raw!r}") from None
+
+
+def unrolled_size(nodes: tuple[Node, ...], limit: int) -> int:
+    """An upper bound of the number of nodes `nodes` unroll to; a located error over `limit`."""
+    total = 0
+    for n in nodes:
+        if n.op != "loop" or n.loop is None:
+            total += 1
+            continue
+        lp = n.loop
+        # what `_Unroller.loop` emits per step: the body, the index const, and with a break
+        # the step's guard and one select per carried variable; plus an `and` per node that
+        # has a guard of its own, and the `alive` const of step 0
+        per_step = unrolled_size(lp.body, limit) + (lp.index is not None) + sum(1 for b in lp.body if b.guard is not None)
+        if lp.brk is not None:
+            per_step += 1 + len(lp.carried)
+        # a step costs time even when it emits nothing (a body of aliases): count it as one
+        size = lp.bound * max(1, per_step) + (lp.brk is not None)
+        if size > limit:
+            kind = f"for {lp.label} in 0..{lp.bound}" if lp.kind == "for" else f"loop max {lp.bound}"
+            raise CompileError(
+                f"loop '{lp.label}' (`{kind}`) unrolls to about {size:,} nodes ({lp.bound:,} steps of {per_step:,}), "
+                f"more than the limit of {limit:,} (set PROMPTC_MAX_NODES to raise it)",
+                n.span,
+            )
+        total += size
+    return total
 
 
 @frozen
@@ -176,6 +225,14 @@ class _Unroller:
 def unroll(program: Program) -> Program:
     if not any(n.op == "loop" for n in program.workflow.nodes):
         return program.with_pass("unroll")
+    limit = max_nodes()
+    size = unrolled_size(program.workflow.nodes, limit)
+    if size > limit:
+        raise CompileError(
+            f"workflow '{program.workflow.name}' unrolls to about {size:,} nodes, more than the limit of {limit:,} "
+            "(set PROMPTC_MAX_NODES to raise it)",
+            program.workflow.span,
+        )
     u = _Unroller(program)
     for n in program.workflow.nodes:  # types of values defined outside loops, for selects
         u.types[n.name] = n.type

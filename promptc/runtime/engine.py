@@ -34,8 +34,9 @@
    errors (5xx), timeouts and connection errors are retried up to `retries` times with
    exponential backoff (`backoff * 2**k`, capped at `max_backoff`) and full jitter; a
    Retry-After (or retry-after-ms) header on the error is honoured instead, up to
-   `max_retry_after`. Anything else (bad request, authentication, unknown model,
-   missing local weights) fails at once.
+   `max_retry_after`. A response with no choices, no text content or an empty answer
+   is a failed attempt too, retried the same way and never cached. Anything else (bad
+   request, authentication, unknown model, missing local weights) fails at once.
    With `processes=N` (or PROMPTC_ENGINE_PROCESSES=N for `make_engine`), hosted calls
    run the same way in N worker processes instead (workers.py): one process's CPU caps
    it near 150-200 litellm calls a second, N processes can use N cores.
@@ -94,7 +95,9 @@ class Engine:
 
     cache: a `Cache`, or None for no caching.
     accounting: where counts go (a fresh `Accounting` if None); `engine.accounting`.
-    timeout: seconds per attempt. retries: extra attempts after the first.
+    timeout: seconds per attempt. timeouts: per-model overrides, keyed by the model
+        string (`openai/gpt-4o-mini`) or a provider prefix (`openai/`); the longest key
+        that matches wins. retries: extra attempts after the first.
     backoff / max_backoff: base and cap (seconds) of the exponential backoff.
     max_retry_after: the longest Retry-After honoured (seconds).
     max_concurrency: if set, at most this many calls in flight (an asyncio semaphore);
@@ -123,10 +126,12 @@ class Engine:
         seed: int | None = None,
         threads: int | None = None,
         processes: int = 0,
+        timeouts: dict[str, float] | None = None,
     ) -> None:
         self.cache = cache
         self.accounting = accounting if accounting is not None else Accounting()
         self.timeout = float(timeout)
+        self.timeouts = {k: float(v) for k, v in (timeouts or {}).items()}
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
@@ -203,7 +208,7 @@ class Engine:
         if self.cache is not None and use_cache:
             key = cache_key(req)
             hit = self._cache_get(key)
-            if hit is not None:
+            if hit is not None and hit.text:  # an empty answer (stored by an older promptc) is a miss
                 self.accounting.add(req.phase, req.model, cache_hits=1)
                 return CallResult(
                     text=hit.text, prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens,
@@ -222,6 +227,11 @@ class Engine:
         if result.ok and result.text is not None and self.cache is not None and use_cache:
             self._cache_put(key or cache_key(req), req.model, result)
         return result
+
+    def timeout_for(self, model: str) -> float:
+        """The per-attempt timeout of calls to `model` (see `timeouts`)."""
+        keys = [k for k in self.timeouts if model == k or (k.endswith("/") and model.startswith(k))]
+        return self.timeouts[max(keys, key=len)] if keys else self.timeout
 
     def _semaphore(self) -> asyncio.Semaphore | None:
         if not self.max_concurrency:
@@ -290,7 +300,15 @@ class Engine:
                 log.debug("call to %s: %s; retry %d in %.3fs", req.model, type(e).__name__, attempt, delay)
                 await asyncio.sleep(delay)
                 continue
-            return self._result(litellm, req, resp, attempt, start)
+            result = self._result(litellm, req, resp, attempt, start)
+            if result.ok:
+                return result
+            # an empty or malformed response: a failed call, retried, never cached
+            if attempt > self.retries:
+                what = f"gave up after {attempt} attempts: {result.error}" if attempt > 1 else result.error
+                log.info("call to %s failed: %s", req.model, what)
+                return CallResult(text=None, error=what, attempts=attempt, seconds=time.perf_counter() - start)
+            await asyncio.sleep(self._delay(attempt, None))
 
     def _kwargs(self, req: CallRequest, litellm: Any = None) -> dict[str, Any]:
         ep = req.endpoint
@@ -302,7 +320,7 @@ class Engine:
             "temperature": req.temperature,
             "max_tokens": req.max_tokens,
             "seed": req.seed,
-            "timeout": ep.timeout if ep is not None and ep.timeout else self.timeout,
+            "timeout": ep.timeout if ep is not None and ep.timeout else self.timeout_for(req.model),
             "num_retries": 0,
             "max_retries": 0,
         }
@@ -327,19 +345,32 @@ class Engine:
         return self._rng.uniform(cap / 2, cap)  # "equal jitter": never zero, never above the cap
 
     def _result(self, litellm: Any, req: CallRequest, resp: Any, attempts: int, start: float) -> CallResult:
+        """The answer of a response; an empty or malformed one is a result with `error`."""
         if isinstance(resp, workers.Answer):
-            text = resp.text if resp.text is not None else ""
+            text = resp.text
             if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
                 text = endpoints.unwrap_enum(text)  # as below: the worker returns the raw reply
+            if not isinstance(text, str) or text == "":
+                what = "an empty answer" if text == "" else "a response with no text content"
+                return CallResult(text=None, error=f"{what} from {req.model}", attempts=attempts,
+                                  seconds=time.perf_counter() - start)
             return CallResult(
                 text=text, prompt_tokens=resp.prompt_tokens,
                 completion_tokens=resp.completion_tokens, cost=resp.cost,
                 attempts=attempts, seconds=time.perf_counter() - start,
             )
         try:
-            text = resp.choices[0].message.content
-        except (AttributeError, IndexError, KeyError):
-            text = None
+            choices = resp.choices
+            text = choices[0].message.content if choices else None
+            problem = "a response with no choices" if not choices else None
+        except (AttributeError, IndexError, KeyError, TypeError):
+            text, problem = None, "a malformed response (no message in its first choice)"
+        if problem is None and not isinstance(text, str):
+            problem = "a response with no text content"
+        elif problem is None and text == "":
+            problem = "an empty answer"
+        if problem is not None:
+            return CallResult(text=None, error=f"{problem} from {req.model}", attempts=attempts, seconds=time.perf_counter() - start)
         usage = getattr(resp, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -347,7 +378,7 @@ class Engine:
         if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
             text = endpoints.unwrap_enum(text)  # sent as enum_schema, or free text: both fine
         return CallResult(
-            text=text if text is not None else "",
+            text=text,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost,
             attempts=attempts, seconds=time.perf_counter() - start,
         )

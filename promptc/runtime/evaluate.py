@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from promptc.bind import BindError, load_callable
+from promptc.bind import BindError, artifact_root, load_callable
 from promptc.ir import LlmDef, Program
 from promptc.runtime.records import Trace
 
@@ -103,8 +103,11 @@ def resolve_metric(
     if judge is not None:
         return Judge(judge)
     name = metric_name(program, metric)
-    dirs: list[str | Path] = []
-    if program.file and not program.file.startswith("<"):
+    dirs: list[Any] = []
+    search_dirs = tuple(search_dirs)
+    root = artifact_root(search_dirs)
+    # an untrusted artifact's `file` field is not a place to import from (see promptc.bind)
+    if program.file and not program.file.startswith("<") and (root is None or root.trusted):
         dirs.append(Path(program.file).resolve().parent)
     dirs.extend(search_dirs)
     for fn in program.functions:

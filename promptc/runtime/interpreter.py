@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from promptc.bind import BindError, load_callable
+from promptc.bind import BindError, artifact_root, load_callable
 from promptc.ir import OPS, Node, Program
 from promptc.runtime.parse import coerce, parse_answer
 from promptc.runtime.records import CallResult, NodeRecord, Trace
@@ -282,15 +282,21 @@ def bind_functions(program: Program, search_dirs: Iterable[str | Path] = ()) -> 
     """Bind every `use`d function of the program to its Python callable.
 
     Files named by `use "path.py"` are looked up in the program's source directory first,
-    then in `search_dirs`.
+    then in `search_dirs`. For an untrusted artifact (an `ArtifactRoot` among `search_dirs`)
+    only the functions the program calls are bound, under the trust rule of `promptc.bind`.
     """
-    dirs: list[str | Path] = []
-    if program.file and not program.file.startswith("<"):
+    dirs: list[Any] = []
+    search_dirs = tuple(search_dirs)
+    root = artifact_root(search_dirs)
+    confined = root is not None and not root.trusted
+    if program.file and not program.file.startswith("<") and not confined:
         dirs.append(Path(program.file).resolve().parent)
     dirs.extend(search_dirs)
     bound: dict[str, Callable[..., Any]] = {}
     used = {n.target for n in program.nodes if n.op == "call"}
     for fn in program.functions:
+        if confined and fn.name not in used:
+            continue
         try:
             bound[fn.name] = load_callable(fn.module, fn.attr, dirs)
         except BindError as e:

@@ -216,27 +216,40 @@ def load(
     no_cache: bool = False,
     engine: Any = None,
     concurrency: int = 8,
+    trust_code: bool = False,
 ) -> Workflow:
     """Load a compiled `.pfc` (or compile a `.pflow`) and return a `Workflow`.
 
     `cache_dir` defaults to `.promptc/cache` in the working directory; `no_cache=True`
     bypasses the cache; `engine` replaces the default engine altogether.
+
+    A `.pfc` may import user code only from its own folder, by relative path, and only
+    for the functions it calls (the trust rule, `promptc.bind`); a `.pfc` naming any
+    other file raises `BindError` here, before anything runs, unless `trust_code=True`.
     """
     path = Path(path)
+    search_dirs: tuple[Any, ...] = (path.resolve().parent,)
     if path.suffix == ".pflow":
         from promptc.compiler import compile_file  # the compiler only for sources
 
         program = compile_file(str(path))
     else:
         from promptc.artifact import load_program
+        from promptc.bind import ArtifactRoot, confined_file
 
         program = load_program(str(path))
+        search_dirs = (ArtifactRoot(path.resolve().parent, trusted=trust_code),)
+        if not trust_code:
+            used = {n.target for n in program.nodes if n.op == "call"}
+            for fn in program.functions:
+                if fn.name in used and not fn.module.startswith("std."):
+                    confined_file(fn.module, path.resolve().parent)
     return Workflow(
         program,
         engine=engine,
         cache_dir=cache_dir,
         no_cache=no_cache,
-        search_dirs=(path.resolve().parent,),
+        search_dirs=search_dirs,
         concurrency=concurrency,
     )
 

@@ -1,7 +1,15 @@
-"""Robustness: mutated and random sources never make the compiler raise anything but CompileError."""
+"""Robustness: mutated and random sources never make the compiler raise anything but CompileError.
+
+The hostile classes (issue 11) also bound time and memory per input: depth (nesting of
+expressions, statements and types), size (loop bounds, nested loops, huge lines),
+unicode (surrogates, BOM, line separators lark does not count), control characters and
+huge numbers. A few hundred cases run by default; `PROMPTC_FUZZ_SCALE=10` runs ten times
+as many.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +18,7 @@ from hypothesis import strategies as st
 
 from promptc.compiler import compile_source
 from promptc.errors import CompileError
+from tests.bounds import bounded
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*/*.pflow"))
@@ -24,14 +33,28 @@ TOKENS = [
 ]
 
 
+SCALE = max(1, int(os.environ.get("PROMPTC_FUZZ_SCALE", "1") or 1))
+SECONDS = 10.0  # per input, generous for a loaded 2-core machine (typical: well under 0.1 s)
+PEAK_BYTES = 256 * 1024 * 1024
+
+
 def _check(src: str, file: str) -> None:
     try:
         compile_source(src, file)
     except CompileError as e:
         text = e.render()  # rendering never fails either
         assert "error:" in text
+        text.encode("utf-8")  # printable on a UTF-8 terminal (no lone surrogates)
+        assert len(text) < 2000  # a huge line or name is shortened
         if e.span is not None:
             assert e.span.line >= 1 and e.span.col >= 1
+            assert e.span.file == file
+
+
+def _check_bounded(src: str, file: str) -> None:
+    """`_check`, and it takes at most SECONDS and PEAK_BYTES of Python allocations."""
+    with bounded(SECONDS, PEAK_BYTES):
+        _check(src, file)
 
 
 @st.composite
@@ -62,17 +85,92 @@ def mutated(draw):
     return i, src
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
 def test_mutated_examples_raise_only_compile_errors(case):
     i, src = case
     _check(src, str(EXAMPLES[i]))
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50 * SCALE, deadline=None)
 @given(st.lists(st.sampled_from(TOKENS), max_size=40).map(" ".join) | st.text(max_size=80))
 def test_random_sources_raise_only_compile_errors(src):
     _check(src, "random.pflow")
+
+
+# ---- hostile mutation classes ------------------------------------------------------------
+
+_NEST = {
+    # name: (opening, closing) wrapped around an expression N times
+    "parens": ("(", ")"),
+    "lists": ("[", "]"),
+    "nots": ("not ", ""),
+}
+_UNICODE = ["\ud800", "\udfff", "\ufeff", "\u2028", "\u2029", "\x85", "\u202e", "\u0301", "\U0001f600", "\uffff", "\x00"]
+_CONTROL = [chr(c) for c in range(32) if c != 10] + ["\x7f"]
+
+
+@st.composite
+def hostile(draw):
+    i = draw(st.integers(0, len(SOURCES) - 1))
+    src = SOURCES[i]
+    kind = draw(st.sampled_from(["depth", "size", "unicode", "control", "number"]))
+    n = len(src)
+    at = draw(st.integers(0, max(0, n - 1)))
+    if kind == "depth":
+        depth = draw(st.integers(50, 1500))
+        shape = draw(st.sampled_from([*_NEST, "plus", "fields", "loops", "types"]))
+        if shape in _NEST:
+            o, c = _NEST[shape]
+            expr = o * depth + "x" + c * depth
+        elif shape == "plus":
+            expr = " + ".join(["x"] * depth)
+        elif shape == "fields":
+            expr = "x" + ".f" * depth
+        if shape == "loops":
+            body = "loop max 1 {\n" * depth + "x = x\n" + "}\n" * depth
+            src = f"workflow w(x: text) -> text {{\n{body}return x\n}}\n"
+        elif shape == "types":
+            src = "workflow w(x: " + "list[" * depth + "text" + "]" * depth + ") -> text { return x }\n"
+        elif draw(st.booleans()):  # where it is parsed as an expression
+            src = f"workflow w(x: json) -> json {{\n  return {expr}\n}}\n"
+        else:  # anywhere: in code, a string or a comment
+            src = src[:at] + " " + expr + " " + src[at:]
+    elif kind == "size":
+        shape = draw(st.sampled_from(["for", "nested", "line"]))
+        if shape == "for":
+            bound = draw(st.sampled_from([10**6, 10**9, 10**18, 2**63 - 1]))
+            src = f"workflow w(x: text) -> text {{\n  for i in 0..{bound} {{ x = x }}\n  return x\n}}\n"
+        elif shape == "nested":
+            depth = draw(st.integers(10, 40))
+            body = "loop max 2 {\n" * depth + "x = x\n" + "}\n" * depth
+            src = f"workflow w(x: text) -> text {{\nlet y = x\n{body}return x\n}}\n"
+        else:
+            width = draw(st.integers(10_000, 300_000))
+            src = src[:at] + draw(st.sampled_from(["z", '"', "#", "{"])) * width + src[at:]
+    elif kind in ("unicode", "control"):
+        pool = _UNICODE if kind == "unicode" else _CONTROL
+        for _ in range(draw(st.integers(1, 5))):
+            at = draw(st.integers(0, len(src)))
+            src = src[:at] + draw(st.sampled_from(pool)) + src[at:]
+    else:
+        digits = draw(st.integers(19, 5000))
+        number = draw(st.sampled_from(["9" * digits, "-" + "9" * digits, "1." + "0" * 3 + "e999", "0" * digits + "1"]))
+        shape = draw(st.sampled_from(["demos", "for", "let"]))
+        if shape == "demos":
+            src = f"param d: demos(max = {number})\n" + src
+        elif shape == "for":
+            src = f"workflow w(x: text) -> text {{\n  for i in 0..{number} {{ x = x }}\n  return x\n}}\n"
+        else:
+            src = src[:at] + f" {number} " + src[at:]
+    return i, kind, src
+
+
+@settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(hostile())
+def test_hostile_inputs_give_located_errors_in_bounded_time_and_memory(case):
+    i, _kind, src = case
+    _check_bounded(src, str(EXAMPLES[i]))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.parent.name)
