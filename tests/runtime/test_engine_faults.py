@@ -28,15 +28,20 @@ def response(content="fine", choices=True):
 
 @pytest.fixture
 def fake(monkeypatch):
-    """litellm.acompletion answering from a list of responses (the last repeats)."""
+    """litellm answering from a list of responses (the last repeats): `completion`, which
+    hosted calls use (on the engine's threads), and `acompletion` alike."""
     litellm = providers.ensure_litellm()
     calls = []
 
     def install(*responses):
-        async def acompletion(**kw):
+        def completion(**kw):
             calls.append(kw)
             return responses[min(len(calls), len(responses)) - 1]
 
+        async def acompletion(**kw):
+            return completion(**kw)
+
+        monkeypatch.setattr(litellm, "completion", completion)
         monkeypatch.setattr(litellm, "acompletion", acompletion)
         return calls
 
