@@ -18,9 +18,10 @@ and one random entry is taken from each, then the set is shuffled. The current s
 always a candidate, so a search can conclude that nothing beats it — on a task where
 demos hurt, none is added because it is there.
 
-The race (`DemoSearch.propose`): successive halving. Every candidate is run on the same
-first few training rows (skipping the rows its own demos came from, so no candidate is
-scored on an answer it was shown), the better half goes on to twice as many rows, and so
+The race (`DemoOptimizer.propose`): successive halving. Half of the training rows are
+raced on and fixed sets are drawn from demos of the other half (`split_rows`), so every
+candidate is scored on the same rows and none on an answer it was shown; every candidate
+is run on the first few race rows, the better half goes on to twice as many rows, and so
 on until two remain; the better of them is the proposal. How many candidates and rows fit
 is planned from the call budget given (`plan`). The proposal then goes through the gate on
 the validation rows (promptc.optim.gate), like every other proposal: the race picks on
@@ -303,11 +304,12 @@ def draw(entries: Sequence[PoolEntry], size: int, labels: Sequence[str], rng: ra
 
 def candidates(
     pool: Pool, current: Choice, k: int, labels: Sequence[str], count: int, rng: random.Random,
-    context: int | None = None,
+    context: int | None = None, draw_from: Pool | None = None,
 ) -> list[Choice]:
     """`count` distinct candidates: the current value first (and no demos at all when the
     current value has some), the nearest-neighbour pool at `k` and about half of `k` when
-    the pool holds at least twice `k` demos, then fixed sets drawn in several sizes."""
+    the pool holds at least twice `k` demos, then fixed sets drawn in several sizes (from
+    `draw_from`, default the whole pool)."""
     out: list[Choice] = [current]
     seen = {current.signature()}
 
@@ -327,17 +329,36 @@ def candidates(
         for n in sorted({k, max(1, (k + 1) // 2)}, reverse=True):
             offer(Choice(everything, n))
     sizes = sizes_for(k, len(labels))
+    fixed = list((draw_from or pool).entries)
     attempts = 0
-    while len(out) < count and attempts < 20 * count:
+    while fixed and len(out) < count and attempts < 20 * count:
         size = sizes[attempts % len(sizes)]
         attempts += 1
-        cand = draw(entries, size, labels, rng)
+        cand = draw(fixed, size, labels, rng)
         if cand:
             offer(Choice(cand))
     return out
 
 
 # -- the race -------------------------------------------------------------------------------
+MIN_PAIRED_ROWS = 8
+
+
+def split_rows(order: Sequence[int], pool: Pool) -> tuple[list[int], Pool | None]:
+    """Race rows and the pool fixed sets are drawn from, so that every candidate is scored
+    on the same rows (a paired race: the rows' difficulty cancels out of the comparison).
+    The first half of `order` is raced on; fixed sets draw only demos from other rows (or
+    from no row). A nearest-neighbour pool keeps every demo (a row never sees its own).
+    With too few rows for two halves, the race uses every row and each fixed set skips
+    its own (None)."""
+    half = len(order) // 2
+    if half < MIN_PAIRED_ROWS:
+        return list(order), None
+    race_rows = list(order[:half])
+    taken = set(race_rows)
+    rest = Pool(tuple(e for e in pool.entries if e.row is None or e.row not in taken))
+    return race_rows, rest
+
 def halving_cost(count: int, first: int, rows: int, calls_per_row: float = 1.0) -> float:
     """Calls a race of `count` candidates costs, starting at `first` rows each."""
     alive, target, done, cost = count, min(first, rows), 0, 0.0

@@ -117,20 +117,21 @@ class DemoOptimizer:
     ) -> Candidate | Refusal:
         """Race candidate sets on the training `rows` (in that order) within `budget` calls."""
         param = program.param(self.param)
-        chosen = demo_lib.plan(budget, len(rows) - (param.max_demos or 4), calls_per_row)
+        race_rows, draw_from = demo_lib.split_rows(rows, self.pool)
+        chosen = demo_lib.plan(budget, len(race_rows) - (0 if draw_from else (param.max_demos or 4)), calls_per_row)
         if chosen is None:
             return Refusal(self.param, "demos", f"no race fits the remaining budget ({budget:.0f} calls)")
         count, first = chosen
         labels = demo_lib.output_labels(program, self.param)
         current = demo_lib.Choice.current(param)
-        sets = demo_lib.candidates(self.pool, current, param.max_demos or 4, labels, count, rng, context)
+        sets = demo_lib.candidates(self.pool, current, param.max_demos or 4, labels, count, rng, context, draw_from)
         if len(sets) < 2:
             return Refusal(self.param, "demos", "no candidate demo set (the pool is empty)")
 
         async def score_set(choice: demo_lib.Choice, on: list[int]) -> list[float]:
             return await evaluate(program.with_param(choice.of(param)), on)
 
-        result = await demo_lib.race(sets, self.pool, list(rows), first, score_set)
+        result = await demo_lib.race(sets, self.pool, race_rows, first, score_set)
         info = {
             "race": {"entrants": result.entrants, "first_rows": first, "evaluations": result.calls_rows,
                      "standing": [list(r) for r in result.table[:8]]},

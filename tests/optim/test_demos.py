@@ -195,3 +195,19 @@ def test_a_nearest_pool_renders_per_call_and_survives_the_artifact(tmp_path):
     artifact.save(program, tmp_path / "t.pfc")
     loaded, _ = artifact.load_artifact(tmp_path / "t.pfc")
     assert loaded.param("shots").nearest == 1 and loaded.param("shots").demos == pool
+
+
+def test_a_paired_race_draws_fixed_sets_from_the_rows_it_does_not_race_on():
+    pool = _pool(["A", "B"] * 20)
+    order = list(range(40))
+    random.Random(2).shuffle(order)
+    race_rows, draw_from = demo_opt.split_rows(order, pool)
+    assert race_rows == order[:20] and {e.row for e in draw_from.entries} == set(order[20:])
+    sets = demo_opt.candidates(pool, demo_opt.Choice(), 4, ("A", "B"), 10, random.Random(0), draw_from=draw_from)
+    for s in sets:
+        if s.nearest:
+            assert len(s.demos) == 40  # a nearest pool keeps every demo
+        else:
+            assert not pool.rows(s.demos) & set(race_rows)
+    # too few rows for two halves: the race uses all of them, each fixed set skips its own
+    assert demo_opt.split_rows(order[:10], pool) == (order[:10], None)
