@@ -197,8 +197,8 @@ def render(results: list[dict], args, meta: dict) -> str:
         "Scores are means over the rows shown (validation: the first rows of `val.jsonl`, the",
         "acceptance gate; test: the first rows of `test.jsonl`, evaluated once before and once after",
         "training). \"requests\" counts every model request of training (forward, backward, propose,",
-        "validate, demos, and the final test evaluation, which is counted under validate); \"new",
-        "calls\" are the requests that reached the model.",
+        "validate, demos); the test evaluation's requests are counted apart, outside the training",
+        "budget, and are not in these tables. \"new calls\" are the requests that reached the model.",
         "",
     ]
     for r in results:
