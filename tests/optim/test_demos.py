@@ -154,7 +154,8 @@ def test_race_plans_fit_the_budget():
     for budget in (30, 80, 160, 400):
         count, first = demo_opt.plan(budget, 50)
         assert demo_opt.halving_cost(count, first, 50) <= budget
-    assert demo_opt.plan(160, 50)[0] >= 12  # a 160-call budget races a dozen sets or more
+    assert demo_opt.plan(160, 50) == (8, 8)  # 160 calls: 8 sets, the first cut on 8 rows
+    assert demo_opt.plan(400, 50)[0] >= 12  # more calls: more sets
     assert demo_opt.plan(5, 50) is None
     # a workflow with three calls per row gets fewer candidates for the same budget
     assert demo_opt.plan(160, 50, 3.0)[0] < demo_opt.plan(160, 50)[0]
