@@ -158,7 +158,8 @@ def test_race_plans_fit_the_budget():
     assert demo_opt.plan(400, 50)[0] >= 12  # more calls: more sets
     assert demo_opt.plan(5, 50) is None
     # a workflow with three calls per row gets fewer candidates for the same budget
-    assert demo_opt.plan(160, 50, 3.0)[0] < demo_opt.plan(160, 50)[0]
+    count, first = demo_opt.plan(160, 50, 3.0)
+    assert demo_opt.halving_cost(count, first, 50, 3.0) <= 160 and (count, first) != demo_opt.plan(160, 50)
 
 
 def test_nearest_demos_are_chosen_per_call_and_never_the_question_itself():
