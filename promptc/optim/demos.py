@@ -140,6 +140,15 @@ def output_labels(program: Program, param: str) -> tuple[str, ...]:
     return next(iter(labels)) if len(labels) == 1 else ()
 
 
+def node_inputs(program: Program, node, trace: Trace) -> tuple[tuple[str, Any], ...] | None:
+    """The `llm` node's arguments in a trace, by the llm's parameter names (None if unknown)."""
+    llm = program.llm(node.target)
+    try:
+        return tuple((arg, trace.value(v)) for (arg, _), v in zip(llm.params, node.args))
+    except KeyError:
+        return None
+
+
 def demos_from_trace(program: Program, param: str, trace: Trace) -> list[Demo]:
     out = []
     for node in demo_nodes(program, param):
@@ -149,12 +158,9 @@ def demos_from_trace(program: Program, param: str, trace: Trace) -> list[Demo]:
             continue
         if not rec.executed or rec.error or rec.value is None:
             continue
-        llm = program.llm(node.target)
-        try:
-            inputs = tuple((arg, trace.value(v)) for (arg, _), v in zip(llm.params, node.args))
-        except KeyError:
-            continue
-        out.append(Demo(inputs=inputs, output=rec.value))
+        inputs = node_inputs(program, node, trace)
+        if inputs is not None:
+            out.append(Demo(inputs=inputs, output=rec.value))
     return out
 
 
@@ -167,14 +173,9 @@ def labeled_demos(program: Program, param: str, trace: Trace, expected: Any) -> 
     for node in demo_nodes(program, param):
         if node.name != program.workflow.output:
             continue
-        llm = program.llm(node.target)
-        try:
-            inputs = tuple((arg, trace.value(v)) for (arg, _), v in zip(llm.params, node.args))
-        except KeyError:
-            continue
-        if any(v is None for _, v in inputs):
-            continue
-        out.append(Demo(inputs=inputs, output=expected))
+        inputs = node_inputs(program, node, trace)
+        if inputs is not None and all(v is not None for _, v in inputs):
+            out.append(Demo(inputs=inputs, output=expected))
     return out
 
 
@@ -247,6 +248,10 @@ class Choice:
     def signature(self) -> tuple:
         return (self.nearest, tuple(key(d) for d in self.demos))
 
+    def key(self) -> str:
+        """The signature as one string (checkpointable)."""
+        return json.dumps([self.nearest, [key(d) for d in self.demos]])
+
     def summary(self) -> str:
         if self.nearest:
             return f"the {self.nearest} nearest of a pool of {len(self.demos)} demos, per call"
@@ -306,17 +311,18 @@ def draw(entries: Sequence[PoolEntry], size: int, labels: Sequence[str], rng: ra
 
 def candidates(
     pool: Pool, current: Choice, k: int, labels: Sequence[str], count: int, rng: random.Random,
-    context: int | None = None, draw_from: Pool | None = None,
+    context: int | None = None, draw_from: Pool | None = None, exclude: set[str] = frozenset(),
 ) -> list[Choice]:
     """`count` distinct candidates: the current value first (and no demos at all when the
     current value has some), the nearest-neighbour pool at `k` and about half of `k` when
     the pool holds at least twice `k` demos, then fixed sets drawn in several sizes (from
-    `draw_from`, default the whole pool)."""
+    `draw_from`, default the whole pool). Values whose `key()` is in `exclude` (refused by
+    the gate since the incumbent last changed) are not offered again."""
     out: list[Choice] = [current]
     seen = {current.signature()}
 
     def offer(c: Choice) -> None:
-        if c.signature() not in seen and len(out) < count:
+        if c.signature() not in seen and c.key() not in exclude and len(out) < count:
             seen.add(c.signature())
             out.append(c)
 

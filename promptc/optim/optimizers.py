@@ -60,10 +60,9 @@ class PromptOptimizer:
 
     async def propose(self, program: Program, gradients: Gradients, engine, *, index: int = 0) -> Candidate | Refusal:
         current = program.param(self.param)
-        if not self.memory:
-            self.memory.append((current.text, float("nan")))
-        memory = [(t, s) for t, s in self.memory if s == s]  # scored entries only
-        prop = await propose_text(program, self.param, gradients, engine, memory=memory, rejected=list(self.rejected), index=index)
+        prop = await propose_text(
+            program, self.param, gradients, engine, memory=list(self.memory), rejected=list(self.rejected), index=index
+        )
         rejections = tuple(getattr(prop, "rejections", ()) or ())
         if prop.text is None:
             return Refusal(self.param, "prompt", prop.reason or "no proposal", rejections)
@@ -99,7 +98,7 @@ Evaluate = Callable[[Program, list[int]], Awaitable[list[float]]]
 class DemoOptimizer:
     param: str
     pool: demo_lib.Pool = field(factory=demo_lib.Pool)
-    tried: list[str] = field(factory=list)  # summaries of sets the gate refused
+    refused: list[str] = field(factory=list)  # signatures of values the gate refused
 
     def grow(self, pool: demo_lib.Pool) -> None:
         self.pool = pool
@@ -124,7 +123,9 @@ class DemoOptimizer:
         count, first = chosen
         labels = demo_lib.output_labels(program, self.param)
         current = demo_lib.Choice.current(param)
-        sets = demo_lib.candidates(self.pool, current, param.max_demos or 4, labels, count, rng, context, draw_from)
+        sets = demo_lib.candidates(
+            self.pool, current, param.max_demos or 4, labels, count, rng, context, draw_from, exclude=set(self.refused)
+        )
         if len(sets) < 2:
             return Refusal(self.param, "demos", "no candidate demo set (the pool is empty)")
 
@@ -138,21 +139,22 @@ class DemoOptimizer:
         }
         if result.is_current:
             return Refusal(self.param, "demos", "the current demo set won the race", info=info)
+        info["signature"] = result.winner.key()
         return Candidate(self.param, "demos", program.with_param(result.winner.of(param)), result.winner.summary(), info)
 
     def step(self, cand: Candidate, score: float | None) -> None:
-        self.tried.clear()
+        self.refused.clear()  # the incumbent changed: what lost to the old one may win now
 
     def revert(self, cand: Candidate, reason: str, score: float | None = None) -> None:
-        self.tried.append(cand.text)
+        self.refused.append(cand.info["signature"])
 
     def to_data(self) -> dict:
-        return {"pool": self.pool.to_data(), "tried": list(self.tried)}
+        return {"pool": self.pool.to_data(), "refused": list(self.refused)}
 
     @classmethod
     def from_data(cls, param: str, d: dict | None) -> "DemoOptimizer":
         d = d or {}
-        return cls(param, demo_lib.Pool.from_data(d.get("pool", [])), list(d.get("tried", [])))
+        return cls(param, demo_lib.Pool.from_data(d.get("pool", [])), list(d.get("refused", [])))
 
 
 __all__: list[Any] = ["Candidate", "DemoOptimizer", "PromptOptimizer", "Refusal"]

@@ -120,6 +120,7 @@ class Round:
     best: float
     batch: tuple[int, ...] = ()
     minibatch_scores: tuple[float, ...] = ()
+    failing: int = 0  # minibatch samples below the gradient threshold
     backward_calls: int = 0
     gradients: dict = field(factory=dict)
     accounting: dict = field(factory=dict)
@@ -134,12 +135,11 @@ class Round:
         for a in self.attempts:
             for f in a.rejections:
                 filters[f] = filters.get(f, 0) + 1
-        failing = sum(1 for s in self.minibatch_scores if s < 1.0)
         return {
             "step": self.step, "kind": self.kind, "batch": list(self.batch),
             "minibatch_scores": list(self.minibatch_scores),
             "minibatch_score": (sum(self.minibatch_scores) / len(self.minibatch_scores)) if self.minibatch_scores else None,
-            "failing": failing, "backward_calls": self.backward_calls, "gradients": dict(self.gradients),
+            "failing": self.failing, "backward_calls": self.backward_calls, "gradients": dict(self.gradients),
             "proposals": [a.to_data() for a in self.attempts], "accepted": self.accepted, "filtered": filters,
             "val": self.best, "best": self.best, "accounting": self.accounting, "seconds": self.seconds,
         }
@@ -399,7 +399,7 @@ class Trainer:
             await self._grow_pools(idx, batch, traces, scores)
         return Round(
             step, "prompts", tuple(attempts), self.best.mean, batch=tuple(idx), minibatch_scores=tuple(scores),
-            backward_calls=backward_calls, gradients=grads_count,
+            failing=len(failing), backward_calls=backward_calls, gradients=grads_count,
         )
 
     def _next_round(self) -> str | None:

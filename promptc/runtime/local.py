@@ -26,7 +26,8 @@ the CPU's fastest kernels, and on CPUs with AMX (Intel Sapphire Rapids and later
 some of our machines are) a llama-cpp-python built from source takes the AMX path,
 whose matmul segfaults on SmolLM2's Q4_1 weights (`ggml_backend_amx_mul_mat`), killing
 the whole process. Off, the same completion runs on the ordinary CPU kernels (0.34 s for
-a short answer on such a machine; a 135M model gains nothing measurable from repacking).
+a short answer on such a machine, as reported when the crash was found; an AMX machine
+was not at hand to measure it again).
 It is a run-time setting, not a build option, so a wheel built earlier with AMX (pip
 caches wheels) is just as safe. `Llama()` has no argument for it in llama-cpp-python
 0.3.36, so the model params it starts from are wrapped while the model loads.

@@ -213,3 +213,11 @@ def test_a_paired_race_draws_fixed_sets_from_the_rows_it_does_not_race_on():
             assert not pool.rows(s.demos) & set(race_rows)
     # too few rows for two halves: the race uses all of them, each fixed set skips its own
     assert demo_opt.split_rows(order[:10], pool) == (order[:10], None)
+
+
+def test_a_value_the_gate_refused_is_not_raced_again():
+    pool = _pool(["A", "B"] * 10)
+    first = demo_opt.candidates(pool, demo_opt.Choice(), 2, ("A", "B"), 6, random.Random(0))
+    refused = first[3]
+    again = demo_opt.candidates(pool, demo_opt.Choice(), 2, ("A", "B"), 6, random.Random(0), exclude={refused.key()})
+    assert refused not in again and len(again) == 6

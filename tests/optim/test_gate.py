@@ -7,7 +7,7 @@ from promptc.optim import gate
 
 def rows(wins: int, losses: int, n: int = 30):
     """Incumbent and candidate per-row scores with `wins` rows gained and `losses` lost."""
-    inc = [0.0] * wins + [1.0] * losses + [0.5] * 0 + [1.0 if i % 2 else 0.0 for i in range(n - wins - losses)]
+    inc = [0.0] * wins + [1.0] * losses + [1.0 if i % 2 else 0.0 for i in range(n - wins - losses)]
     cand = [1.0] * wins + [0.0] * losses + inc[wins + losses:]
     return inc, cand
 
