@@ -39,25 +39,6 @@ class Type:
                 return t
         return None
 
-    def to_data(self) -> dict:
-        d: dict = {"kind": self.kind}
-        if self.elem is not None:
-            d["elem"] = self.elem.to_data()
-        if self.fields:
-            d["fields"] = [[n, t.to_data()] for n, t in self.fields]
-        if self.labels:
-            d["labels"] = list(self.labels)
-        return d
-
-    @classmethod
-    def from_data(cls, d: dict) -> "Type":
-        return cls(
-            kind=d["kind"],
-            elem=cls.from_data(d["elem"]) if d.get("elem") is not None else None,
-            fields=tuple((n, cls.from_data(t)) for n, t in d.get("fields", ())),
-            labels=tuple(d.get("labels", ())),
-        )
-
 
 TEXT = Type("text")
 INT = Type("int")

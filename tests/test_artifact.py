@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import msgpack
 import pytest
 from attrs import evolve
@@ -89,8 +91,19 @@ def _envelope(p, **changes):
 
 
 def test_wrong_format_version():
-    with pytest.raises(ArtifactError, match=r"unsupported \.pfc format 2 \(this promptc reads format 1\)"):
-        loads(_envelope(trec(), format=2))
+    with pytest.raises(ArtifactError, match=r"unsupported \.pfc format 3 \(this promptc reads format 2\)"):
+        loads(_envelope(trec(), format=3))
+    with pytest.raises(ArtifactError, match=r"unsupported \.pfc format 'x'"):
+        loads(_envelope(trec(), format="x"))
+
+
+def test_an_older_format_asks_for_a_recompile():
+    # written by the format-1 code (positional converters, up to f0af8b3)
+    old = Path(__file__).parent / "data" / "format1.pfc"
+    assert msgpack.unpackb(old.read_bytes())["format"] == 1
+    with pytest.raises(ArtifactError) as e:
+        load_artifact(old)
+    assert str(e.value) == f"{old}: compiled by an older promptc (format 1); recompile with `promptc compile`"
 
 
 def test_tampered_payload_fails_the_checksum():

@@ -118,7 +118,7 @@ def test_huge_multiline_change_is_shown_without_a_diff(tmp_path, capsys):
         (("llms", 0, "returns"), {"kind": "nonsense"}, "not a valid type"),
         (("llms", 0, "returns"), {"kind": "list"}, "not a valid type"),
         (("params", 0, "kind"), "weights", "unknown kind"),
-        (("llms", 0, "messages", 0, 0), "root", "unknown role"),
+        (("llms", 0, "messages", 0, "role"), "root", "unknown role"),
     ],
 )
 def test_unknown_kinds_are_refused(tmp_path, capsys, where, value, message):
