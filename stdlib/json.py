@@ -6,12 +6,11 @@ Each docstring says what the function does to its input, for the backward engine
 from __future__ import annotations
 
 import json as _json
-import re
 from typing import Any
 
-__all__ = ["parse", "dumps", "get"]
+from promptc.runtime.jsontext import loads_tolerant  # re-exported: promptc.stdlib.json.loads_tolerant
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+__all__ = ["parse", "dumps", "get"]
 
 
 def parse(s: str) -> Any:
@@ -41,53 +40,4 @@ def get(x: Any, key: str) -> Any:
             return x[int(key)]
         except (ValueError, IndexError):
             return None
-    return None
-
-
-def loads_tolerant(text: str) -> tuple[Any, str | None]:
-    """(value, None) for the JSON found in `text`, or (None, error message).
-
-    Tries, in order: the whole text, each fenced code block, then the first balanced
-    {...} or [...] span. Raw newlines and tabs inside strings (which strict JSON forbids
-    and small models write) are accepted. Shared with the runtime's answer parser.
-    """
-    candidates = [text.strip()]
-    candidates += [m.group(1).strip() for m in _FENCE.finditer(text)]
-    for opener in "{[":
-        span = _balanced(text, opener)
-        if span is not None:
-            candidates.append(span)
-    for cand in candidates:
-        if not cand:
-            continue
-        try:
-            return _json.loads(cand, strict=False), None
-        except ValueError:
-            continue
-    return None, "no JSON value found in the answer"
-
-
-def _balanced(text: str, opener: str) -> str | None:
-    closer = "}" if opener == "{" else "]"
-    start = text.find(opener)
-    while start != -1:
-        depth, in_str, esc = 0, False, False
-        for i in range(start, len(text)):
-            c = text[i]
-            if in_str:
-                if esc:
-                    esc = False
-                elif c == "\\":
-                    esc = True
-                elif c == '"':
-                    in_str = False
-            elif c == '"':
-                in_str = True
-            elif c == opener:
-                depth += 1
-            elif c == closer:
-                depth -= 1
-                if depth == 0:
-                    return text[start : i + 1]
-        start = text.find(opener, start + 1)
     return None

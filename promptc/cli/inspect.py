@@ -128,8 +128,7 @@ def main(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from promptc.optim.checkpoint import params_to_data
-    from promptc.optim.report import param_text
+    from promptc.params_view import param_text, params_to_data
 
     try:
         from promptc.artifact import load_artifact

@@ -43,7 +43,7 @@ from attrs import frozen
 from promptc.ir import GradRule, Node, Program, TimeIndex
 from promptc.optim import fit, templates
 from promptc.runtime.records import CallRequest, Trace
-from promptc.stdlib.json import loads_tolerant
+from promptc.runtime.jsontext import loads_tolerant
 
 log = logging.getLogger(__name__)
 

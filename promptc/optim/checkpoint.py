@@ -13,44 +13,16 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any
 
 import msgpack
-from attrs import evolve
 
-from promptc.ir import Demo, Param, Program
+from promptc.params_view import apply_params, params_to_data  # what a checkpoint's "params" holds
+
+__all__ = ["FILE", "VERSION", "CheckpointError", "apply_params", "params_to_data", "load", "save",
+           "rng_from_data", "rng_to_data"]
 
 FILE = "checkpoint.msgpack"
 VERSION = 1
-
-
-def demo_to_data(d: Demo) -> dict:
-    return {"inputs": [[k, v] for k, v in d.inputs], "output": d.output}
-
-
-def demo_from_data(d: dict) -> Demo:
-    return Demo(inputs=tuple((k, v) for k, v in d["inputs"]), output=d["output"])
-
-
-def params_to_data(program: Program) -> dict:
-    """The values of every param of a program (what training changes)."""
-    return {
-        p.name: {"kind": p.kind, "text": p.text, "demos": [demo_to_data(d) for d in p.demos], "nearest": p.nearest}
-        for p in program.params
-    }
-
-
-def apply_params(program: Program, data: dict) -> Program:
-    """`program` with the param values of `data` (names not in the program are ignored)."""
-    for p in program.params:
-        d = data.get(p.name)
-        if d is None:
-            continue
-        program = program.with_param(
-            evolve(p, text=d.get("text", p.text), demos=tuple(demo_from_data(x) for x in d.get("demos", ())),
-                   nearest=int(d.get("nearest", 0)))
-        )
-    return program
 
 
 def rng_to_data(rng: random.Random) -> list:

@@ -41,7 +41,7 @@ from attrs import evolve, field, frozen
 
 from promptc.ir import Demo, Param, Program
 from promptc.optim.backward import resolve_model, task_model
-from promptc.optim.checkpoint import demo_from_data, demo_to_data
+from promptc.params_view import demo_from_data, demo_to_data
 from promptc.runtime.records import Trace
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,7 @@ from typing import Iterable
 
 from attrs import frozen
 
-from promptc.stdlib.json import loads_tolerant
+from promptc.runtime.jsontext import loads_tolerant
 
 EMPTY = "empty"
 UNCHANGED = "unchanged"

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import difflib
 import html
-import json
 from typing import Any
 
 from promptc.ir import Program
-from promptc.optim.checkpoint import params_to_data
+from promptc.params_view import param_text, params_to_data
 
 CSS = """
 body{font-family:system-ui,sans-serif;font-size:16px;margin:2em auto;padding:0 1em;max-width:60em;color:#222}
@@ -73,19 +72,6 @@ def chart(history: list[dict], start: float | None, width: int = 640, height: in
     parts.append(f'<text x="{pad}" y="14" font-size="12" fill="#333">validation score (line: best so far; dots: proposals, green accepted)</text>')
     parts.append("</svg>")
     return "".join(parts)
-
-
-def param_text(d: dict) -> str:
-    if d.get("kind") == "demos":
-        lines = [
-            json.dumps(dict((k, v) for k, v in x["inputs"]), ensure_ascii=False, default=str)
-            + " -> " + json.dumps(x["output"], ensure_ascii=False, default=str)
-            for x in d.get("demos", [])
-        ]
-        if d.get("nearest"):
-            lines.insert(0, f"(a pool: each call shows the {d['nearest']} demos nearest to its inputs)")
-        return "\n".join(lines)
-    return d.get("text", "")
 
 
 def diff_html(before: str, after: str, name: str) -> str:

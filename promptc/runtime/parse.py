@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from promptc.stdlib.json import loads_tolerant
+from promptc.runtime.jsontext import loads_tolerant
 from promptc.types import Type
 
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+")
