@@ -50,6 +50,7 @@ from typing import Iterable
 
 from attrs import frozen
 
+from promptc import template as T
 from promptc.runtime.jsontext import loads_tolerant
 
 EMPTY = "empty"
@@ -68,7 +69,6 @@ FILTERS = (  # in the order `check` runs them, then the two of `propose`
     DROPPED_PLACEHOLDER, DROPPED_LABEL, NO_PROPOSAL, CALL_FAILED,
 )
 
-PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
 _TAG = re.compile(r"<proposal>(.*?)(?:</proposal>|$)", re.S | re.I)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\n(.*?)(?:```|$)", re.S)
 MAX_LOOP_PERIOD = 20  # the longest word sequence `repetition` looks for as a loop
@@ -91,11 +91,9 @@ class Rejection:
 
 
 def placeholders(text: str) -> tuple[str, ...]:
-    """The `{name}` placeholders of a prompt, in first-use order."""
-    seen: dict[str, None] = {}
-    for m in PLACEHOLDER.finditer(text):
-        seen.setdefault(m.group(1), None)
-    return tuple(seen)
+    """The `{name}` placeholders of a prompt, in first-use order (any text is read: a
+    stray brace in a proposal is text)."""
+    return T.placeholders(text, strict=False)
 
 
 def _from_json(text: str) -> str | None:
@@ -196,14 +194,15 @@ def code_shaped(text: str) -> str | None:
     stripped = text.strip()
     if "```" in stripped:
         return "contains a code fence"
-    if stripped[:1] in "{[" and stripped[-1:] in "}]" and not PLACEHOLDER.fullmatch(stripped):
+    bare = T.without_placeholders(stripped)
+    if stripped[:1] in "{[" and stripped[-1:] in "}]" and bare.strip():
         for parse in (json.loads, ast.literal_eval):
             try:
                 if isinstance(parse(stripped), (dict, list)):
                     return "is a JSON / dict or list literal"
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 pass
-    visible = [c for c in PLACEHOLDER.sub("", stripped) if not c.isspace()]
+    visible = [c for c in bare if not c.isspace()]
     if len(visible) >= 10 and sum(c.isalpha() for c in visible) < 0.5 * len(visible):
         return "is mostly punctuation and digits"
     return None

@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import inspect
 import os
-import string
 from typing import Iterable
 
 from attrs import evolve
 
+from promptc import template as T
 from promptc.bind import BindError, load_callable, signature_types
 from promptc.errors import CompileError, Span
 from promptc.ir import Function, LlmDef, Node, Program
-
-_FORMATTER = string.Formatter()
 
 
 def resolve(program: Program) -> Program:
@@ -79,18 +77,9 @@ def _bind(fn: Function, file: str) -> Function:
 def placeholders(template: str, span: Span | None = None) -> list[str]:
     """The `{name}` fields of a template, in order (`{{`/`}}` are literal braces)."""
     try:
-        parsed = list(_FORMATTER.parse(template))
-    except ValueError as e:
-        raise CompileError(f"bad template: {e}", span) from None
-    names = []
-    for _literal, field_name, _spec, _conv in parsed:
-        if field_name is None:
-            continue
-        if not field_name.isidentifier():
-            shown = "{" + field_name + "}"
-            raise CompileError(f"placeholder '{shown}' must be a plain name", span)
-        names.append(field_name)
-    return names
+        return [name for name, _, _ in T.scan(template)]
+    except T.TemplateError as e:
+        raise CompileError(f"bad template: {e.message}", span) from None
 
 
 def _resolve_llm(llm: LlmDef, program: Program) -> LlmDef:

@@ -5,8 +5,9 @@ Rules (the contract the trainer and the backward engine rely on):
 - `{name}` in a template is replaced by the text of the prompt param `name`, or by the
   value of the `llm` argument `name`. Text values are inserted as they are; any other
   value (numbers, bools, lists, records, json) is inserted as compact JSON. `{{` and `}}`
-  are literal braces. A placeholder that names nothing is left as written (the compiler
-  reports those before a program can run).
+  are literal braces. A placeholder that names nothing, or a stray brace, is left as
+  written (the compiler reports those before a program can run); the syntax is
+  `promptc.template`'s.
 - The demos param (`LlmDef.demos`) becomes user/assistant turn pairs placed just before
   the last user message: the user turn is the last user template rendered with the
   demo's inputs, the assistant turn is the demo's output (JSON when it is not text).
@@ -18,9 +19,9 @@ Rules (the contract the trainer and the backward engine rely on):
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Mapping
 
+from promptc import template as T
 from promptc.ir import Demo, LlmDef, Program
 from promptc.runtime import endpoint
 from promptc.runtime.records import CallRequest
@@ -28,7 +29,6 @@ from promptc.types import Type
 
 JSON_INSTRUCTION = "Answer with JSON only, following this JSON schema:\n{schema}"
 
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _STRUCTURED = ("record", "list", "json")
 
 
@@ -41,19 +41,7 @@ def format_value(value: Any) -> str:
 
 def render_template(template: str, values: Mapping[str, Any]) -> str:
     """Substitute `{name}` from `values` (see the module doc for the rules)."""
-
-    def sub(m: re.Match) -> str:
-        tok = m.group(0)
-        if tok == "{{":
-            return "{"
-        if tok == "}}":
-            return "}"
-        name = m.group(1)
-        if name in values:
-            return format_value(values[name])
-        return tok
-
-    return _PLACEHOLDER.sub(sub, template)
+    return T.render(template, values, show=format_value, strict=False)
 
 
 def json_schema(t: Type) -> dict:
