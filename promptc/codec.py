@@ -69,7 +69,7 @@ class Codec:
         self.checks = dict(checks or {})
         self.records: dict[str, type] = {}
         self._hints: dict[type, dict[str, Any]] = {}
-        self._decoders: dict[Any, Callable[[Any, str], Any]] = {}
+        self._decoders: dict[Any, Callable[[Any, Any], Any]] = {}
         self._encoders: dict[Any, Callable[[Any], Any]] = {}
         self._collect(root)
 
@@ -172,15 +172,16 @@ class Codec:
         hint = self.root if hint is None else hint
         return self._decoder(hint)(data, _name(hint))
 
-    def _decoder(self, hint: Any) -> Callable[[Any, str], Any]:
+    def _decoder(self, hint: Any) -> Callable[[Any, Any], Any]:
         found = self._decoders.get(hint)
         if found is None:
             found = self._decoders[hint] = self._make_decoder(hint)
         return found
 
-    def _make_decoder(self, hint: Any) -> Callable[[Any, str], Any]:
-        if hint is Any:
-            return lambda d, where: d
+    def _make_decoder(self, hint: Any) -> Callable[[Any, Any], Any]:
+        plain = _plain(hint)
+        if plain is not None:
+            return self._plain_decoder(hint, plain)
         members = _union_members(hint)
         if members is not None:
             return self._union_decoder(hint, members)
@@ -196,32 +197,44 @@ class Codec:
 
             def dec_dict(d, where):
                 if type(d) is not dict:
-                    raise CodecError(f"{where} is {_kind(d)}, expected a map")
+                    raise CodecError(f"{_at(where)} is {_kind(d)}, expected a map")
                 for k in d:
                     if type(k) is not str:
-                        raise CodecError(f"{where} has a key of type {_kind(k)}, expected str")
-                return {k: inner(x, f"{where}[{k!r}]") for k, x in d.items()}
+                        raise CodecError(f"{_at(where)} has a key of type {_kind(k)}, expected str")
+                return {k: inner(x, (where, k)) for k, x in d.items()}
 
             return dec_dict
-        if hint in _SCALARS:
-            want = hint
-
-            def dec_scalar(d, where):
-                if type(d) is not want:
-                    raise CodecError(f"{where} is {_kind(d)}, expected {_name(want)}")
-                return d
-
-            return dec_scalar
         raise TypeError(f"the codec cannot decode annotation {hint!r}")
 
-    def _sequence_decoder(self, origin: type, args: tuple) -> Callable[[Any, str], Any]:
+    @staticmethod
+    def _plain_decoder(hint: Any, plain: frozenset | tuple) -> Callable[[Any, Any], Any]:
+        if not plain:  # Any
+            return lambda d, where: d
+
+        def dec_plain(d, where):
+            if type(d) not in plain:
+                raise CodecError(f"{_at(where)} is {_kind(d)}, expected {_name(hint)}")
+            return d
+
+        return dec_plain
+
+    def _sequence_decoder(self, origin: type, args: tuple) -> Callable[[Any, Any], Any]:
         if origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            plain = _plain(args[0])
             item = self._decoder(args[0])
 
             def dec_seq(d, where):
                 if type(d) is not list:
-                    raise CodecError(f"{where} is {_kind(d)}, expected a list")
-                out = [item(x, f"{where}[{i}]") for i, x in enumerate(d)]
+                    raise CodecError(f"{_at(where)} is {_kind(d)}, expected a list")
+                if plain is None:
+                    out = [item(x, (where, i)) for i, x in enumerate(d)]
+                elif plain:  # scalars: checked in place, nothing to build
+                    for i, x in enumerate(d):
+                        if type(x) not in plain:
+                            item(x, (where, i))  # raises, naming the item
+                    out = d
+                else:
+                    out = d
                 return out if origin is list else tuple(out)
 
             return dec_seq
@@ -229,14 +242,14 @@ class Codec:
 
         def dec_fixed(d, where):
             if type(d) is not list:
-                raise CodecError(f"{where} is {_kind(d)}, expected a list")
+                raise CodecError(f"{_at(where)} is {_kind(d)}, expected a list")
             if len(d) != len(fixed):
-                raise CodecError(f"{where} has {len(d)} items, expected {len(fixed)}")
-            return tuple(f(x, f"{where}[{i}]") for i, (f, x) in enumerate(zip(fixed, d)))
+                raise CodecError(f"{_at(where)} has {len(d)} items, expected {len(fixed)}")
+            return tuple([f(x, (where, i)) for i, (f, x) in enumerate(zip(fixed, d))])
 
         return dec_fixed
 
-    def _union_decoder(self, hint: Any, members: tuple) -> Callable[[Any, str], Any]:
+    def _union_decoder(self, hint: Any, members: tuple) -> Callable[[Any, Any], Any]:
         records = {m.__name__: m for m in members if attrs.has(m)}
         plain = [m for m in members if not attrs.has(m) and m is not _NONE]
         if plain and records:
@@ -249,19 +262,19 @@ class Codec:
                 if d is None and optional:
                     return None
                 if type(d) is not dict:
-                    raise CodecError(f"{where} is {_kind(d)}, expected a map")
+                    raise CodecError(f"{_at(where)} is {_kind(d)}, expected a map")
                 tag = d.get(TAG)
                 dec = by_tag.get(tag) if type(tag) is str else None
                 if dec is None:
                     raise CodecError(
-                        f"{where} has unknown record tag {_clip(tag)} (expected one of {', '.join(sorted(by_tag))})"
+                        f"{_at(where)} has unknown record tag {_clip(tag)} (expected one of {', '.join(sorted(by_tag))})"
                     )
                 return dec(d, where)
 
             return dec_tagged
         if len(plain) > 1:
             raise TypeError(f"the codec cannot decode an untagged union {hint!r}")
-        (inner_hint,) = [*records.values(), *plain] or [_NONE]
+        (inner_hint,) = [*records.values(), *plain]
         inner = self._decoder(inner_hint)
 
         def dec_optional(d, where):
@@ -269,11 +282,11 @@ class Codec:
 
         return dec_optional
 
-    def _record_decoder(self, cls: type, tagged: bool) -> Callable[[Any, str], Any]:
+    def _record_decoder(self, cls: type, tagged: bool) -> Callable[[Any, Any], Any]:
         label = cls.__name__
         # field -> (decoder, or None where the value is its own data; the Python types it
         # may then have, () for any; where it is, for errors; its annotation)
-        known: dict[str, tuple[Callable[[Any, str], Any] | None, Any, str, Any]] = {}
+        known: dict[str, tuple[Callable[[Any, Any], Any] | None, Any, str, Any]] = {}
         required: list[str] = []
         check = self.checks.get(cls)
 
@@ -290,14 +303,14 @@ class Codec:
             if not known:
                 prepare()
             if type(d) is not dict:
-                raise CodecError(f"{where} is {_kind(d)}, expected a map of {label}")
+                raise CodecError(f"{_at(where)} is {_kind(d)}, expected a map of {label}")
             values = {}
             for k, x in d.items():
                 if tagged and k == TAG:
                     continue
                 found = known.get(k) if type(k) is str else None
                 if found is None:
-                    raise CodecError(f"{where}: {label} has no field {_clip(k)}")
+                    raise CodecError(f"{_at(where)}: {label} has no field {_clip(k)}")
                 field_dec, plain, at, hint = found
                 if field_dec is not None:
                     x = field_dec(x, at)
@@ -306,12 +319,12 @@ class Codec:
                 values[k] = x
             for name in required:
                 if name not in values:
-                    raise CodecError(f"{where}: {label} needs field '{name}'")
+                    raise CodecError(f"{_at(where)}: {label} needs field '{name}'")
             value = cls(**values)
             if check is not None:
                 problem = check(value)
                 if problem is not None:
-                    raise CodecError(f"{where} {problem}")
+                    raise CodecError(f"{_at(where)} {problem}")
             return value
 
         return dec
@@ -334,6 +347,16 @@ def _default(f: attrs.Attribute) -> Any:
 
 def _same(v: Any) -> Any:
     return v
+
+
+def _at(where: Any) -> str:
+    """The text of a place: decoders pass (container's place, index or key) down, and only
+    an error spells it out."""
+    keys = []
+    while type(where) is tuple:
+        where, key = where
+        keys.append(f"[{key!r}]" if type(key) is str else f"[{key}]")
+    return where + "".join(reversed(keys))
 
 
 def _kind(v: Any) -> str:

@@ -42,23 +42,21 @@ def scan(text: str, *, strict: bool = True) -> list[tuple[str, int, int]]:
     i, n = 0, len(text)
     while i < n:
         c = text[i]
-        if c == "{":
-            if i + 1 < n and text[i + 1] == "{":
-                i += 2
-                continue
-            m = _NAME.match(text, i + 1)
-            if m is not None and m.end() < n and text[m.end()] == "}":
-                out.append((m.group(), i, m.end() + 1))
-                i = m.end() + 1
-                continue
-            if strict:
-                raise TemplateError(_bad_open(text, i), i)
-        elif c == "}":
-            if i + 1 < n and text[i + 1] == "}":
-                i += 2
-                continue
-            if strict:
-                raise TemplateError("single '}' in template (write '}}' for a literal brace)", i)
+        if c not in "{}":
+            i += 1
+            continue
+        if i + 1 < n and text[i + 1] == c:  # `{{` or `}}`: a literal brace
+            i += 2
+            continue
+        m = _NAME.match(text, i + 1) if c == "{" else None
+        if m is not None and m.end() < n and text[m.end()] == "}":
+            out.append((m.group(), i, m.end() + 1))
+            i = m.end() + 1
+            continue
+        if strict and c == "{":
+            raise TemplateError(_bad_open(text, i), i)
+        if strict:
+            raise TemplateError("single '}' in template (write '}}' for a literal brace)", i)
         i += 1
     return out
 
