@@ -196,8 +196,7 @@ class Codec:
             inner = self._decoder(args[1])
 
             def dec_dict(d, where):
-                if type(d) is not dict:
-                    raise CodecError(f"{_at(where)} is {_kind(d)}, expected a map")
+                _expect(d, dict, where, "a map")
                 for k in d:
                     if type(k) is not str:
                         raise CodecError(f"{_at(where)} has a key of type {_kind(k)}, expected str")
@@ -224,8 +223,7 @@ class Codec:
             item = self._decoder(args[0])
 
             def dec_seq(d, where):
-                if type(d) is not list:
-                    raise CodecError(f"{_at(where)} is {_kind(d)}, expected a list")
+                _expect(d, list, where, "a list")
                 if plain is None:
                     out = [item(x, (where, i)) for i, x in enumerate(d)]
                 elif plain:  # scalars: checked in place, nothing to build
@@ -241,8 +239,7 @@ class Codec:
         fixed = [self._decoder(a) for a in args]
 
         def dec_fixed(d, where):
-            if type(d) is not list:
-                raise CodecError(f"{_at(where)} is {_kind(d)}, expected a list")
+            _expect(d, list, where, "a list")
             if len(d) != len(fixed):
                 raise CodecError(f"{_at(where)} has {len(d)} items, expected {len(fixed)}")
             return tuple([f(x, (where, i)) for i, (f, x) in enumerate(zip(fixed, d))])
@@ -261,8 +258,7 @@ class Codec:
             def dec_tagged(d, where):
                 if d is None and optional:
                     return None
-                if type(d) is not dict:
-                    raise CodecError(f"{_at(where)} is {_kind(d)}, expected a map")
+                _expect(d, dict, where, "a map")
                 tag = d.get(TAG)
                 dec = by_tag.get(tag) if type(tag) is str else None
                 if dec is None:
@@ -284,6 +280,7 @@ class Codec:
 
     def _record_decoder(self, cls: type, tagged: bool) -> Callable[[Any, Any], Any]:
         label = cls.__name__
+        expected = f"a map of {label}"
         # field -> (decoder, or None where the value is its own data; the Python types it
         # may then have, () for any; where it is, for errors; its annotation)
         known: dict[str, tuple[Callable[[Any, Any], Any] | None, Any, str, Any]] = {}
@@ -302,8 +299,7 @@ class Codec:
         def dec(d, where):
             if not known:
                 prepare()
-            if type(d) is not dict:
-                raise CodecError(f"{_at(where)} is {_kind(d)}, expected a map of {label}")
+            _expect(d, dict, where, expected)
             values = {}
             for k, x in d.items():
                 if tagged and k == TAG:
@@ -347,6 +343,11 @@ def _default(f: attrs.Attribute) -> Any:
 
 def _same(v: Any) -> Any:
     return v
+
+
+def _expect(d: Any, cls: type, where: Any, what: str) -> None:
+    if type(d) is not cls:
+        raise CodecError(f"{_at(where)} is {_kind(d)}, expected {what}")
 
 
 def _at(where: Any) -> str:
