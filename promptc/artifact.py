@@ -22,7 +22,7 @@ origin, so a crafted file can carry a valid one):
 - msgpack's own limits (`max_str_len`, `max_array_len`, ...) are set from the size of the
   buffer being decoded; the envelope is a map of five scalars and is decoded with tight
   limits; the payload may hold at most one list or map per `_BYTES_PER_CONTAINER` bytes
-  (compiled examples use one per 20 to 36 bytes), which bounds the memory a decode can take
+  (compiled examples use one per 36 to 50 bytes), which bounds the memory a decode can take
   to a small multiple of the file's size;
 - tuples nest at most `MAX_TUPLE_DEPTH` deep (each is a nested decode), and the decoded
   data at most `MAX_DATA_DEPTH` deep (checked without recursion before any record is
