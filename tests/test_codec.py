@@ -171,3 +171,10 @@ def test_codec_refuses_unreachable_classes():
     c = Codec(Span)
     with pytest.raises(TypeError, match="not a record reachable"):
         c.decode({}, Program)
+
+
+def test_the_artifact_allow_list_is_the_ir():
+    # what a .pfc may build: the IR's records and the two records they hold (types, spans)
+    modules = {cls.__module__ for cls in artifact.CODEC.records.values()}
+    assert modules == {"promptc.ir", "promptc.types", "promptc.errors"}
+    assert artifact.CODEC.records["Span"] is Span and artifact.CODEC.records["Type"] is Type
