@@ -43,7 +43,7 @@ from promptc.errors import Span
 from promptc.ir import (
     Demo,
     Function,
-    GradRule,
+    GradNode,
     LlmDef,
     Loop,
     Message,
@@ -263,7 +263,7 @@ def program_to_data(p: Program) -> dict:
             p.train.workflow, p.train.metric, p.train.answer, p.train.teacher, p.train.backward,
             p.train.optimizer, _span(p.train.span),
         ],
-        "backward": [[g.node, g.rule, list(g.feeds), _time(g.time), g.note] for g in p.backward],
+        "backward": [[g.name, g.op, g.node, list(g.args), g.rule, list(g.feeds), _time(g.time), _span(g.span), g.llm, g.function, g.doc, g.cond, list(g.branches), g.variable] for g in p.backward],
         "passes": list(p.passes),
     }
 
@@ -294,7 +294,7 @@ def program_from_data(d: dict) -> Program:
             _span_in(wf.get("output_span")),
         ),
         train=None if t is None else TrainSpec(t[0], t[1], t[2], t[3], t[4], t[5], _span_in(t[6])),
-        backward=tuple(GradRule(n, r, tuple(f), _time_in(tm), note) for n, r, f, tm, note in d["backward"]),
+        backward=tuple(GradNode(g[0], g[1], g[2], tuple(g[3]), g[4], tuple(g[5]), _time_in(g[6]), _span_in(g[7]), *g[8:12], tuple(g[12]), g[13]) for g in d["backward"]),
         passes=tuple(d["passes"]),
     )
 

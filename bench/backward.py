@@ -1,0 +1,131 @@
+"""Backward interpretation time per node on an unrolled loop (scripted engine).
+
+The workflow: one `llm` with a trainable prompt, then `for i in 0..S { q = q + "." }`:
+S loop steps of two nodes each (a const and an `add`), unrolled, so the feedback on the
+output passes through 2·S + 1 nodes before it reaches the one backward-engine call. The
+forward runs once (not timed); then `promptc.optim.backward.backward` runs on the
+failing sample `--repeat` times and the best time is divided by the number of forward
+nodes. When the backward walk is linear in the nodes, that time per node is flat as S
+grows (250, 500, 1,000 steps).
+
+Measured on the 2-core development machine (best of 3, µs per node; `--before DIR`
+runs the same script on another checkout, e.g. the code before the backward program
+became IR, `git archive f0af8b3 | tar -x -C DIR`):
+
+    steps  nodes  before (f0af8b3: GradRules + optim/backward.py walk)  after (gradient nodes, one interpreter)
+      250    503   see the table this script prints                      see the table this script prints
+
+Before, each rule looked its node up in `program.nodes` and its record in the trace by a
+linear scan: quadratic. After, the program and the trace are indexed by name, and the
+backward program comes pruned and ordered from the gradient pass: linear.
+
+Run: `python bench/backward.py` (this checkout) or `python bench/backward.py --before
+/work/wt-a-before` (both, side by side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SOURCE = """
+model task = "scripted/bench_backward"
+param instr: prompt trainable "the instruction" = "Rewrite the text."
+llm rewrite(x: text) -> text via task {{
+  system "{{instr}}"
+  user   "Text: {{x}}"
+}}
+workflow chain(x: text) -> text {{
+  let q = rewrite(x)
+  for i in 0..{steps} {{
+    q = q + "."
+  }}
+  return q
+}}
+"""
+
+STEPS = (250, 500, 1000)
+
+
+def reply(messages: list[dict]) -> str:
+    user = messages[-1]["content"]
+    if "Text:" in user:  # the forward call
+        return "rewritten"
+    return json.dumps({"instr": "Keep the dots."})  # the backward call
+
+
+def measure(steps: int, repeat: int) -> dict:
+    """Best wall time of one failing sample's backward pass, and the node counts."""
+    from promptc import compile_source
+    from promptc.optim.backward import backward
+    from promptc.runtime import scripted
+    from promptc.runtime.engine import make_engine
+    from promptc.runtime.interpreter import run_forward
+
+    scripted.register("bench_backward", reply)
+    program = compile_source(SOURCE.format(steps=steps), "bench.pflow")
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(cache_dir=tmp, no_cache=True)
+        batch = [{"x": "text", "answer": "never"}]
+        traces = run_forward(program, batch, engine)
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            grads = asyncio.run(backward(program, traces, batch, [0.0], engine, context=None))
+            best = min(best, time.perf_counter() - t0)
+        assert grads.for_param("instr"), "the feedback must reach the trainable prompt"
+    nodes = len(program.nodes)
+    return {"steps": steps, "nodes": nodes, "seconds": best, "us_per_node": best / nodes * 1e6}
+
+
+def run_here(steps: tuple[int, ...], repeat: int) -> list[dict]:
+    return [measure(s, repeat) for s in steps]
+
+
+def run_in(checkout: str, steps: tuple[int, ...], repeat: int) -> list[dict]:
+    """The same measurement with another checkout's `promptc` first on the path."""
+    env = dict(os.environ, PYTHONPATH=str(Path(checkout).resolve()))
+    args = [sys.executable, __file__, "--json", "--repeat", str(repeat), "--steps", *map(str, steps)]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True, cwd=checkout)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--before", help="another checkout to measure the same way (its promptc first on the path)")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON (used for --before)")
+    a = ap.parse_args()
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    steps = tuple(a.steps)
+    if a.json:
+        print(json.dumps(run_here(steps, a.repeat)))
+        return
+    after = run_here(steps, a.repeat)
+    before = run_in(a.before, steps, a.repeat) if a.before else None
+    head = f"{'steps':>6} {'nodes':>6}"
+    if before:
+        head += f" {'before s':>9} {'before µs/node':>15}"
+    head += f" {'after s':>8} {'after µs/node':>14}"
+    print(head)
+    for i, row in enumerate(after):
+        line = f"{row['steps']:>6} {row['nodes']:>6}"
+        if before:
+            b = before[i]
+            line += f" {b['seconds']:>9.3f} {b['us_per_node']:>15.1f}"
+        line += f" {row['seconds']:>8.3f} {row['us_per_node']:>14.1f}"
+        print(line)
+
+
+if __name__ == "__main__":
+    if not os.environ.get("PYTHONPATH"):  # this checkout's promptc (--before sets another)
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()
