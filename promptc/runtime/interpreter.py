@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 import time
@@ -49,7 +50,6 @@ from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from promptc.bind import BindError, artifact_root, load_callable
 from promptc.ir import GRAD_OPS, OPS, GradNode, Node, Program
-from promptc.passes.gradient import RULES
 from promptc.runtime.parse import coerce, parse_answer
 from promptc.runtime.records import CallResult, NodeRecord, Trace
 from promptc.runtime.render import build_request, format_value
@@ -130,8 +130,8 @@ class Interpreter:
                     raise ProgramError(f"node {node.name!r} is a loop: the program was not unrolled")
                 raise ProgramError(f"node {node.name!r} has unknown op {node.op!r}")
         for g in program.backward:
-            if g.op not in GRAD_OPS or (g.op == "grad" and RULES.get(g.rule) is None):
-                raise ProgramError(f"gradient node {g.name!r} has unknown op {g.op!r} (rule {g.rule!r})")
+            if g.op not in GRAD_OPS:
+                raise ProgramError(f"gradient node {g.name!r} has unknown op {g.op!r}")
 
     # -- the walks ---------------------------------------------------------------
     async def run(self, inputs: dict[str, Any]) -> Trace:
@@ -308,12 +308,24 @@ class Interpreter:
             return {}
         if not rec.executed:
             return {}
-        sent = await RULES[g.rule].run(self, frame, g, feedback)
+        rule = rule_table().get(g.rule)
+        if rule is None:
+            raise ProgramError(f"gradient node {g.name!r}: no rule for node kind {g.rule!r}")
+        sent = await rule.run(self, frame, g, feedback)
         frame.gradients.extend((f, text, g) for f, text in sent.items() if f in self.trainable)
         return sent
 
 
 RUNNABLE = frozenset(OPS) - {"loop"}
+
+
+@functools.cache
+def rule_table() -> dict[str, Any]:
+    """The gradient rules (`promptc.passes.gradient.RULES`), imported on the first backward
+    run only: serving a compiled workflow imports no compiler or training code."""
+    from promptc.passes.gradient import RULES
+
+    return RULES
 
 
 def _add(a: Any, b: Any) -> Any:
