@@ -51,7 +51,7 @@ workflow chain(x: text) -> text {{
 }}
 """
 
-STEPS = (250, 500, 1000)
+STEPS = (250, 500, 1000, 2000)
 
 
 def reply(messages: list[dict]) -> str:
@@ -86,7 +86,14 @@ def measure(steps: int, repeat: int) -> dict:
 
 
 def run_here(steps: tuple[int, ...], repeat: int) -> list[dict]:
-    return [measure(s, repeat) for s in steps]
+    """One row per size; `marginal_us` is the time per node beyond a 10-step run, i.e. with
+    the fixed cost of a backward pass (the event loop, the one backward-engine call) taken out."""
+    measure(10, 1)  # warm up: imports, templates, the engine's first call
+    base = measure(10, repeat)
+    rows = [measure(s, repeat) for s in steps]
+    for r in rows:
+        r["marginal_us"] = (r["seconds"] - base["seconds"]) / (r["nodes"] - base["nodes"]) * 1e6
+    return rows
 
 
 def run_in(checkout: str, steps: tuple[int, ...], repeat: int) -> list[dict]:
@@ -100,7 +107,7 @@ def run_in(checkout: str, steps: tuple[int, ...], repeat: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--before", help="another checkout to measure the same way (its promptc first on the path)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON (used for --before)")
     a = ap.parse_args()
@@ -113,16 +120,16 @@ def main() -> None:
     before = run_in(a.before, steps, a.repeat) if a.before else None
     head = f"{'steps':>6} {'nodes':>6}"
     if before:
-        head += f" {'before s':>9} {'before µs/node':>15}"
-    head += f" {'after s':>8} {'after µs/node':>14}"
+        head += f" {'before s':>9} {'µs/node':>8} {'marginal':>9}"
+    head += f" {'after s':>8} {'µs/node':>8} {'marginal':>9}"
     print(head)
     for i, row in enumerate(after):
         line = f"{row['steps']:>6} {row['nodes']:>6}"
-        if before:
-            b = before[i]
-            line += f" {b['seconds']:>9.3f} {b['us_per_node']:>15.1f}"
-        line += f" {row['seconds']:>8.3f} {row['us_per_node']:>14.1f}"
+        for r in ([before[i]] if before else []) + [row]:
+            line += f" {r['seconds']:>{9 if r is not row else 8}.3f} {r['us_per_node']:>8.1f} {r['marginal_us']:>9.1f}"
         print(line)
+    print("µs/node: the whole backward pass of one failing sample over the forward nodes;")
+    print("marginal: µs per node beyond a 10-step run (the fixed cost taken out). Linear: flat.")
 
 
 if __name__ == "__main__":
