@@ -30,11 +30,8 @@ def test_trec_gradient_nodes_from_the_loss_in_reverse_order():
 
 
 def test_a_value_with_several_consumers_sums_their_feedback_in_run_order():
-    b = ProgramBuilder()
-    b.model("task")
-    b.param("t", trainable=True)
+    b = trained()
     b.function("concat", params=[("a", TEXT), ("b", TEXT)], returns=TEXT, doc="Joins.")
-    b.llm("g", [("x", TEXT)], system="{t}", user="{x}")
     w = b.workflow()
     mid = w.llm("g", w.input("q"), name="mid")
     left = w.call("concat", mid, mid, name="left")
@@ -81,11 +78,17 @@ def test_no_rule_where_no_trainable_param_is_upstream():
     assert "Concatenates" in rules["both"].doc  # resolve binds the real docstring
 
 
-def test_a_select_routed_only_by_a_trained_condition_feeds_nothing():
+def trained(llm: str = "g") -> ProgramBuilder:
+    """A builder with one trainable prompt `t`, used by the `llm` named `llm`."""
     b = ProgramBuilder()
     b.model("task")
     b.param("t", trainable=True)
-    b.llm("g", [("x", TEXT)], system="{t}", user="{x}")
+    b.llm(llm, [("x", TEXT)], system="{t}", user="{x}")
+    return b
+
+
+def test_a_select_routed_only_by_a_trained_condition_feeds_nothing():
+    b = trained()
     w = b.workflow()
     q = w.input("q")
     cond = w.prim("eq", w.llm("g", q, name="judge"), w.const("yes", name="yes"), name="c")
@@ -109,10 +112,7 @@ def test_llm_rule_feeds_upstream_values_that_require_gradients():
 
 
 def test_loop_steps_keep_their_time_index():
-    b = ProgramBuilder()
-    b.model("task")
-    b.param("t", trainable=True)
-    b.llm("f", [("x", TEXT)], system="{t}", user="{x}")
+    b = trained("f")
     w = b.workflow()
     lp = w.loop("act", "max", 3, carried={"q": w.input("q")})
     x = lp.llm("f", lp.ph("q"), name="x")
