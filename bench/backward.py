@@ -8,19 +8,21 @@ failing sample `--repeat` times and the best time is divided by the number of fo
 nodes. When the backward walk is linear in the nodes, that time per node is flat as S
 grows (250 to 2,000 steps).
 
-Measured on the 2-core development machine while other builds ran (best of 5; seconds
-for one failing sample; µs per forward node; marginal: µs per node beyond a 10-step run).
-"before" is f0af8b3 (GradRules walked by optim/backward.py), run with `--before DIR` on
-a copy of that commit (`git archive f0af8b3 | tar -x -C DIR`):
+Measured on the 2-core development machine (load average about 4; best of 7, garbage
+collection off while timed; seconds for one failing sample; µs per forward node;
+marginal: µs per node beyond a 10-step run). "before" is f0af8b3 (GradRules walked by
+optim/backward.py), run with `--before DIR` on a copy of that commit
+(`git archive f0af8b3 | tar -x -C DIR`):
 
      steps  nodes  before s  µs/node  marginal  after s  µs/node  marginal
-       250    502     0.020     40.8      31.6    0.011     21.0       3.7
-       500   1002     0.061     61.3      57.2    0.013     12.5       3.8
-      1000   2002     0.199     99.4      97.8    0.010      5.2       0.8
-      2000   4002     0.783    195.6     195.3    0.019      4.7       2.6
+       250    502     0.020     38.9      27.3    0.007     14.4       0.1
+       500   1002     0.065     64.7      59.6    0.009      8.5       1.3
+      1000   2002     0.257    128.3     126.5    0.010      4.8       1.2
+      2000   4002     0.754    188.5     187.9    0.013      3.3       1.5
 
-Before, the marginal time per node doubles with the size (quadratic); after, it stays
-within a few µs (linear; the small sizes are mostly the fixed cost and the noise).
+Before, the marginal time per node grows with the size (quadratic: 27 -> 188 µs); after,
+it stays at about 1.5 µs (linear; at 250 steps the walk is within the noise of the fixed
+cost, which is why µs/node, fixed cost included, falls as the size grows).
 
 Before, each rule looked its node up in `program.nodes` and its record in the trace by a
 linear scan: quadratic. After, the program and the trace are indexed by name, and the
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -85,9 +88,12 @@ def measure(steps: int, repeat: int) -> dict:
         traces = run_forward(program, batch, engine)
         best = float("inf")
         for _ in range(repeat):
+            gc.collect()
+            gc.disable()  # a collection in the timed region is noise, not the walk
             t0 = time.perf_counter()
             grads = asyncio.run(backward(program, traces, batch, [0.0], engine, context=None))
             best = min(best, time.perf_counter() - t0)
+            gc.enable()
         assert grads.for_param("instr"), "the feedback must reach the trainable prompt"
     nodes = len(program.nodes)
     return {"steps": steps, "nodes": nodes, "seconds": best, "us_per_node": best / nodes * 1e6}
@@ -115,7 +121,7 @@ def run_in(checkout: str, steps: tuple[int, ...], repeat: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--before", help="another checkout to measure the same way (its promptc first on the path)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON (used for --before)")
     a = ap.parse_args()
