@@ -181,3 +181,19 @@ def test_gradients_group_by_sample():
 
     g = Gradients(items=(Gradient("p", 0, "a", "n"), Gradient("p", 2, "b", "n"), Gradient("q", 0, "c", "n")))
     assert list(g.by_sample("p")) == [0, 2] and g.params() == ("p", "q")
+
+
+def test_overriding_one_backward_handler_changes_that_op_only():
+    from promptc.runtime.interpreter import Interpreter
+
+    program = trec_like()
+    engine = Engine(json_backward)
+    traces = run(forward(program, BATCH[1:2], engine))
+
+    class Terse(Interpreter):
+        async def op_loss(self, g, frame):
+            return {g.node: "too long"}
+
+    frame = run(Terse(program, engine, functions={}, model="scripted/x").backward(traces[0], "the full verdict"))
+    assert frame.values["out.grad"] == ["too long"]  # the override ran ...
+    assert "too long" in frame.values["raw.grad"][0] and frame.calls == 1  # ... and the other handlers as before
