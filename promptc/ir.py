@@ -3,7 +3,8 @@
 A `Program` is plain frozen data: the models, params, imported functions and `llm`
 definitions of one source file, one `Workflow` whose body is a list of SSA `Node`s in
 topological order, the optional `TrainSpec`, and — after the gradient pass — the backward
-program as a tuple of `GradRule`s.
+program: a tuple of `GradNode`s in the order they run. Lookups by name (`node`, `param`,
+`llm`, `function`, `model`) go through dicts built once per program.
 
 Node kinds (a small closed set, as in torch.fx; `target` means something per kind):
 
@@ -58,6 +59,7 @@ a guard `alive_{s+1} = guard(alive_s, c_s)` and each carried variable becomes
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -308,24 +310,49 @@ class TrainSpec:
     span: Span | None = None
 
 
-@frozen
-class GradRule:
-    """One step of the backward program.
+# Gradient node kinds (the backward program): the loss on the output, the sum of the
+# feedback a value receives from its consumers, and one rule application per forward node.
+GRAD_OPS = ("loss", "sum", "grad")
 
-    `rule` is the kind of rule applied ("llm", "call", "passthrough", ...); `node` the
-    forward node whose output feedback it consumes; `feeds` the params and upstream values
-    it sends feedback to, in order; `time` the node's time index; `note` what the rule
-    tells the backward engine (for a functional node: its name and docstring).
+
+@frozen
+class GradNode:
+    """One node of the backward program (see `promptc.passes.gradient`).
+
+    Every gradient node defines one value, named `name`, from the values named in `args`:
+
+    - `loss`: the metric's verdict on the workflow's output `node` (a list of one text);
+    - `sum`: the feedback on the forward value `node`: the texts its consumers (the `grad`
+      nodes in `args`, in the order they ran) sent it, gathered in one list;
+    - `grad`: the rule of the forward node `node`, whose op is `rule` (the key of the rule
+      table), applied to the feedback on its output (`args`: the `sum` of `node`); its
+      value maps each of `feeds` (trainable params and upstream forward values, in the
+      order the rule asks about them) to the feedback it sends there.
+
+    Rule fields: `llm` names the `llm` definition of an llm node; `function` and `doc` are
+    the name and docstring of a functional node's function; `cond` is the condition that
+    routes a select's feedback to one of `branches` (its value if true, if false), and
+    `variable` the variable merged after an `if` ("" for a loop-carried value).
+    `time` and `span` are the forward node's.
     """
 
+    name: str
+    op: str
     node: str
-    rule: str
-    feeds: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    rule: str = ""
+    feeds: tuple[str, ...] = ()
     time: TimeIndex | None = None
-    note: str = ""
+    span: Span | None = None
+    llm: str = ""
+    function: str = ""
+    doc: str = ""
+    cond: str = ""
+    branches: tuple[str, ...] = ()
+    variable: str = ""
 
 
-@frozen
+@frozen(slots=False)  # not slotted: the name indexes below are cached on the instance
 class Program:
     file: str
     source_hash: str
@@ -335,27 +362,37 @@ class Program:
     llms: tuple[LlmDef, ...]
     workflow: Workflow
     train: TrainSpec | None = None
-    backward: tuple[GradRule, ...] = ()
+    backward: tuple[GradNode, ...] = ()
     passes: tuple[str, ...] = field(default=())
 
-    # -- lookups ---------------------------------------------------------------------
+    # -- lookups (O(1): each index is built once per program; records are frozen) -------
     def model(self, name: str) -> Model:
-        return _by_name(self.models, name, "model")
+        return _lookup(self._index["model"], name, "model")
 
     def param(self, name: str) -> Param:
-        return _by_name(self.params, name, "param")
+        return _lookup(self._index["param"], name, "param")
 
     def function(self, name: str) -> Function:
-        return _by_name(self.functions, name, "function")
+        return _lookup(self._index["function"], name, "function")
 
     def llm(self, name: str) -> LlmDef:
-        return _by_name(self.llms, name, "llm")
+        return _lookup(self._index["llm"], name, "llm")
 
     def node(self, name: str) -> Node:
-        for n in self.workflow.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(f"no node {name!r}")
+        return _lookup(self._index["node"], name, "node")
+
+    @functools.cached_property
+    def _index(self) -> dict[str, dict[str, Any]]:
+        """Name -> record, per kind; the first of a repeated name wins, as a scan would."""
+        kinds = (("model", self.models), ("param", self.params), ("function", self.functions),
+                 ("llm", self.llms), ("node", self.workflow.nodes))
+        out: dict[str, dict[str, Any]] = {}
+        for kind, items in kinds:
+            table: dict[str, Any] = {}
+            for it in items:
+                table.setdefault(it.name, it)
+            out[kind] = table
+        return out
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -398,8 +435,8 @@ def walk(nodes: tuple[Node, ...]) -> Iterator[Node]:
             yield from walk(n.loop.body)
 
 
-def _by_name(items: tuple, name: str, what: str):
-    for it in items:
-        if it.name == name:
-            return it
-    raise KeyError(f"no {what} {name!r}")
+def _lookup(table: dict[str, Any], name: str, what: str):
+    try:
+        return table[name]
+    except (KeyError, TypeError):  # TypeError: an unhashable name is no name either
+        raise KeyError(f"no {what} {name!r}") from None

@@ -5,9 +5,11 @@
     %raw: enum[ABBR, HUM] = llm classify(%question)    @ trec.pflow:14:13  [hop#1]  if %alive@hop#1
 
 after headers for the models, params (kind, trainable, role, a value preview, peers),
-functions, and llm templates. `format_backward` prints the backward program, one line per
-gradient rule, then the peers of each trainable param. `format_dot` gives Graphviz text of
-the forward graph (params as boxes, nodes as ellipses) with backward edges dashed.
+functions, and llm templates. `format_backward` prints the backward program the same way,
+one line per gradient node (promptc.passes.gradient), then the peers of each trainable
+param. `format_dot` gives Graphviz text of both: the forward graph (params as boxes, nodes
+as ellipses, solid edges) and the backward program (the loss, and each rule's feedback
+edges, dashed red, labeled with the rule).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 
-from promptc.ir import Node, Program
+from promptc.ir import GradNode, Node, Program
 
 PREVIEW = 60
 
@@ -154,13 +156,25 @@ def format_program(p: Program) -> str:
 
 
 def format_backward(p: Program) -> str:
-    out = [f"backward {p.workflow.name}: {len(p.backward)} rule(s), reverse topological order"]
+    """The backward program, one line per gradient node, in the order they run::
+
+        %loss = loss %out                                  @ t.pflow:14:1
+        %out.grad = sum(%loss)
+        %out.back = grad %out: call -> %s                  @ t.pflow:14:1  function first_word "Keeps…"
+
+    then the peers of each trainable param."""
+    out_name = p.workflow.output
+    head = f"backward {p.workflow.name}: {len(p.backward)} gradient node(s) from the loss on %{out_name}, in run order"
+    out = [head]
     rows = []
     for g in p.backward:
-        feeds = ", ".join(f if _is_param(p, f) else "%" + f for f in g.feeds) or "-"
-        ann = f"[{g.time}]" if g.time is not None else ""
-        note = preview(g.note.splitlines()[0] if g.note else "", 70) if g.note else ""
-        rows.append((f"  grad %{g.node}: {g.rule} -> {feeds}", "  ".join(x for x in (ann, note) if x)))
+        if g.op == "loss":
+            rows.append((f"  %{g.name} = loss %{g.node}", _grad_annotations(g, "")))
+        elif g.op == "sum":
+            rows.append((f"  %{g.name} = sum({', '.join('%' + a for a in g.args)})", f"[{g.time}]" if g.time else ""))
+        else:
+            feeds = ", ".join(f if _is_param(p, f) else "%" + f for f in g.feeds)
+            rows.append((f"  %{g.name} = grad %{g.node}: {g.rule} -> {feeds}", _grad_annotations(g, _rule_note(g))))
     out.extend(_align(rows))
     trainable = p.trainable()
     out.append("peers:")
@@ -171,8 +185,35 @@ def format_backward(p: Program) -> str:
     return "\n".join(out) + "\n"
 
 
+def _rule_note(g: GradNode) -> str:
+    if g.rule == "llm":
+        return f"llm {g.llm}"
+    if g.rule == "call":
+        doc = f" {preview(g.doc.splitlines()[0], 50)}" if g.doc else ""
+        return f"function {g.function}{doc}"
+    if g.rule == "select":
+        what = f"'{g.variable}' after the if" if g.variable else "loop-carried value"
+        return f"{what}: only the branch %{g.cond} took"
+    return ""
+
+
+def _grad_annotations(g: GradNode, note: str) -> str:
+    parts = []
+    if g.span:
+        parts.append(f"@ {os.path.basename(g.span.file)}:{g.span.line}:{g.span.col}")
+    if g.time is not None:
+        parts.append(f"[{g.time}]")
+    if note:
+        parts.append(note)
+    return "  ".join(parts)
+
+
 def _is_param(p: Program, name: str) -> bool:
-    return any(x.name == name for x in p.params)
+    try:
+        p.param(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _q(s: str) -> str:
@@ -181,7 +222,8 @@ def _q(s: str) -> str:
 
 def format_dot(p: Program) -> str:
     """Graphviz: params as boxes, nodes as ellipses (the output doubled), forward edges
-    solid, backward edges (feedback, from each gradient rule to its feeds) dashed red."""
+    solid; the backward program in red: the loss (a note) on the output, and a dashed edge
+    from each gradient node's forward node to each of its feeds, labeled with its rule."""
     wf = p.workflow
     out = [f"digraph {_q(wf.name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica"];']
     used_params = {u for l in p.llms for u in l.uses}
@@ -204,10 +246,16 @@ def format_dot(p: Program) -> str:
             for u in llm_uses.get(n.target, ()):
                 if u in used_params:
                     out.append(f"  {_q('param:' + u)} -> {_q(n.name)};")
+    # the backward program: the loss on the output, then each rule's feedback edges
+    red = "style=dashed, color=red, fontcolor=red"
     for g in p.backward:
-        for f in g.feeds:
-            dst = "param:" + f if _is_param(p, f) else f
-            out.append(f"  {_q(g.node)} -> {_q(dst)} [style=dashed, color=red, constraint=false];")
+        if g.op == "loss":
+            out.append('  "grad:loss" [shape=note, color=red, fontcolor=red, label="loss"];')
+            out.append(f"  \"grad:loss\" -> {_q(g.node)} [{red}, constraint=false];")
+        elif g.op == "grad":
+            for f in g.feeds:
+                dst = "param:" + f if _is_param(p, f) else f
+                out.append(f"  {_q(g.node)} -> {_q(dst)} [{red}, label={_q(g.rule)}, constraint=false];")
     out.append("}")
     return "\n".join(out) + "\n"
 

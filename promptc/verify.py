@@ -14,7 +14,7 @@ program references only existing nodes and params. Linear in the program's size.
 
 from __future__ import annotations
 
-from promptc.ir import OPS, PRIMS, Node, Program
+from promptc.ir import GRAD_OPS, OPS, PRIMS, Node, Program
 
 
 class VerifyError(Exception):
@@ -28,14 +28,29 @@ def verify(program: Program) -> None:
     out = program.workflow.output
     if out not in v.visible:
         raise VerifyError(f"workflow output '{out}' is not defined")
+    _verify_backward(program)
+
+
+def _verify_backward(program: Program) -> None:
+    """The backward program: known gradient ops, SSA over its own names (each defined
+    once, read after it is defined), and only existing nodes and params referenced."""
     nodes = {n.name for n in program.workflow.nodes}
     params = {p.name for p in program.params}
+    defined: set[str] = set()
     for g in program.backward:
+        if g.op not in GRAD_OPS:
+            raise VerifyError(f"gradient node '{g.name}' has unknown op '{g.op}'")
+        if g.name in defined:
+            raise VerifyError(f"gradient node '{g.name}' is defined twice")
         if g.node not in nodes:
-            raise VerifyError(f"gradient rule for unknown node '{g.node}'")
+            raise VerifyError(f"gradient node '{g.name}' for unknown node '{g.node}'")
+        for a in g.args:
+            if a not in defined:
+                raise VerifyError(f"gradient node '{g.name}' reads '{a}' before it is defined")
         for f in g.feeds:
             if f not in nodes and f not in params:
-                raise VerifyError(f"gradient rule of '{g.node}' feeds unknown value '{f}'")
+                raise VerifyError(f"gradient node '{g.name}' feeds unknown value '{f}'")
+        defined.add(g.name)
 
 
 class _Verifier:

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,37 @@ def test_examples_compile_and_multihop_shows_time_indices(tmp_path, capsys):
     assert main(["compile", str(ROOT / "examples/multihop/multihop.pflow"), "--emit", "ir"]) == 0
     ir = capsys.readouterr().out
     assert "[hop#0]" in ir and "[hop#1]" in ir
+
+
+def test_multihop_backward_prints_typed_gradient_nodes_with_time_indices(capsys):
+    assert main(["compile", str(ROOT / "examples/multihop/multihop.pflow"), "--emit", "backward"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"backward multihop: \d+ gradient node\(s\) from the loss on %\S+, in run order", lines[0])
+    assert re.match(r"  %loss = loss %", lines[1])
+    def line(pattern: str) -> str:
+        return next(l for l in lines if re.search(pattern, l))
+    # an llm node's backward call, at each hop, with its time index and source location
+    for hop in (0, 1):
+        ask = line(rf"= grad %q@hop#{hop}: llm -> query_instruction")
+        assert f"[hop#{hop}]" in ask and "@ multihop.pflow:" in ask and ask.rstrip().endswith("llm make_query")
+        # a functional node's pass-through: the function's name and docstring
+        assert "function retrieve " in line(rf"= grad %found@hop#{hop}: call -> %q@hop#{hop}")
+    # the notes of hop 0 are read by both llms of hop 1: their feedback is summed
+    summed = line(r"^  %notes\.\S*@hop#0\.grad = sum\(")
+    assert summed.count(".back") == 2 and "[hop#0]" in summed
+    # the order is the one the interpreter runs: every value is read after it is defined
+    defined: set[str] = set()
+    for l in lines[1:]:
+        if not l.startswith("  %"):
+            break
+        name, rhs = l.strip()[1:].split(" = ", 1)
+        assert all(a in defined for a in re.findall(r"%(\S+?\.(?:grad|back)|loss)\b", rhs.split("  ")[0]))
+        defined.add(name)
+
+
+def test_dot_draws_both_programs(capsys):
+    assert main(["compile", str(ROOT / "examples/router/router.pflow"), "--emit", "dot"]) == 0
+    dot = capsys.readouterr().out
+    assert '"if.cond" -> "reply.1" [style=dotted' in dot  # the forward program: a guard edge
+    assert re.search(r'"reply\.merge" -> "reply\.1" \[style=dashed, color=red, fontcolor=red, label="select"', dot)
+    assert '"grad:loss" [shape=note, color=red' in dot

@@ -1,7 +1,7 @@
 import pytest
 from attrs import evolve
 
-from promptc.ir import GradRule, Node
+from promptc.ir import GradNode, Node
 from promptc.passes.pipeline import PASS_NAMES, run_pipeline
 from promptc.types import TEXT
 from promptc.verify import VerifyError, verify
@@ -64,9 +64,15 @@ def test_loops_left_after_unroll_and_bad_backward():
         verify(evolve(p, passes=("unroll",)))
     t = run_pipeline(trec())
     with pytest.raises(VerifyError, match="feeds unknown value 'ghost'"):
-        verify(evolve(t, backward=t.backward + (GradRule("raw", "llm", ("ghost",)),)))
-    with pytest.raises(VerifyError, match="gradient rule for unknown node 'ghost'"):
-        verify(evolve(t, backward=(GradRule("ghost", "llm", ()),)))
+        verify(evolve(t, backward=t.backward + (GradNode("x", "grad", "raw", (), "llm", ("ghost",)),)))
+    with pytest.raises(VerifyError, match="gradient node 'x' for unknown node 'ghost'"):
+        verify(evolve(t, backward=(GradNode("x", "grad", "ghost"),)))
+    with pytest.raises(VerifyError, match="reads 'raw.grad' before it is defined"):
+        verify(evolve(t, backward=t.backward[-1:]))
+    with pytest.raises(VerifyError, match="'loss' is defined twice"):
+        verify(evolve(t, backward=t.backward[:1] * 2))
+    with pytest.raises(VerifyError, match="unknown op 'jvp'"):
+        verify(evolve(t, backward=(GradNode("x", "jvp", "raw"),)))
 
 
 def test_output_must_be_defined():

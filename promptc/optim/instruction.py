@@ -31,7 +31,8 @@ from attrs import frozen
 
 from promptc.ir import Param, Program
 from promptc.optim import extract, fit, templates
-from promptc.optim.backward import Gradients, resolve_model, show, task_model
+from promptc.optim.backprop import show
+from promptc.optim.backward import Gradients, resolve_model, task_model
 from promptc.runtime.records import CallRequest
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Each file is a `string.Template` (`$name` fields) so that the `{placeholder}`s of the
 prompts being trained pass through untouched. Control flow lives in the modules that
-render them (backward.py, instruction.py); the wording lives here.
+render them (backprop.py, backward.py, instruction.py); the wording lives here.
 
 Files:
   loss.txt               the metric's verdict on one sample, the feedback on the output

@@ -42,21 +42,21 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
-import math
 import random
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from attrs import evolve, field, frozen
+from attrs import evolve, frozen
 
 from promptc.ir import Program
-from promptc.optim import checkpoint, demos as demo_lib, gate, history as hist
+from promptc.optim import checkpoint, demos as demo_lib, gate, outputs
 from promptc.optim.backward import backward
 from promptc.optim.budget import BudgetExhausted, Budgeted, Limits
+from promptc.optim.history import Attempt, Round
 from promptc.optim.optimizers import Candidate, DemoOptimizer, PromptOptimizer, Refusal
+from promptc.optim.outputs import Result, phase_table
 from promptc.runtime.accounting import Accounting
 
 log = logging.getLogger(__name__)
@@ -78,102 +78,6 @@ class Evaluation:
     @property
     def mean(self) -> float:
         return sum(self.scores) / len(self.scores) if self.scores else 0.0
-
-
-@frozen
-class Attempt:
-    """One proposal and what became of it (a history entry's `proposals` item)."""
-
-    param: str
-    kind: str
-    text: str | None
-    accepted: bool = False
-    reason: str = ""
-    rejections: tuple[str, ...] = ()  # filters that refused optimizer replies on the way
-    failing_before: float | None = None
-    failing_after: float | None = None
-    val: float | None = None
-    val_rows: int = 0
-    gain: float | None = None
-    info: dict = field(factory=dict)
-
-    def to_data(self) -> dict:
-        d = {
-            "param": self.param, "kind": self.kind, "text": self.text, "accepted": self.accepted,
-            "reason": self.reason, "rejections": list(self.rejections), "val": self.val, "val_rows": self.val_rows,
-        }
-        if self.failing_before is not None:
-            d["failing_before"], d["failing_after"] = self.failing_before, self.failing_after
-        if self.gain is not None:
-            d["gain"] = round(self.gain, 6)
-        d.update(self.info)
-        return d
-
-
-@frozen
-class Round:
-    """One history entry."""
-
-    step: int
-    kind: str  # "demos" | "prompts"
-    attempts: tuple[Attempt, ...]
-    best: float
-    batch: tuple[int, ...] = ()
-    minibatch_scores: tuple[float, ...] = ()
-    failing: int = 0  # minibatch samples below the gradient threshold
-    backward_calls: int = 0
-    gradients: dict = field(factory=dict)
-    accounting: dict = field(factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def accepted(self) -> list[str]:
-        return [a.param for a in self.attempts if a.accepted]
-
-    def to_data(self) -> dict:
-        filters: dict[str, int] = {}
-        for a in self.attempts:
-            for f in a.rejections:
-                filters[f] = filters.get(f, 0) + 1
-        return {
-            "step": self.step, "kind": self.kind, "batch": list(self.batch),
-            "minibatch_scores": list(self.minibatch_scores),
-            "minibatch_score": (sum(self.minibatch_scores) / len(self.minibatch_scores)) if self.minibatch_scores else None,
-            "failing": self.failing, "backward_calls": self.backward_calls, "gradients": dict(self.gradients),
-            "proposals": [a.to_data() for a in self.attempts], "accepted": self.accepted, "filtered": filters,
-            "val": self.best, "best": self.best, "accounting": self.accounting, "seconds": self.seconds,
-        }
-
-
-@frozen
-class Result:
-    program: Program
-    source: Program
-    start_val: float
-    best_val: float
-    history: tuple[dict, ...]
-    steps_done: int
-    stopped: str
-    accounting: dict
-    test_start: float | None = None
-    test_best: float | None = None
-    test_accounting: dict = field(factory=dict)
-    artifact: str | None = None
-    new_calls: int = 0  # requests of THIS process that reached a model (not the cache)
-
-
-def phase_table(acc: Accounting, *, stable: bool = False) -> dict:
-    """{phase: {requests, new_calls, errors, prompt_tokens, completion_tokens, cost}};
-    `stable` leaves out new_calls, which depends on what the cache held (history entries
-    must be the same for a resumed run and an uninterrupted one)."""
-    out = {}
-    for p, c in acc.by_phase().items():
-        row = {"requests": c.requests, "new_calls": c.calls, "errors": c.errors, "prompt_tokens": c.prompt_tokens,
-               "completion_tokens": c.completion_tokens, "cost": c.cost}
-        if stable:
-            del row["new_calls"]
-        out[p] = row
-    return out
 
 
 class Trainer:
@@ -523,6 +427,9 @@ class Trainer:
         )
         return evolve(result, artifact=str(self._write_outputs(result)))
 
+    def _write_outputs(self, result: Result) -> Path:
+        return outputs.write(result, self.run_dir, self.out)
+
     def _interrupted(self) -> Result:
         self.stopped = f"interrupted after step {self.step}"
         return Result(
@@ -537,53 +444,5 @@ class Trainer:
 
     def fit(self) -> Result:
         return asyncio.run(self.afit())
-
-    def _write_outputs(self, result: Result) -> Path:
-        from promptc import artifact
-        from promptc.optim import report
-
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        scores = {
-            "start_val": result.start_val,
-            "best_val": result.best_val,
-            "test_start": result.test_start,
-            "test_best": result.test_best,
-            "steps": result.steps_done,
-            "stopped": result.stopped,
-        }
-        filters: dict[str, int] = {}
-        for h in result.history:
-            for f, n in (h.get("filtered") or {}).items():
-                filters[f] = filters.get(f, 0) + n
-        extra = {
-            "history": hist.stable(list(result.history)),
-            "scores": scores,
-            "filtered": filters,
-            "source_params": checkpoint.params_to_data(self.source),
-        }
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        artifact.save(result.program, self.out, extra=extra)
-        hist.write_jsonl(self.run_dir / "history.jsonl", list(result.history))
-        accounting = dict(result.accounting)
-        for phase, row in result.test_accounting.items():
-            accounting[f"{phase} (not in the budget)"] = row
-        def totals(table: dict) -> dict:
-            keys = ("requests", "new_calls", "errors", "prompt_tokens", "completion_tokens", "cost")
-            return {k: sum(row.get(k, 0) for row in table.values()) for k in keys}
-
-        summary = {
-            "scores": scores,
-            "training": totals(result.accounting),
-            "test": totals(result.test_accounting),
-            "changed": [p.name for p in result.program.params if p != result.source.param(p.name)],
-            "filtered": filters,
-        }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        (self.run_dir / "report.html").write_text(
-            report.render(self.source, result.program, list(result.history), scores, accounting, filters=filters),
-            encoding="utf-8",
-        )
-        return self.out
-
 
 __all__ = ["Attempt", "BudgetExhausted", "Evaluation", "Result", "Round", "Trainer", "phase_table"]

@@ -1,92 +1,129 @@
-"""Pass 6 — the backward program (textual gradients), one rule per node kind.
+"""Pass 6 — the backward program (textual gradients) as IR: gradient nodes.
 
-As in JAX, differentiation is a table, `RULES: op -> rule`, and a walk that applies it:
-the walk visits the forward nodes in reverse topological order and asks each node's rule
-for a `GradRule`. Adding a node kind means adding a table entry; the walk never changes.
+As in JAX, differentiation is a table, `RULES: op -> Rule`, and a walk that applies it.
+Each entry gives both halves of a node kind's rule: `emit`, what its gradient node feeds
+(compile time, here), and `run`, what that node does with the feedback on the node's
+output (run time, `promptc.optim.backprop`, called by the interpreter). Adding a node
+kind is one entry; neither walk changes.
 
-Which nodes get a rule: those that *require a gradient*, i.e. that have a trainable
-param upstream (an `llm` that uses one, or any node reading such a value). Feedback on
-any other node could reach no param, so computing it would only cost backward calls.
-On the TREC example (input -> classify -> strip -> first_word) every node after the
-input gets exactly one rule.
+The walk:
 
-What each rule feeds (the params and upstream values it sends feedback to, in order):
+1. forward, in topological order: a node *requires a gradient* when its rule feeds
+   something, i.e. a trainable param (an `llm` that uses one) or an argument that requires
+   a gradient. Feedback on any other node could reach no param, so it is never computed.
+2. backward, in reverse topological order from the workflow's output: for each node that
+   requires a gradient and whose value reaches the output, a `sum` node (the feedback the
+   value received from its consumers, in the order they ran) and its rule's `grad` node.
+   The output's feedback starts with the `loss` node.
 
-- llm ("llm"): the trainable params it uses (template params and its demos param, in
-  first-use order), then its arguments that require a gradient; note = the llm's name.
-  At run time it is one backward-engine call turning feedback on the output into
-  feedback on each feed.
-- call ("call"): its arguments that require a gradient; note = "name: docstring", so the
-  backward engine knows what the function did to the value.
-- field, index, list, prim ("passthrough"): arguments that require a gradient.
-- select ("select"): the two branches (not the condition), feedback goes to whichever ran
-  (a loop step or the previous value; the `if` branch the condition took). Nodes of the
-  branch that did not run are not executed, so no feedback reaches them.
-- guard, input, const: no rule. A guard is control (whether a loop step or a branch
-  ran), not a value the output is made of; feedback does not flow through it, nor into
-  the condition of a `select` (a router's classifier learns nothing from the branches).
+So the program is already pruned (only what reaches a trainable param from the output)
+and ordered (the interpreter runs it front to back). Names: `loss`; `V.grad`, the feedback
+on forward value V (PyTorch's `.grad`); `V.back`, the rule of V's node.
 
-`GradRule.time` is the node's time index, so gradients of a param used at several loop
-steps keep their step and the optimizer sees them in time order.
+What each rule feeds (its `feeds`, in order), and what it does at run time:
+
+- llm: the trainable params it uses (template params and its demos param, in first-use
+  order), then its arguments that require a gradient. ONE backward-engine call per node
+  per failing sample turns the feedback on its output into feedback on each feed.
+- call: its arguments that require a gradient; the feedback passes through, annotated
+  with the function's name and docstring (`function`, `doc`).
+- field, index, list, prim: its arguments that require a gradient; the feedback passes
+  through as is.
+- select: the two branches (not the condition): feedback goes to whichever ran (a loop
+  step or the previous value; the `if` branch the condition `cond` took). Nodes of the
+  branch that did not run are not executed, so they send no feedback.
+- guard, input, const: no rule. A guard is control (whether a loop step or a branch ran),
+  not a value the output is made of: feedback does not flow through it, nor into the
+  condition of a select (a router's classifier learns nothing from the branches).
+
+Gradient nodes keep the forward node's time index, so the gradients of a param used at
+several loop steps keep their step and the optimizer sees them in time order.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
-from attrs import define
+from attrs import define, frozen
 
-from promptc.ir import GradRule, Node, Program
+from promptc.ir import GradNode, Node, Program
+from promptc.optim import backprop
+
+LOSS = "loss"
+
+
+def grad_name(value: str) -> str:
+    """The name of the `sum` node holding the feedback on forward value `value`."""
+    return value + ".grad"
+
+
+def back_name(value: str) -> str:
+    """The name of the `grad` node of forward node `value`."""
+    return value + ".back"
+
 
 @define
 class Context:
-    """What a rule may consult: the program, the nodes that require a gradient, the
-    trainable params each `llm` uses, and the functions' docstrings."""
+    """What `emit` may consult: the program, the nodes that require a gradient (so far, in
+    topological order), and the trainable params each `llm` uses."""
 
     program: Program
     requires: set[str]
     params: dict[str, tuple[str, ...]]  # llm name -> trainable params it uses
-    docs: dict[str, str]  # function name -> docstring
 
-    def upstream(self, node: Node, args: tuple[str, ...] | None = None) -> tuple[str, ...]:
-        """The arguments of `node` that require a gradient, without repeats."""
-        return tuple(dict.fromkeys(a for a in (node.args if args is None else args) if a in self.requires))
-
-
-Rule = Callable[[Node, Context], "GradRule | None"]
+    def upstream(self, args: tuple[str, ...]) -> tuple[str, ...]:
+        """The `args` that require a gradient, without repeats."""
+        return tuple(dict.fromkeys(a for a in args if a in self.requires))
 
 
-def _llm_rule(node: Node, cx: Context) -> GradRule:
-    return GradRule(node.name, "llm", cx.params.get(node.target, ()) + cx.upstream(node), node.time, str(node.target))
+@frozen
+class Rule:
+    """One node kind's rule: `emit(node, cx)` gives its gradient node (compile time);
+    `run(interpreter, frame, gnode, feedback)` gives {feed: feedback text} (run time)."""
+
+    emit: Callable[[Node, Context], GradNode]
+    run: Callable[..., Awaitable[dict[str, str]]]
 
 
-def _call_rule(node: Node, cx: Context) -> GradRule:
-    doc = cx.docs.get(node.target, "")
-    note = f"{node.target}: {doc}" if doc else str(node.target)
-    return GradRule(node.name, "call", cx.upstream(node), node.time, note)
+def _grad(node: Node, feeds: tuple[str, ...], **fields: Any) -> GradNode:
+    return GradNode(
+        back_name(node.name), "grad", node.name, (grad_name(node.name),), node.op, feeds, node.time, node.span, **fields
+    )
 
 
-def _passthrough(node: Node, cx: Context) -> GradRule:
-    note = f"{node.op} {node.target}" if node.target is not None else node.op
-    return GradRule(node.name, "passthrough", cx.upstream(node), node.time, note)
+def _llm(node: Node, cx: Context) -> GradNode:
+    params = cx.params.get(node.target, ())
+    return _grad(node, tuple(dict.fromkeys(params + cx.upstream(node.args))), llm=str(node.target))
 
 
-def _select_rule(node: Node, cx: Context) -> GradRule:
-    if isinstance(node.target, str):  # a variable merged after an `if`
-        note = f"'{node.target}' after the if: only the branch %{node.args[0]} took"
-    else:
-        note = "loop-carried value"
-    return GradRule(node.name, "select", cx.upstream(node, node.args[1:]), node.time, note)
+def _call(node: Node, cx: Context) -> GradNode:
+    try:
+        doc = cx.program.function(node.target).doc
+    except KeyError:
+        doc = ""
+    return _grad(node, cx.upstream(node.args), function=str(node.target), doc=doc)
 
+
+def _passthrough(node: Node, cx: Context) -> GradNode:
+    return _grad(node, cx.upstream(node.args))
+
+
+def _select(node: Node, cx: Context) -> GradNode:
+    cond, if_true, if_false = node.args
+    variable = node.target if isinstance(node.target, str) else ""
+    return _grad(node, cx.upstream((if_true, if_false)), cond=cond, branches=(if_true, if_false), variable=variable)
+
+
+_PASS = Rule(_passthrough, backprop.passthrough)
 
 RULES: dict[str, Rule | None] = {
-    "llm": _llm_rule,
-    "call": _call_rule,
-    "field": _passthrough,
-    "index": _passthrough,
-    "list": _passthrough,
-    "prim": _passthrough,
-    "select": _select_rule,
+    "llm": Rule(_llm, backprop.llm),
+    "call": Rule(_call, backprop.call),
+    "field": _PASS,
+    "index": _PASS,
+    "list": _PASS,
+    "prim": _PASS,
+    "select": Rule(_select, backprop.select),
     "guard": None,
     "input": None,
     "const": None,
@@ -97,28 +134,33 @@ def gradient(program: Program) -> Program:
     trainable = {p.name for p in program.params if p.trainable}
     seeds = {l.name: tuple(u for u in l.uses if u in trainable) for l in program.llms}
     nodes = program.workflow.nodes
-    # forward: which nodes have a trainable param upstream
-    requires: set[str] = set()
+    cx = Context(program, set(), seeds)
+    # forward: which nodes feed something (a trainable param is upstream)
+    made: dict[str, GradNode] = {}
     for n in nodes:
-        if RULES.get(n.op) is None:  # no rule (guards, inputs, consts): feedback stops here
-            continue
-        if n.op == "llm" and seeds.get(n.target):
-            requires.add(n.name)
-        else:
-            for a in n.args:
-                if a in requires:
-                    requires.add(n.name)
-                    break
-    cx = Context(program, requires, seeds, {f.name: f.doc for f in program.functions})
-    # backward: the walk, one rule per node kind
-    rules = []
-    for n in reversed(nodes):
         if n.op not in RULES:
             raise ValueError(f"the gradient pass has no rule for node kind '{n.op}' (unroll loops first)")
         rule = RULES[n.op]
-        if rule is None or n.name not in requires:
+        if rule is None:  # guards, inputs, consts: feedback stops here
             continue
-        g = rule(n, cx)
-        if g is not None:
-            rules.append(g)
-    return program.with_pass("gradient", backward=tuple(rules))
+        g = rule.emit(n, cx)
+        if g.feeds:
+            cx.requires.add(n.name)
+            made[n.name] = g
+    # backward: from the loss on the output, the nodes it reaches, in reverse order
+    out = program.workflow.output
+    if out not in made:
+        return program.with_pass("gradient", backward=())
+    last = program.node(out)
+    backward = [GradNode(LOSS, "loss", out, time=last.time, span=last.span)]
+    consumers: dict[str, list[str]] = {out: [LOSS]}
+    for n in reversed(nodes):
+        g = made.get(n.name)
+        if g is None or n.name not in consumers:
+            continue
+        backward.append(GradNode(grad_name(n.name), "sum", n.name, tuple(consumers[n.name]), time=n.time, span=n.span))
+        backward.append(g)
+        for f in g.feeds:
+            if f in made:
+                consumers.setdefault(f, []).append(g.name)
+    return program.with_pass("gradient", backward=tuple(backward))

@@ -1,12 +1,23 @@
-"""The forward interpreter: run a compiled (unrolled, typed) program on a batch of samples.
+"""The interpreter: runs a compiled program's forward nodes and its backward program.
 
     traces = await forward(program, batch, engine, concurrency=8)
+    frame = await Interpreter(program, engine, functions={}, model=m).backward(trace, loss)
 
 Samples run concurrently under one `asyncio.Semaphore(concurrency)` (engines serialize
 what must be serialized, e.g. the in-process local model, themselves). Inside a sample the
-nodes run in program order, which is topological. There is a single dispatch point,
-`Interpreter.run_node`, and one handler per node kind in `Interpreter.HANDLERS` (the
-torch.fx `Interpreter` shape: a new behaviour is a subclass overriding one handler).
+nodes run in program order, which is topological. As torch.fx's `Interpreter`: there is a
+single dispatch point, `Interpreter.dispatch`, which calls the handler `op_<op>` found on
+the instance (a new behaviour is a subclass overriding one handler), and every handler
+reads its arguments through one hook, `Interpreter.fetch`.
+
+The backward program (the gradient pass's `GradNode`s, see `promptc.passes.gradient`) runs
+through the same dispatch: `op_loss` starts from the loss text on the output, `op_sum`
+gathers the feedback a value received from its consumers, and `op_grad` applies the rule
+of the node's kind (`RULES[rule].run`, promptc.optim.backprop) when the node received
+feedback and ran. It is pruned and ordered at compile time, and the trace is indexed by
+node name, so a sample's backward run is linear in the number of nodes. What reached a
+trainable param is collected in `GradFrame.gradients` (promptc.optim.backward turns it
+into `Gradient`s and chooses the samples).
 
 Per node the trace keeps a `NodeRecord`: value, executed flag, error, seconds, tokens,
 and for `llm` nodes the rendered messages and the raw answer text.
@@ -30,14 +41,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from promptc.bind import BindError, artifact_root, load_callable
-from promptc.ir import OPS, Node, Program
+from promptc.ir import GRAD_OPS, OPS, GradNode, Node, Program
 from promptc.runtime.parse import coerce, parse_answer
 from promptc.runtime.records import CallResult, NodeRecord, Trace
 from promptc.runtime.render import build_request, format_value
@@ -52,7 +64,7 @@ class ProgramError(Exception):
 
 
 class _Upstream(Exception):
-    """Raised by `Frame.arg` when the value read belongs to a node that failed."""
+    """Raised by `Interpreter.fetch` when the value read belongs to a node that failed."""
 
 
 class _NodeError(Exception):
@@ -60,7 +72,8 @@ class _NodeError(Exception):
 
 
 class Frame:
-    """The state of one sample: values and errors by node name, and the records so far."""
+    """The state of one sample: values and errors by node name, and the records so far.
+    `extra` is what the running node adds to its record (an llm: messages, tokens, raw)."""
 
     def __init__(self, inputs: dict[str, Any]):
         self.inputs = inputs
@@ -68,15 +81,30 @@ class Frame:
         self.failed: set[str] = set()
         self.records: list[NodeRecord] = []
         self.first_error: str | None = None
+        self.extra: dict[str, Any] = {}
 
-    def arg(self, name: str) -> Any:
-        if name in self.failed:
-            raise _Upstream(name)
-        return self.values.get(name)
+
+class GradFrame(Frame):
+    """The state of one sample's backward run: its forward trace, the loss text on the
+    output, what the run sent to trainable params, and the backward-engine calls made."""
+
+    def __init__(self, trace: Trace, loss: str, sample: int = 0):
+        super().__init__(dict(trace.inputs))
+        self.trace = trace
+        self.loss = loss
+        self.sample = sample
+        self.gradients: list[tuple[str, str, GradNode]] = []  # (param, feedback, gradient node)
+        self.calls = 0
+        self.fallbacks = 0  # llm rules whose JSON reply was unusable
 
 
 class Interpreter:
-    """Runs one program; functions are bound once, at construction."""
+    """Runs one program: its forward nodes (`run`) and its backward program (`backward`).
+
+    `functions` are the bound callables (None: bound now, from the program's `use`s and
+    `search_dirs`); a backward-only interpreter passes {}. `model` and `context` are the
+    backward engine's model string and context window (tokens; None: nothing is fitted).
+    """
 
     def __init__(
         self,
@@ -85,19 +113,29 @@ class Interpreter:
         *,
         phase: str = "forward",
         search_dirs: Iterable[str | Path] = (),
+        functions: dict[str, Callable[..., Any]] | None = None,
+        model: str | None = None,
+        context: int | None = None,
     ):
         self.program = program
         self.engine = engine
         self.phase = phase
-        self.functions = bind_functions(program, search_dirs)
+        self.model = model
+        self.context = context
+        self.trainable = {p.name for p in program.trainable()}
+        self.functions = bind_functions(program, search_dirs) if functions is None else functions
         for node in program.nodes:
-            if node.op not in self.HANDLERS:
+            if node.op not in RUNNABLE:
                 if node.op == "loop":
                     raise ProgramError(f"node {node.name!r} is a loop: the program was not unrolled")
                 raise ProgramError(f"node {node.name!r} has unknown op {node.op!r}")
+        for g in program.backward:
+            if g.op not in GRAD_OPS:
+                raise ProgramError(f"gradient node {g.name!r} has unknown op {g.op!r}")
 
-    # -- one sample --------------------------------------------------------------
+    # -- the walks ---------------------------------------------------------------
     async def run(self, inputs: dict[str, Any]) -> Trace:
+        """One sample through the forward program."""
         frame = Frame(dict(inputs))
         for node in self.program.nodes:
             await self.run_node(node, frame)
@@ -110,36 +148,55 @@ class Interpreter:
             error=frame.first_error,
         )
 
+    async def backward(self, trace: Trace, loss: str, sample: int = 0) -> GradFrame:
+        """One sample's trace through the backward program, `loss` being the feedback on
+        the output. The program is already pruned and ordered: one visit per node."""
+        frame = GradFrame(trace, loss, sample)
+        for g in self.program.backward:
+            frame.values[g.name] = await self.dispatch(g, frame)
+        return frame
+
     async def run_node(self, node: Node, frame: Frame) -> None:
-        """The single dispatch point: guard, then the handler of `node.op`, then the record."""
+        """A forward node: its guard, its handler, its record."""
         start = time.perf_counter()
-        extra: dict[str, Any] = {}
+        frame.extra = {}
         try:
-            if node.guard is not None and not frame.arg(node.guard):
+            if node.guard is not None and not self.fetch(node.guard, frame):
                 frame.values[node.name] = None
                 frame.records.append(NodeRecord(name=node.name, executed=False))
                 return
-            value = await self.HANDLERS[node.op](self, node, frame, extra)
+            value = await self.dispatch(node, frame)
         except _Upstream:
-            self._fail(node, frame, UPSTREAM, start, extra)
+            self._fail(node, frame, UPSTREAM, start)
             return
         except _NodeError as e:
-            self._fail(node, frame, str(e), start, extra)
+            self._fail(node, frame, str(e), start)
             return
         frame.values[node.name] = value
-        frame.records.append(NodeRecord(name=node.name, value=value, seconds=time.perf_counter() - start, **extra))
+        frame.records.append(NodeRecord(name=node.name, value=value, seconds=time.perf_counter() - start, **frame.extra))
 
-    def _fail(self, node: Node, frame: Frame, error: str, start: float, extra: dict) -> None:
+    def dispatch(self, node: Node | GradNode, frame: Frame) -> Awaitable[Any]:
+        """The single dispatch point, for both programs: the handler `op_<node.op>`, looked
+        up on the instance, so a subclass that overrides one handler changes that op only."""
+        return getattr(self, "op_" + node.op)(node, frame)
+
+    def fetch(self, name: str, frame: Frame) -> Any:
+        """The one argument-fetch hook: the value of `name` in this sample."""
+        if name in frame.failed:
+            raise _Upstream(name)
+        return frame.values.get(name)
+
+    def _fail(self, node: Node, frame: Frame, error: str, start: float) -> None:
         frame.failed.add(node.name)
         frame.values[node.name] = None
         frame.records.append(
-            NodeRecord(name=node.name, error=error, seconds=time.perf_counter() - start, **extra)
+            NodeRecord(name=node.name, error=error, seconds=time.perf_counter() - start, **frame.extra)
         )
         if frame.first_error is None:  # nodes run in order: the first error is the root cause
             frame.first_error = f"{node.name}: {error}"
 
-    # -- handlers, one per op ----------------------------------------------------
-    async def op_input(self, node: Node, frame: Frame, extra: dict) -> Any:
+    # -- forward handlers, one per op --------------------------------------------------
+    async def op_input(self, node: Node, frame: Frame) -> Any:
         name = node.target
         if name not in frame.inputs:
             raise _NodeError(f"missing input '{name}'")
@@ -151,16 +208,17 @@ class Interpreter:
             raise _NodeError(f"input '{name}': {err}")
         return value
 
-    async def op_const(self, node: Node, frame: Frame, extra: dict) -> Any:
+    async def op_const(self, node: Node, frame: Frame) -> Any:
         return node.target
 
-    async def op_llm(self, node: Node, frame: Frame, extra: dict) -> Any:
+    async def op_llm(self, node: Node, frame: Frame) -> Any:
         llm = self.program.llm(node.target)
-        args = {pname: frame.arg(a) for (pname, _), a in zip(llm.params, node.args)}
+        args = {pname: self.fetch(a, frame) for (pname, _), a in zip(llm.params, node.args)}
         try:
             req = build_request(self.program, llm, args, phase=self.phase)
         except ValueError as e:  # a bad PROMPTC_<MODEL>_<OPTION> override
             raise _NodeError(f"model '{llm.model}': {e}") from None
+        extra = frame.extra
         extra["messages"] = req.messages
         try:
             result: CallResult = await self.engine.call(req)
@@ -176,9 +234,9 @@ class Interpreter:
             raise _NodeError(err)
         return value
 
-    async def op_call(self, node: Node, frame: Frame, extra: dict) -> Any:
+    async def op_call(self, node: Node, frame: Frame) -> Any:
         fn = self.functions[node.target]
-        args = [frame.arg(a) for a in node.args]
+        args = [self.fetch(a, frame) for a in node.args]
         try:
             value = fn(*args)
             if inspect.isawaitable(value):
@@ -187,29 +245,29 @@ class Interpreter:
             raise _NodeError(f"{node.target}() raised {type(e).__name__}: {e}") from None
         return value
 
-    async def op_field(self, node: Node, frame: Frame, extra: dict) -> Any:
-        rec = frame.arg(node.args[0])
+    async def op_field(self, node: Node, frame: Frame) -> Any:
+        rec = self.fetch(node.args[0], frame)
         if isinstance(rec, dict) and node.target in rec:
             return rec[node.target]
         raise _NodeError(f"no field '{node.target}' in {_kind(rec)}")
 
-    async def op_index(self, node: Node, frame: Frame, extra: dict) -> Any:
-        seq = frame.arg(node.args[0])
+    async def op_index(self, node: Node, frame: Frame) -> Any:
+        seq = self.fetch(node.args[0], frame)
         try:
             return seq[node.target]
         except (IndexError, KeyError, TypeError):
             raise _NodeError(f"index {node.target} out of range for {_kind(seq)}") from None
 
-    async def op_list(self, node: Node, frame: Frame, extra: dict) -> Any:
-        return [frame.arg(a) for a in node.args]
+    async def op_list(self, node: Node, frame: Frame) -> Any:
+        return [self.fetch(a, frame) for a in node.args]
 
-    async def op_prim(self, node: Node, frame: Frame, extra: dict) -> Any:
+    async def op_prim(self, node: Node, frame: Frame) -> Any:
         op = node.target
         if op == "and":  # short-circuit, like the language reads
-            return bool(frame.arg(node.args[0])) and bool(frame.arg(node.args[1]))
+            return bool(self.fetch(node.args[0], frame)) and bool(self.fetch(node.args[1], frame))
         if op == "or":
-            return bool(frame.arg(node.args[0])) or bool(frame.arg(node.args[1]))
-        vals = [frame.arg(a) for a in node.args]
+            return bool(self.fetch(node.args[0], frame)) or bool(self.fetch(node.args[1], frame))
+        vals = [self.fetch(a, frame) for a in node.args]
         fn = PRIM_OPS.get(op)
         if fn is None:
             raise ProgramError(f"unknown primitive {op!r}")
@@ -218,26 +276,56 @@ class Interpreter:
         except TypeError as e:
             raise _NodeError(f"{op}: {e}") from None
 
-    async def op_guard(self, node: Node, frame: Frame, extra: dict) -> Any:
-        alive = bool(frame.arg(node.args[0]))
-        return alive and not frame.arg(node.args[1])
+    async def op_guard(self, node: Node, frame: Frame) -> Any:
+        alive = bool(self.fetch(node.args[0], frame))
+        return alive and not self.fetch(node.args[1], frame)
 
-    async def op_select(self, node: Node, frame: Frame, extra: dict) -> Any:
+    async def op_select(self, node: Node, frame: Frame) -> Any:
         cond, if_true, if_false = node.args
-        return frame.arg(if_true) if frame.arg(cond) else frame.arg(if_false)
+        return self.fetch(if_true, frame) if self.fetch(cond, frame) else self.fetch(if_false, frame)
 
-    HANDLERS: dict[str, Callable[..., Any]] = {
-        "input": op_input,
-        "const": op_const,
-        "llm": op_llm,
-        "call": op_call,
-        "field": op_field,
-        "index": op_index,
-        "list": op_list,
-        "prim": op_prim,
-        "guard": op_guard,
-        "select": op_select,
-    }
+    # -- backward handlers, one per gradient op (promptc.passes.gradient) ---------------
+    async def op_loss(self, g: GradNode, frame: GradFrame) -> dict[str, str]:
+        return {g.node: frame.loss}
+
+    async def op_sum(self, g: GradNode, frame: GradFrame) -> list[str]:
+        """The feedback on value `g.node`: what each consumer sent it, in the order they ran."""
+        out = []
+        for a in g.args:
+            sent = self.fetch(a, frame)
+            if sent and g.node in sent:
+                out.append(sent[g.node])
+        return out
+
+    async def op_grad(self, g: GradNode, frame: GradFrame) -> dict[str, str]:
+        """The rule of forward node `g.node`, when it received feedback and ran."""
+        feedback = self.fetch(g.args[0], frame)
+        if not feedback:
+            return {}
+        try:
+            rec = frame.trace.record(g.node)
+        except KeyError:
+            return {}
+        if not rec.executed:
+            return {}
+        rule = rule_table().get(g.rule)
+        if rule is None:
+            raise ProgramError(f"gradient node {g.name!r}: no rule for node kind {g.rule!r}")
+        sent = await rule.run(self, frame, g, feedback)
+        frame.gradients.extend((f, text, g) for f, text in sent.items() if f in self.trainable)
+        return sent
+
+
+RUNNABLE = frozenset(OPS) - {"loop"}
+
+
+@functools.cache
+def rule_table() -> dict[str, Any]:
+    """The gradient rules (`promptc.passes.gradient.RULES`), imported on the first backward
+    run only: serving a compiled workflow imports no compiler or training code."""
+    from promptc.passes.gradient import RULES
+
+    return RULES
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -275,7 +363,7 @@ def _kind(v: Any) -> str:
     return {dict: "a record", list: "a list", str: "a text"}.get(type(v), type(v).__name__)
 
 
-assert set(Interpreter.HANDLERS) == set(OPS) - {"loop"}, "every runnable op has a handler"
+assert all(hasattr(Interpreter, "op_" + op) for op in (*RUNNABLE, *GRAD_OPS)), "every op has a handler"
 
 
 def bind_functions(program: Program, search_dirs: Iterable[str | Path] = ()) -> dict[str, Callable[..., Any]]:
@@ -350,4 +438,4 @@ def run_forward(
         return pool.submit(asyncio.run, coro).result()
 
 
-__all__ = ["forward", "run_forward", "Interpreter", "ProgramError", "bind_functions", "UPSTREAM"]
+__all__ = ["forward", "run_forward", "Interpreter", "Frame", "GradFrame", "ProgramError", "bind_functions", "UPSTREAM"]

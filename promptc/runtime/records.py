@@ -8,6 +8,7 @@ order the nodes ran.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from attrs import frozen
@@ -99,9 +100,10 @@ class NodeRecord:
     raw: str | None = None
 
 
-@frozen
+@frozen(slots=False)  # not slotted: the index by name is cached on the instance
 class Trace:
-    """One sample through the forward program. `error` is the first node error, if any."""
+    """One sample through the forward program. `error` is the first node error, if any.
+    `record(name)` is a dict lookup (the index is built on first use)."""
 
     inputs: tuple[tuple[str, Any], ...]
     records: tuple[NodeRecord, ...]
@@ -109,10 +111,14 @@ class Trace:
     error: str | None = None
 
     def record(self, name: str) -> NodeRecord:
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, NodeRecord]:
+        out: dict[str, NodeRecord] = {}
         for r in self.records:
-            if r.name == name:
-                return r
-        raise KeyError(name)
+            out.setdefault(r.name, r)  # the first record of a name, as a scan would find
+        return out
 
     def value(self, name: str) -> Any:
         return self.record(name).value

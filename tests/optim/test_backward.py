@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from promptc.optim.backward import Gradients, backward, live_values, parse_feedback
+from promptc.optim.backprop import parse_feedback
+from promptc.optim.backward import Gradients, backward
 from promptc.runtime.evaluate import score
 from promptc.runtime.interpreter import forward
 from tests.optim.helpers import Engine, kind, trec_like, two_step
@@ -140,9 +141,30 @@ def test_nodes_not_executed_are_skipped():
     assert grads.items == () and engine.count("backward") == 0
 
 
-def test_live_values_skip_inputs():
+def test_the_backward_program_is_pruned_at_compile_time_inputs_get_no_feedback():
     program = trec_like()
-    assert "question" not in live_values(program) and "raw" in live_values(program)
+    assert "question" not in {g.node for g in program.backward} and "raw.back" in {g.name for g in program.backward}
+
+
+def test_the_interpreter_runs_the_backward_program_each_node_once():
+    from promptc.runtime.interpreter import Interpreter
+
+    program = trec_like()
+    engine = Engine(json_backward)
+    traces = run(forward(program, BATCH[1:2], engine))
+    visited = []
+
+    class Counting(Interpreter):
+        def dispatch(self, node, frame):
+            visited.append(node.name)
+            return super().dispatch(node, frame)
+
+    interp = Counting(program, engine, phase="backward", functions={}, model="scripted/x")
+    frame = run(interp.backward(traces[0], "wrong label"))
+    assert visited == [g.name for g in program.backward]
+    assert frame.values["out.grad"] == ["wrong label"]
+    assert "through `first_word`" in frame.values["s.grad"][0] and frame.calls == 1
+    assert [p for p, _, _ in frame.gradients] == ["instruction", "answer_format", "shots"]
 
 
 def test_parse_feedback_shapes():
@@ -159,3 +181,19 @@ def test_gradients_group_by_sample():
 
     g = Gradients(items=(Gradient("p", 0, "a", "n"), Gradient("p", 2, "b", "n"), Gradient("q", 0, "c", "n")))
     assert list(g.by_sample("p")) == [0, 2] and g.params() == ("p", "q")
+
+
+def test_overriding_one_backward_handler_changes_that_op_only():
+    from promptc.runtime.interpreter import Interpreter
+
+    program = trec_like()
+    engine = Engine(json_backward)
+    traces = run(forward(program, BATCH[1:2], engine))
+
+    class Terse(Interpreter):
+        async def op_loss(self, g, frame):
+            return {g.node: "too long"}
+
+    frame = run(Terse(program, engine, functions={}, model="scripted/x").backward(traces[0], "the full verdict"))
+    assert frame.values["out.grad"] == ["too long"]  # the override ran ...
+    assert "too long" in frame.values["raw.grad"][0] and frame.calls == 1  # ... and the other handlers as before

@@ -274,3 +274,43 @@ def test_run_forward_inside_a_running_loop():
         return run_forward(trec_program(), [{"question": "Who?"}], FakeEngine(classify_by_keyword))
 
     assert asyncio.run(main())[0].output == "HUM"
+
+
+def test_interpreter_override_of_one_handler_changes_that_op_only():
+    from promptc.runtime.interpreter import Interpreter
+
+    class Shouting(Interpreter):
+        async def op_llm(self, node, frame):
+            value = await super().op_llm(node, frame)
+            return "NUM" if value == "HUM" else value  # a different answer for one op
+
+    eng = FakeEngine(classify_by_keyword)
+    rows = [{"question": "Who wrote Hamlet?"}, {"question": "Where is Rome?"}]
+    base = asyncio.run(Interpreter(trec_program(), eng).run(rows[0]))
+    got = [asyncio.run(Shouting(trec_program(), eng).run(r)) for r in rows]
+    assert base.output == "HUM"
+    assert [t.output for t in got] == ["NUM", "LOC"]
+    assert got[0].record("raw").raw == "Label: HUM."  # the other handlers and the record keeping ran as before
+
+
+def test_one_fetch_hook_reads_every_argument():
+    from promptc.runtime.interpreter import Interpreter
+
+    read = []
+
+    class Watching(Interpreter):
+        def fetch(self, name, frame):
+            read.append(name)
+            return super().fetch(name, frame)
+
+    t = asyncio.run(Watching(trec_program(), FakeEngine(classify_by_keyword)).run({"question": "Who?"}))
+    assert t.output == "HUM"
+    program = trec_program()
+    assert set(read) == {a for n in program.nodes for a in n.args}
+
+
+def test_trace_lookups_are_by_name():
+    t = run_forward(trec_program(), [{"question": "Who?"}], FakeEngine(classify_by_keyword))[0]
+    assert [t.record(r.name) for r in t.records] == list(t.records)
+    with pytest.raises(KeyError):
+        t.record("nowhere")
