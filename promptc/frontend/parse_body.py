@@ -162,5 +162,3 @@ class BodyActions:
     def list_lit(self, c):
         first, last = c[0], c[-1]
         return _N(A.ListExpr(items=tuple(_values(c)), span=self._between(first, last)), first, last)
-
-

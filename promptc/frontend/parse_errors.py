@@ -110,5 +110,3 @@ def parse_error(e: UnexpectedInput, source: str, file: str, opened: list | None 
 def _end_span(source: str, file: str) -> Span:
     lines = source.rstrip().split("\n")  # lines as lark counts them: "\n" only
     return Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-
-

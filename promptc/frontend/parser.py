@@ -144,5 +144,3 @@ def parse(source: str, file: str = "<string>") -> A.Module:
     except CompileError as e:
         raise e.with_source(source)
     return A.Module(items=tuple(items), file=file, source=source)
-
-
