@@ -133,14 +133,14 @@ def _shown(path: Path, program: Program) -> str:
 
 def _decorated(fn: Function, program: Program) -> Program | None:
     """The lowered program of a `@promptc.workflow` function bound by `use "x.py" { f }`."""
-    from promptc.bind import BindError, load_callable, search_path
+    from promptc.bind import bind_program
     from promptc.frontend.decorator import WorkflowFunction
     from promptc.frontend.lower import lower
 
-    try:
-        obj: Any = load_callable(fn.module, fn.attr, search_path(program.file))
-    except BindError:
-        return None  # the resolve pass reports it
+    bound = bind_program(program).get(fn.name)  # the table the resolve pass reuses
+    if bound is None:
+        return None  # the resolve pass reports why
+    obj: Any = bound.fn
     if not isinstance(obj, WorkflowFunction):
         return None
     return lower(obj.module_ast())
