@@ -107,7 +107,7 @@ def _lark() -> Lark:
     )
     missing = {r.alias or r.origin.name for r in parser.rules} - set(_ACTIONS.names())
     missing = {m for m in missing if not m.startswith("_") and not _passes_through(parser, m)}
-    assert not missing, f"grammar rules without an action in parser.py: {sorted(missing)}"
+    assert not missing, f"grammar rules without an action in parse_actions.py or parse_body.py: {sorted(missing)}"
     return parser
 
 
