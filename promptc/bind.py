@@ -2,8 +2,14 @@
 
 `use std.text { strip }` binds `promptc.stdlib.text.strip`; `use "tools.py" { search }`
 binds `search` from the file `tools.py`, resolved against the directories given (the
-source file's directory first). Used by the resolve pass (for docstrings and signatures)
-and by the runtime (to call the function).
+source file's directory first). `search_path` is the one rule for where a `use "x.py"`
+is looked up, and `bind_program` binds every function of a program once into a
+`FunctionTable` (callable, docstring, parameter types, return type, required arity) that
+the resolve pass (docs and signatures into `ir.Function`), the type checker (arity), the
+interpreter (calls) and evaluation (the metric) share. The table is not part of the
+`Program` (callables are not data): `bind_program` keeps the tables of the last programs
+it bound, keyed by their functions and search path, so the passes and the runtime of one
+process bind a program's functions once.
 
 **The trust rule for code an artifact names.** A `.pflow` source (or a decorated Python
 function) is the user's own code: what it `use`s is imported as Python's `import` would.
@@ -35,7 +41,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from attrs import frozen
+from attrs import field, frozen
 
 from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, Type, enum, list_of
 
@@ -57,6 +63,18 @@ class ArtifactRoot:
 
 def artifact_root(search_dirs: Iterable[Any]) -> ArtifactRoot | None:
     return next((d for d in search_dirs if isinstance(d, ArtifactRoot)), None)
+
+
+def search_path(file: str, search_dirs: Iterable[Any] = ()) -> tuple[Any, ...]:
+    """Where `use "x.py"` of a program read from `file` is looked up, in order: the
+    directory of `file` (a real path; none for `<string>` sources), then `search_dirs`,
+    then the working directory (`load_module`). The `file` field of an untrusted
+    artifact is not a place to import from: only its `ArtifactRoot` is searched."""
+    dirs = tuple(Path(d) if isinstance(d, str) else d for d in search_dirs)
+    root = artifact_root(dirs)
+    if file and not file.startswith("<") and (root is None or root.trusted):
+        dirs = (Path(file).resolve().parent, *dirs)
+    return tuple(dict.fromkeys(dirs))  # each place once, first position kept
 
 
 def confined_file(module: str, root: Path) -> Path:
@@ -161,3 +179,86 @@ def python_type(annotation: Any) -> Type:
         hints = typing.get_type_hints(annotation)
         return Type("record", fields=tuple((n, python_type(t)) for n, t in hints.items()))
     return JSON
+
+
+# -- a program's functions, bound once ------------------------------------------------------
+
+
+@frozen
+class Bound:
+    """One `use`d function: the callable, and what the compiler reads from it."""
+
+    fn: Callable[..., Any]
+    doc: str
+    params: tuple[tuple[str, Type], ...]
+    returns: Type
+    required: int  # positional parameters without a default
+
+
+@frozen
+class FunctionTable:
+    """A program's functions by local name; `errors` holds why a function did not bind."""
+
+    bound: dict[str, Bound] = field(factory=dict)
+    errors: dict[str, str] = field(factory=dict)
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        return self.bound[name].fn
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.bound
+
+    def get(self, name: str) -> Bound | None:
+        return self.bound.get(name)
+
+    def callables(self) -> dict[str, Callable[..., Any]]:
+        return {name: b.fn for name, b in self.bound.items()}
+
+
+_TABLES: dict[tuple, FunctionTable] = {}
+_MAX_TABLES = 64
+
+
+def bind_program(program: Any, search_dirs: Iterable[Any] = (), *, only: Iterable[str] | None = None) -> FunctionTable:
+    """Bind the functions of `program` (those named in `only`, else all) with the search
+    path of `search_path(program.file, search_dirs)`.
+
+    A function that cannot be bound (a `BindError`, or a callable whose signature cannot
+    be read) is left out, with its message in `errors`: the caller decides whether that
+    is an error (the resolve pass: always; the runtime: for a function the program
+    calls). A table with no errors is remembered, so the next caller binding the same
+    functions on the same search path (the type checker after resolve, the interpreter
+    after compiling) gets it without importing or inspecting anything again.
+    """
+    dirs = search_path(program.file, search_dirs)
+    wanted = None if only is None else frozenset(only)
+    functions = tuple((f.name, f.module, f.attr) for f in program.functions if wanted is None or f.name in wanted)
+    key = (functions, dirs)
+    table = _TABLES.get(key)
+    if table is not None:
+        return table
+    table = FunctionTable()
+    for name, module, attr in functions:
+        try:
+            table.bound[name] = _bind_one(module, attr, dirs)
+        except BindError as e:
+            table.errors[name] = str(e)
+        except (TypeError, ValueError) as e:  # a callable without an inspectable signature
+            table.errors[name] = f"cannot read the signature of '{attr}': {e}"
+    if not table.errors:
+        if len(_TABLES) >= _MAX_TABLES:
+            del _TABLES[next(iter(_TABLES))]
+        _TABLES[key] = table
+    return table
+
+
+def _bind_one(module: str, attr: str, dirs: tuple[Any, ...]) -> Bound:
+    fn = load_callable(module, attr, dirs)
+    params, returns = signature_types(fn)
+    sig = inspect.signature(fn)
+    required = sum(
+        1
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    )
+    return Bound(fn, inspect.getdoc(fn) or "", params, returns, required)

@@ -12,7 +12,8 @@ from promptc.ir import Demo
 from promptc.passes.pipeline import run_pipeline
 from promptc.types import FLOAT, INT, TEXT, enum, list_of, record
 
-from tests.passes.build import ProgramBuilder, trec
+from promptc.build import ProgramBuilder
+from tests.passes.programs import trec
 from tests.passes.test_unroll import nested
 
 

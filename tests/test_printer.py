@@ -4,7 +4,7 @@ from promptc.passes.gradient import gradient
 from promptc.passes.pipeline import run_pipeline
 from promptc.printer import format_backward, format_dot, format_program, preview
 
-from tests.passes.build import trec
+from tests.passes.programs import trec
 from tests.passes.test_unroll import agent
 
 TREC_IR = '''\
@@ -82,7 +82,7 @@ def test_backward_of_a_loop_shows_time_indices_and_select_routing():
 
 def test_loops_print_as_blocks_then_as_time_steps():
     before = format_program(agent(2).build())
-    assert "%loop_act1 = loop act max 2 carry n = %n as %n.act.ph {" in before
+    assert "%loop_act = loop act max 2 carry n = %n as %n.act.ph {" in before
     assert "      n <- %m" in before and "      break if %done" in before and "} -> %n.after.act = n" in before
     after = format_program(run_pipeline(agent(2).build()))
     line = next(l for l in after.splitlines() if l.lstrip().startswith("%m@act#1"))

@@ -6,7 +6,8 @@ from promptc.passes.pipeline import PASS_NAMES, run_pipeline
 from promptc.types import TEXT
 from promptc.verify import VerifyError, verify
 
-from tests.passes.build import ProgramBuilder, trec
+from promptc.build import ProgramBuilder
+from tests.passes.programs import trec
 
 
 def test_pipeline_output_verifies_and_lists_every_pass():

@@ -118,10 +118,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.seed, self.resume, self.concurrency = seed, resume, concurrency
         self.out = Path(out) if out else self.run_dir / f"{program.workflow.name}.pfc"
-        dirs = list(search_dirs)
-        if program.file and not program.file.startswith("<"):
-            dirs.insert(0, str(Path(program.file).resolve().parent))
-        self.search_dirs = tuple(dirs)
+        self.search_dirs = tuple(search_dirs)  # after the source's own folder (promptc.bind.search_path)
         self.progress = progress
         self.stop_after = stop_after  # test hook: stop (as if killed) after this many rounds
         self.engine = engine

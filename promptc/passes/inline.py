@@ -42,6 +42,7 @@ from typing import Any
 
 from attrs import evolve
 
+from promptc.build import Env
 from promptc.errors import CompileError
 from promptc.frontend.template import placeholders
 from promptc.ir import Function, LlmDef, Loop, Node, Program, walk
@@ -132,14 +133,14 @@ def _shown(path: Path, program: Program) -> str:
 
 def _decorated(fn: Function, program: Program) -> Program | None:
     """The lowered program of a `@promptc.workflow` function bound by `use "x.py" { f }`."""
-    from promptc.bind import BindError, load_callable
+    from promptc.bind import bind_program
     from promptc.frontend.decorator import WorkflowFunction
     from promptc.frontend.lower import lower
 
-    try:
-        obj: Any = load_callable(fn.module, fn.attr, [_base_dir(program)])
-    except BindError:
-        return None  # the resolve pass reports it
+    bound = bind_program(program).get(fn.name)  # the table the resolve pass reuses
+    if bound is None:
+        return None  # the resolve pass reports why
+    obj: Any = bound.fn
     if not isinstance(obj, WorkflowFunction):
         return None
     return lower(obj.module_ast())
@@ -158,14 +159,14 @@ class _Inliner:
         self.functions = [f for f in program.functions if f.name not in imports]
         self.sites: dict[str, int] = {}
         self.renamed: dict[str, tuple[dict, dict]] = {}  # import -> (llm names, function names)
-        self.env: dict[str, str] = {}  # call node -> the callee output that replaces it
+        self.env = Env()  # call node -> the callee output that replaces it
         self.caller_dir = _base_dir(program)
         for name, (_fn, callee) in imports.items():
             self.renamed[name] = self._declarations(name, callee)
 
     def run(self) -> Program:
         nodes = self.block(self.p.workflow.nodes)
-        wf = evolve(self.p.workflow, nodes=tuple(nodes), output=self.env.get(self.p.workflow.output, self.p.workflow.output))
+        wf = evolve(self.p.workflow, nodes=tuple(nodes), output=self.env[self.p.workflow.output])
         # the hash covers the imported sources too: a resumed training notices their changes
         hashes = self.p.source_hash + "".join(callee.source_hash for _fn, callee in self.imports.values())
         return evolve(
@@ -245,27 +246,21 @@ class _Inliner:
         return llms, functions
 
     # nodes ---------------------------------------------------------------------------
-    def sub(self, name: str | None) -> str | None:
-        return None if name is None else self.env.get(name, name)
-
     def block(self, nodes: tuple[Node, ...]) -> list[Node]:
         out: list[Node] = []
         for n in nodes:
-            args = tuple(self.env.get(a, a) for a in n.args)
-            guard = self.sub(n.guard)
             if n.op == "call" and n.target in self.imports:
-                out.extend(self.call(n, args, guard))
+                out.extend(self.call(n, self.env.all(n.args), self.env.opt(n.guard)))
                 continue
-            loop = self.loop(n.loop) if n.loop is not None else None
-            out.append(evolve(n, args=args, guard=guard, loop=loop))
+            out.append(self.env.copy(n, loop=self.loop(n.loop)) if n.loop is not None else self.env.copy(n))
         return out
 
     def loop(self, lp: Loop) -> Loop:
-        carried = tuple((v, self.env.get(i, i), ph) for v, i, ph in lp.carried)
-        items = self.sub(lp.items)
+        env = self.env
+        carried = tuple((v, env[i], ph) for v, i, ph in lp.carried)
         body = tuple(self.block(lp.body))
-        updates = tuple((v, self.env.get(u, u)) for v, u in lp.updates)
-        return evolve(lp, carried=carried, items=items, body=body, updates=updates, brk=self.sub(lp.brk))
+        updates = tuple((v, env[u]) for v, u in lp.updates)
+        return evolve(lp, carried=carried, items=env.opt(lp.items), body=body, updates=updates, brk=env.opt(lp.brk))
 
     def call(self, n: Node, args: tuple[str, ...], guard: str | None) -> list[Node]:
         fn, callee = self.imports[n.target]
@@ -300,7 +295,7 @@ class _Inliner:
                     else:
                         if own not in conj:
                             conj[own] = f"{own}.in"
-                            res.append(Node(conj[own], "prim", (guard, own), "and", span=c.span))
+                            res.append(Node(name=conj[own], op="prim", args=(guard, own), target="and", span=c.span))
                         own = conj[own]
                 target = c.target
                 if c.op == "llm":
@@ -322,7 +317,7 @@ class _Inliner:
                         results=tuple((v, rn(r)) for v, r in lp.results),
                     )
                 res.append(
-                    Node(prefix + c.name, c.op, tuple(rn(a) for a in c.args), target, c.type, c.span, c.time, own, loop)
+                    evolve(c, name=prefix + c.name, args=tuple(rn(a) for a in c.args), target=target, guard=own, loop=loop)
                 )
             return res
 

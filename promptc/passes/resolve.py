@@ -2,8 +2,9 @@
 
 Checks that every name a program uses means something, and binds what `use` imports:
 
-- each `Function` is bound with `promptc.bind.load_callable` (search path: the source
-  file's directory) and gets its docstring, parameter types and return type;
+- the program's functions are bound once (`promptc.bind.bind_program`, search path: the
+  source file's directory); each `Function` gets its docstring, parameter types and
+  return type from the table, which the type checker and the runtime reuse;
 - each `call` node names a bound function, each `llm` node an `llm` definition, and every
   value a node reads is defined before it (loop placeholders inside their own body);
 - each `LlmDef` names an existing model; every `{placeholder}` of its templates is one of
@@ -18,21 +19,20 @@ A wrong name is a `CompileError` at the offending node or declaration.
 
 from __future__ import annotations
 
-import inspect
-import os
 from typing import Iterable
 
 from attrs import evolve
 
 from promptc import template as T
-from promptc.bind import BindError, load_callable, signature_types
+from promptc.bind import FunctionTable, bind_program
 from promptc.errors import CompileError, Span
 from promptc.ir import Function, LlmDef, Node, Program
 
 
 def resolve(program: Program) -> Program:
     kinds = _declared_kinds(program)
-    functions = tuple(_bind(fn, program.file) for fn in program.functions)
+    table = bind_program(program)
+    functions = tuple(_bind(fn, table) for fn in program.functions)
     llms = tuple(_resolve_llm(llm, program) for llm in program.llms)
     _check_nodes(program.workflow.nodes, [], kinds, program)
     _check_output(program)
@@ -62,16 +62,11 @@ def _declared_kinds(program: Program) -> dict[str, str]:
     return kinds
 
 
-def _bind(fn: Function, file: str) -> Function:
-    search = [os.path.dirname(os.path.abspath(file))] if file and not file.startswith("<") else []
-    try:
-        obj = load_callable(fn.module, fn.attr, search_dirs=search)
-        params, returns = signature_types(obj)
-    except BindError as e:
-        raise CompileError(str(e), fn.span) from None
-    except (TypeError, ValueError) as e:  # a callable without an inspectable signature
-        raise CompileError(f"cannot read the signature of '{fn.attr}': {e}", fn.span) from None
-    return evolve(fn, doc=inspect.getdoc(obj) or "", params=params, returns=returns)
+def _bind(fn: Function, table: FunctionTable) -> Function:
+    bound = table.get(fn.name)
+    if bound is None:
+        raise CompileError(table.errors[fn.name], fn.span)
+    return evolve(fn, doc=bound.doc, params=bound.params, returns=bound.returns)
 
 
 def placeholders(template: str, span: Span | None = None) -> list[str]:

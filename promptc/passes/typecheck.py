@@ -23,12 +23,11 @@ The workflow's output must fit its declared return type.
 
 from __future__ import annotations
 
-import inspect
-import os
 from typing import Any, Callable
 
 from attrs import evolve
 
+from promptc.bind import FunctionTable, bind_program
 from promptc.errors import CompileError
 from promptc.ir import Node, Program
 from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, Type, assignable, list_of
@@ -102,6 +101,13 @@ class _Checker:
         self.inputs = dict(program.workflow.inputs)
         self.llms = {l.name: l for l in program.llms}
         self.functions = {f.name: f for f in program.functions}
+        self._table: FunctionTable | None = None
+
+    def table(self) -> FunctionTable:
+        """The functions as the resolve pass bound them (asked for only when needed)."""
+        if self._table is None:
+            self._table = bind_program(self.program)
+        return self._table
 
     # -- the walk -----------------------------------------------------------------
     def nodes(self, nodes: tuple[Node, ...], env: "_Env") -> tuple[Node, ...]:
@@ -122,9 +128,7 @@ class _Checker:
                 rule = RULES.get(n.op)
                 if rule is None:
                     raise CompileError(f"unknown node kind '{n.op}'", n.span)
-                t = rule(self, n, arg_types)
-                # the constructor, not attrs.evolve: this runs once per node
-                n = Node(n.name, n.op, n.args, n.target, t, n.span, n.time, n.guard, n.loop)
+                n = evolve(n, type=rule(self, n, arg_types))
             env.set(n.name, n.type)
             out.append(n)
         return tuple(out)
@@ -236,20 +240,11 @@ def _call(c: _Checker, n: Node, args: list[Type]) -> Type:
 
 
 def _required(c: _Checker, fn) -> int:
-    """How many positional parameters of a bound function have no default."""
-    from promptc.bind import BindError, load_callable
-
-    file = c.program.file
-    search = [os.path.dirname(os.path.abspath(file))] if file and not file.startswith("<") else []
-    try:
-        sig = inspect.signature(load_callable(fn.module, fn.attr, search_dirs=search))
-    except (BindError, TypeError, ValueError):
-        return len(fn.params)
-    return sum(
-        1
-        for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    )
+    """How many positional parameters of a bound function have no default: from the
+    function table the resolve pass bound (`promptc.bind.bind_program` returns it again
+    without importing anything); all of them when the function is not bound."""
+    bound = c.table().get(fn.name)
+    return len(fn.params) if bound is None else bound.required
 
 
 def _field(c: _Checker, n: Node, args: list[Type]) -> Type:

@@ -41,18 +41,15 @@ nested `loop max 2` fail at once instead of filling memory.
 
 from __future__ import annotations
 
-from collections import ChainMap
-from typing import MutableMapping
-
 import os
+from typing import Any
 
 from attrs import evolve, frozen
 
+from promptc.build import Builder, Env, Names
 from promptc.errors import CompileError
-from promptc.ir import Node, Program, TimeIndex, walk
+from promptc.ir import Node, Program, TimeIndex
 from promptc.types import BOOL, INT, JSON
-
-Env = MutableMapping[str, str]
 
 DEFAULT_MAX_NODES = 200_000
 
@@ -104,31 +101,20 @@ class _Ctx:
 
 class _Unroller:
     def __init__(self, program: Program):
-        self.used: set[str] = set()
-        for n in walk(program.workflow.nodes):
-            self.used.add(n.name)
-            if n.loop is not None:
-                lp = n.loop
-                self.used.update(ph for _v, _i, ph in lp.carried)
-                self.used.update(r for _v, r in lp.results)
-                if lp.index is not None:
-                    self.used.add(lp.index)
+        self.b = Builder(Names.of(program))
         self.types: dict[str, object] = {}
-        self.out: list[Node] = []
         self.conj: dict[tuple[str, str], str] = {}  # (outer, own) guard -> their `and` node
 
-    def fresh(self, base: str) -> str:
-        name, k = base, 0
-        while name in self.used:
-            k += 1
-            name = f"{base}.{k}"
-        self.used.add(name)
+    def emit(self, op: str, hint: str, **fields: Any) -> str:
+        """A new node named fresh from `hint`."""
+        name = self.b.emit(op, hint=hint, **fields)
+        self.types[name] = fields.get("type")
         return name
 
-    def emit(self, node: Node) -> str:
-        self.out.append(node)
+    def add(self, node: Node) -> str:
+        """A node of the source program, copied."""
         self.types[node.name] = node.type
-        return node.name
+        return self.b.add(node)
 
     # -- straight-line code ----------------------------------------------------------
     def block(self, nodes: tuple[Node, ...], env: Env, ctx: _Ctx) -> None:
@@ -137,17 +123,13 @@ class _Unroller:
             if n.op == "loop":
                 self.loop(n, env, ctx)
                 continue
-            guard = env.get(n.guard, n.guard) if n.guard is not None else None
-            guard = self.both(guard, ctx.guard, n, ctx)
-            args = tuple(env.get(a, a) for a in n.args)
-            # the constructor, not attrs.evolve: this runs once per emitted node
-            if top:
-                new = n if (args == n.args and guard == n.guard) else Node(n.name, n.op, args, n.target, n.type, n.span, n.time, guard, None)
+            if top:  # outside loops: the node itself, reading the loops' results
+                self.add(env.copy(n))
             else:
-                name = self.fresh(n.name + ctx.suffix)
-                new = Node(name, n.op, args, n.target, n.type, n.span, ctx.time or n.time, guard, None)
+                guard = self.both(env.opt(n.guard), ctx.guard, n, ctx)
+                name = self.b.names.fresh(n.name + ctx.suffix)
+                self.add(evolve(n, name=name, args=env.all(n.args), guard=guard, time=ctx.time or n.time))
                 env[n.name] = name
-            self.emit(new)
 
     def both(self, own: str | None, outer: str | None, n: Node, ctx: _Ctx) -> str | None:
         """The guard of a node under its own guard and its step's guard."""
@@ -157,67 +139,76 @@ class _Unroller:
             return own
         key = (outer, own)
         if key not in self.conj:
-            name = self.fresh(f"{own}.alive")
-            self.conj[key] = self.emit(Node(name, "prim", (outer, own), "and", type=BOOL, span=n.span, time=ctx.time))
+            self.conj[key] = self.emit(
+                "prim", f"{own}.alive", args=(outer, own), target="and", type=BOOL, span=n.span, time=ctx.time
+            )
         return self.conj[key]
 
     # -- one loop --------------------------------------------------------------------
     def loop(self, n: Node, env: Env, ctx: _Ctx) -> None:
         lp = n.loop
         assert lp is not None
-        outer_guard = self.both(env.get(n.guard, n.guard) if n.guard else None, ctx.guard, n, ctx)
+        outer_guard = self.both(env.opt(n.guard), ctx.guard, n, ctx)
         label = f"{ctx.time}/{lp.label}" if ctx.time is not None else lp.label
-        current = {var: env.get(init, init) for var, init, _ph in lp.carried}
+        current = {var: env[init] for var, init, _ph in lp.carried}
         alive = outer_guard  # the guard of the current step
         prev_cond: str | None = None
         length = None
+        span = n.span
         if lp.items is not None:  # fan-out: how many steps run is the list's length
-            items = env.get(lp.items, lp.items)
+            items = env[lp.items]
             length = self.emit(
-                Node(self.fresh(f"len{ctx.suffix}@{lp.label}"), "prim", (items,), "len", INT, n.span, ctx.time, outer_guard)
+                "prim", f"len{ctx.suffix}@{lp.label}", args=(items,), target="len", type=INT, span=span,
+                time=ctx.time, guard=outer_guard,
             )
         for s in range(lp.bound):
             suffix = f"{ctx.suffix}@{lp.label}#{s}"
             time = TimeIndex(label, s)
             stepped = False  # is this step guarded by this loop's own break or list length?
-            step_env: Env = ChainMap({}, env) if isinstance(env, dict) else env.new_child()  # type: ignore[attr-defined]
+            step_env = env.child()
             if length is not None:
-                k = self.emit(Node(self.fresh(f"k{suffix}"), "const", (), s, INT, n.span, time))
-                more = Node(self.fresh(f"alive{suffix}"), "prim", (k, length), "lt", BOOL, n.span, time)
-                if outer_guard is not None:
-                    self.emit(Node(self.fresh(f"more{suffix}"), "prim", (k, length), "lt", BOOL, n.span, time, outer_guard))
-                    more = Node(more.name, "prim", (outer_guard, self.out[-1].name), "and", BOOL, n.span, time)
-                alive = self.emit(more)
+                k = self.emit("const", f"k{suffix}", target=s, type=INT, span=span, time=time)
+                if outer_guard is None:
+                    alive = self.emit("prim", f"alive{suffix}", args=(k, length), target="lt", type=BOOL, span=span, time=time)
+                else:
+                    more = self.emit(
+                        "prim", f"more{suffix}", args=(k, length), target="lt", type=BOOL, span=span, time=time,
+                        guard=outer_guard,
+                    )
+                    alive = self.emit(
+                        "prim", f"alive{suffix}", args=(outer_guard, more), target="and", type=BOOL, span=span, time=time
+                    )
                 stepped = True
                 lt = self.types.get(items)
                 elem_type = (lt.elem or JSON) if getattr(lt, "kind", None) == "list" else JSON  # type: ignore[union-attr]
-                elem = Node(self.fresh(f"{lp.label}{suffix}"), "index", (items,), s, elem_type, n.span, time, alive)
-                step_env[lp.item] = self.emit(elem)
+                step_env[lp.item] = self.emit(  # type: ignore[index]
+                    "index", f"{lp.label}{suffix}", args=(items,), target=s, type=elem_type, span=span, time=time,
+                    guard=alive,
+                )
             if s > 0 and prev_cond is not None:
                 before = alive
                 if before is None:
                     before = self.emit(
-                        Node(self.fresh(f"alive{ctx.suffix}@{lp.label}#0"), "const", (), True, BOOL, n.span, TimeIndex(label, 0))
+                        "const", f"alive{ctx.suffix}@{lp.label}#0", target=True, type=BOOL, span=span,
+                        time=TimeIndex(label, 0),
                     )
-                alive = self.emit(
-                    Node(self.fresh(f"alive{suffix}"), "guard", (before, prev_cond), None, BOOL, n.span, time)
-                )
+                alive = self.emit("guard", f"alive{suffix}", args=(before, prev_cond), type=BOOL, span=span, time=time)
                 stepped = True
             if lp.index is not None:
-                step_env[lp.index] = self.emit(Node(self.fresh(lp.index + suffix), "const", (), s, INT, n.span, time))
+                step_env[lp.index] = self.emit("const", lp.index + suffix, target=s, type=INT, span=span, time=time)
             for var, _init, ph in lp.carried:
                 step_env[ph] = current[var]
             self.block(lp.body, step_env, _Ctx(suffix, alive, time))
             for var, upd in lp.updates:
-                value = step_env.get(upd, upd)
+                value = step_env[upd]
                 if stepped:
                     typ = self.types.get(current[var]) or self.types.get(value)
                     value = self.emit(
-                        Node(self.fresh(f"{var}.sel{suffix}"), "select", (alive, value, current[var]), None, typ, n.span, time)  # type: ignore[arg-type]
+                        "select", f"{var}.sel{suffix}", args=(alive, value, current[var]), type=typ, span=span, time=time
                     )
                 current[var] = value
             if lp.brk is not None:
-                prev_cond = step_env.get(lp.brk, lp.brk)
+                prev_cond = step_env[lp.brk]
         for var, res in lp.results:
             env[res] = current[var]
 
@@ -236,7 +227,7 @@ def unroll(program: Program) -> Program:
     u = _Unroller(program)
     for n in program.workflow.nodes:  # types of values defined outside loops, for selects
         u.types[n.name] = n.type
-    env: dict[str, str] = {}
+    env = Env()
     u.block(program.workflow.nodes, env, _Ctx())
     wf = program.workflow
-    return program.with_pass("unroll", workflow=evolve(wf, nodes=tuple(u.out), output=env.get(wf.output, wf.output)))
+    return program.with_pass("unroll", workflow=evolve(wf, nodes=tuple(u.b.nodes), output=env[wf.output]))

@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from promptc.bind import BindError, artifact_root, load_callable
+from promptc.bind import BindError, artifact_root, bind_program, load_callable
 from promptc.ir import LlmDef, Program
 from promptc.runtime.records import Trace
 
@@ -103,19 +103,15 @@ def resolve_metric(
     if judge is not None:
         return Judge(judge)
     name = metric_name(program, metric)
-    dirs: list[Any] = []
     search_dirs = tuple(search_dirs)
-    root = artifact_root(search_dirs)
-    # an untrusted artifact's `file` field is not a place to import from (see promptc.bind)
-    if program.file and not program.file.startswith("<") and (root is None or root.trusted):
-        dirs.append(Path(program.file).resolve().parent)
-    dirs.extend(search_dirs)
-    for fn in program.functions:
-        if fn.name == name:
-            try:
-                return load_callable(fn.module, fn.attr, dirs)
-            except BindError as e:
-                raise MetricError(str(e)) from None
+    if any(fn.name == name for fn in program.functions):
+        # the search path and trust rule of promptc.bind; an untrusted artifact binds the metric alone
+        root = artifact_root(search_dirs)
+        confined = root is not None and not root.trusted
+        table = bind_program(program, search_dirs, only=(name,) if confined else None)
+        if name in table.errors:
+            raise MetricError(table.errors[name])
+        return table[name]
     try:
         return load_callable("std.metrics", name)
     except BindError:

@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
-from promptc.bind import BindError, artifact_root, load_callable
+from promptc.bind import artifact_root, bind_program
 from promptc.ir import GRAD_OPS, OPS, GradNode, Node, Program
 from promptc.runtime.parse import coerce, parse_answer
 from promptc.runtime.records import CallResult, NodeRecord, Trace
@@ -367,30 +367,18 @@ assert all(hasattr(Interpreter, "op_" + op) for op in (*RUNNABLE, *GRAD_OPS)), "
 
 
 def bind_functions(program: Program, search_dirs: Iterable[str | Path] = ()) -> dict[str, Callable[..., Any]]:
-    """Bind every `use`d function of the program to its Python callable.
-
-    Files named by `use "path.py"` are looked up in the program's source directory first,
-    then in `search_dirs`. For an untrusted artifact (an `ArtifactRoot` among `search_dirs`)
-    only the functions the program calls are bound, under the trust rule of `promptc.bind`.
-    """
-    dirs: list[Any] = []
+    """The program's functions as callables, from its `promptc.bind.FunctionTable` (the
+    search path and the trust rule are `promptc.bind`'s). For an untrusted artifact (an
+    `ArtifactRoot` among `search_dirs`) only the functions the program calls are bound;
+    a called function that does not bind is a `ProgramError`."""
     search_dirs = tuple(search_dirs)
     root = artifact_root(search_dirs)
-    confined = root is not None and not root.trusted
-    if program.file and not program.file.startswith("<") and not confined:
-        dirs.append(Path(program.file).resolve().parent)
-    dirs.extend(search_dirs)
-    bound: dict[str, Callable[..., Any]] = {}
     used = {n.target for n in program.nodes if n.op == "call"}
+    table = bind_program(program, search_dirs, only=used if root is not None and not root.trusted else None)
     for fn in program.functions:
-        if confined and fn.name not in used:
-            continue
-        try:
-            bound[fn.name] = load_callable(fn.module, fn.attr, dirs)
-        except BindError as e:
-            if fn.name in used:
-                raise ProgramError(str(e)) from None
-    return bound
+        if fn.name in used and fn.name in table.errors:
+            raise ProgramError(table.errors[fn.name])
+    return table.callables()
 
 
 async def forward(

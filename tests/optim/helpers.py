@@ -1,7 +1,7 @@
 """Helpers for the training tests: a counting fake engine and tiny compiled programs.
 
 `Engine(fn)` answers every request with `fn(req)` (a str) and records the requests, so a
-test can count calls per phase. Programs come from hand-built IR (tests/passes/build.py)
+test can count calls per phase. Programs come from hand-built IR (promptc.build.ProgramBuilder)
 run through the real pass pipeline, so their backward programs are the real ones.
 """
 
@@ -14,7 +14,7 @@ from promptc.optim import templates
 from promptc.passes.pipeline import run_pipeline
 from promptc.runtime.records import CallRequest, CallResult
 from promptc.types import TEXT
-from tests.passes.build import ProgramBuilder
+from promptc.build import ProgramBuilder
 
 BACKWARD_SYSTEM = templates.render("backward_system")
 OPTIMIZER_SYSTEM = templates.render("optimizer_system")

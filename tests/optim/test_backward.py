@@ -123,7 +123,7 @@ def test_two_step_loop_gradients_arrive_in_time_order():
     assert g[0].text.startswith("step 0") and g[1].text.startswith("step 1")
     # step 0's node received the feedback that step 1 sent to its input value
     step0 = [r for r in engine.requests if r.phase == "backward" and "step 0)" in r.messages[1]["content"]][0]
-    assert "step 1 feedback for refine1@r#0" in step0.messages[1]["content"]
+    assert "step 1 feedback for refine@r#0" in step0.messages[1]["content"]
 
 
 def test_nodes_not_executed_are_skipped():
@@ -135,7 +135,7 @@ def test_nodes_not_executed_are_skipped():
     from attrs import evolve
 
     t = traces[0]
-    recs = tuple(evolve(r, executed=False) if r.name == "refine1@r#1" else r for r in t.records)
+    recs = tuple(evolve(r, executed=False) if r.name == "refine@r#1" else r for r in t.records)
     traces = [evolve(t, records=recs)]
     grads = run(backward(program, traces, batch, [0.0], engine))
     assert grads.items == () and engine.count("backward") == 0

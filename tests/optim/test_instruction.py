@@ -83,7 +83,7 @@ def enum_task():
     """question -> classify (instruction) -> enum[ABBR, LOC, NUM]; and a second llm not using it."""
     from promptc.passes.pipeline import run_pipeline
     from promptc.types import TEXT, enum, Type
-    from tests.passes.build import ProgramBuilder
+    from promptc.build import ProgramBuilder
 
     b = ProgramBuilder()
     b.model("task", "scripted/x")

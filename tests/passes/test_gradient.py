@@ -7,7 +7,9 @@ from promptc.passes.gradient import RULES, gradient
 from promptc.passes.pipeline import run_pipeline
 from promptc.types import TEXT
 
-from .build import ProgramBuilder, trec
+from promptc.build import ProgramBuilder
+
+from .programs import trec
 
 
 def test_trec_gradient_nodes_from_the_loss_in_reverse_order():

@@ -2,7 +2,9 @@ from promptc.passes.peers import peers
 from promptc.passes.resolve import resolve
 from promptc.types import TEXT
 
-from .build import ProgramBuilder, trec
+from promptc.build import ProgramBuilder
+
+from .programs import trec
 
 
 def test_trec_params_are_peers():

@@ -6,7 +6,9 @@ from promptc.ir import Function
 from promptc.passes.resolve import placeholders, resolve
 from promptc.types import INT, JSON, TEXT, list_of
 
-from .build import ProgramBuilder, trec
+from promptc.build import ProgramBuilder
+
+from .programs import trec
 
 TOOLS = '''
 def shout(s: str, times: int = 1) -> str:

@@ -5,7 +5,9 @@ from promptc.passes.resolve import resolve
 from promptc.passes.typecheck import const_type, typecheck
 from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, enum, list_of, record
 
-from .build import ProgramBuilder, trec
+from promptc.build import ProgramBuilder
+
+from .programs import trec
 
 LABELS = enum("ABBR", "HUM")
 

@@ -8,7 +8,7 @@ from promptc.passes.unroll import unroll
 from promptc.types import BOOL, INT, TEXT
 from promptc.verify import verify
 
-from .build import ProgramBuilder
+from promptc.build import ProgramBuilder
 from .eval_ir import run
 
 
