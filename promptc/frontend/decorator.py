@@ -64,7 +64,7 @@ from typing import Any, Callable
 from promptc.bind import python_type
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
-from promptc.frontend import template as T
+from promptc import template as T
 from promptc.ir import check_model_option
 from promptc.types import JSON
 from promptc.frontend.py_body import _BodyLowering

@@ -47,7 +47,7 @@ from typing import Iterable
 from promptc.build import Names
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
-from promptc.frontend import template as T
+from promptc import template as T
 from promptc.frontend.limits import check_depth
 from promptc.frontend.lower_exprs import _KIND_WORD, _suggest
 from promptc.frontend.lower_stmts import StmtLowering

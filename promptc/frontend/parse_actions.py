@@ -12,7 +12,7 @@ from lark import Token
 
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
-from promptc.frontend import template as T
+from promptc import template as T
 from promptc.ir import MODEL_OPTIONS, check_model_option
 from promptc.types import SCALARS, Type, list_of
 from promptc.frontend.parse_body import BodyActions

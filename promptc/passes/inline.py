@@ -44,7 +44,7 @@ from attrs import evolve
 
 from promptc.build import Env
 from promptc.errors import CompileError
-from promptc.frontend.template import placeholders
+from promptc.template import placeholders
 from promptc.ir import Function, LlmDef, Loop, Node, Program, walk
 
 MAX_DEPTH = 32  # nested imports deeper than this are a compile error, not a stack overflow

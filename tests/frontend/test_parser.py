@@ -7,7 +7,7 @@ import pytest
 from promptc.errors import CompileError
 from promptc.frontend import ast as A
 from promptc.frontend.parser import decode_string, parse
-from promptc.frontend.template import TemplateError, placeholders, render, scan
+from promptc.template import TemplateError, placeholders, render, scan
 from promptc.types import BOOL, INT, JSON, TEXT, Type, enum, list_of
 
 
