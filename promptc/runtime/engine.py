@@ -64,12 +64,10 @@ it (`Endpoint.key_env`, read at call time); keys are never logged, stored in the
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import logging
 import os
 import random
-import re
 import threading
 import time
 import weakref
@@ -79,14 +77,14 @@ from typing import Any
 from attrs import evolve
 
 from promptc.runtime import endpoint as endpoints
-from promptc.runtime import providers, workers
+from promptc.runtime import hosted, providers, workers
 from promptc.runtime.accounting import Accounting
 from promptc.runtime.cache import DEFAULT_DIR, Cache, CachedAnswer, cache_key
+from promptc.runtime.failures import classify, describe
 from promptc.runtime.records import CallRequest, CallResult, Endpoint
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 DEFAULT_THREADS = 64  # hosted calls in flight when neither `threads` nor `max_concurrency` is set
 
 
@@ -166,7 +164,7 @@ class Engine:
             raise
         except Exception as e:  # a bug here must still not crash a batch
             log.exception("engine: unexpected failure")
-            result = CallResult(text=None, error=f"engine error: {_describe(e)}", seconds=time.perf_counter() - start)
+            result = CallResult(text=None, error=f"engine error: {describe(e)}", seconds=time.perf_counter() - start)
             self.accounting.add(req.phase, req.model, calls=1, errors=1)
             return result
 
@@ -253,9 +251,9 @@ class Engine:
                 self._workers = workers.Workers(self.processes, self.threads, providers.registered_prices())
             return self._workers
 
-    async def _send(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None, hosted: bool) -> Any:
+    async def _send(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None, is_hosted: bool) -> Any:
         """One attempt: the provider's response (or a workers.Answer), or its exception."""
-        if not hosted:
+        if not is_hosted:
             return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
         if self.processes:
             pool = self._worker_pool()
@@ -264,7 +262,7 @@ class Engine:
                 return await asyncio.wait_for(pool.complete(kwargs), timeout)
         # A free thread first, then the deadline: waiting for a thread is not the provider's time.
         async with _per_loop(self._slots, self.threads):
-            call = functools.partial(litellm.completion, **kwargs)
+            call = functools.partial(hosted.complete, litellm, kwargs)
             return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
 
     async def _attempts(self, req: CallRequest, start: float) -> CallResult:
@@ -278,25 +276,25 @@ class Engine:
         # generation twice. Its calls are bounded by max_tokens instead.
         limit = kwargs["timeout"]
         timeout = None if providers.provider_of(req.model) == "local" else limit
-        hosted = not providers.is_custom(req.model)
+        is_hosted = not providers.is_custom(req.model)
         attempt = 0
         while True:
             attempt += 1
             try:
-                resp = await self._send(litellm, kwargs, timeout, hosted)
+                resp = await self._send(litellm, kwargs, timeout, is_hosted)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
                     e = TimeoutError(f"no answer within {limit:g}s")
-                retryable, retry_after = classify(e)
+                retryable, after = classify(e)
                 if not retryable or attempt > self.retries:
-                    what = _describe(e)
+                    what = describe(e)
                     if retryable:
                         what = f"gave up after {attempt} attempts: {what}"
                     log.info("call to %s failed: %s", req.model, what)
                     return CallResult(text=None, error=what, attempts=attempt, seconds=time.perf_counter() - start)
-                delay = self._delay(attempt, retry_after)
+                delay = self._delay(attempt, after)
                 log.debug("call to %s: %s; retry %d in %.3fs", req.model, type(e).__name__, attempt, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -374,7 +372,7 @@ class Engine:
         usage = getattr(resp, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = 0.0 if providers.is_custom(req.model) else _cost(litellm, resp, req.model)
+        cost = 0.0 if providers.is_custom(req.model) else hosted.cost(litellm, resp, req.model)
         if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
             text = endpoints.unwrap_enum(text)  # sent as enum_schema, or free text: both fine
         return CallResult(
@@ -443,108 +441,3 @@ def to_response_format(schema: dict) -> dict:
     if schema.get("type") in ("json_schema", "json_object") and ("json_schema" in schema or schema["type"] == "json_object"):
         return schema
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
-
-
-# --- errors -------------------------------------------------------------------------------
-
-
-def classify(e: BaseException) -> tuple[bool, float | None]:
-    """(retryable?, Retry-After seconds or None) for an exception from a call."""
-    if isinstance(e, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
-        return True, None
-    if isinstance(e, workers.RemoteError):  # classified in the worker, where the exception was
-        return e.retryable, e.retry_after
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - litellm depends on openai
-        openai = None  # type: ignore[assignment]
-    if openai is not None:
-        if isinstance(e, (openai.APITimeoutError, openai.APIConnectionError)):
-            return True, retry_after(e)
-        if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError, openai.BadRequestError,
-                          openai.NotFoundError, openai.UnprocessableEntityError)):
-            return False, None
-    try:
-        import httpx
-
-        if isinstance(e, httpx.TransportError):
-            return True, None
-    except ImportError:  # pragma: no cover
-        pass
-    status = getattr(e, "status_code", None)
-    if isinstance(status, int):
-        if status in RETRYABLE_STATUS or status >= 500:
-            return True, retry_after(e)
-        return False, None
-    return False, None
-
-
-def retry_after(e: BaseException) -> float | None:
-    """Seconds from a Retry-After / retry-after-ms header on the error, if any."""
-    headers: Any = None
-    response = getattr(e, "response", None)
-    if response is not None:
-        headers = getattr(response, "headers", None)
-    for extra in (getattr(e, "headers", None), getattr(e, "litellm_response_headers", None)):
-        if not headers and extra:
-            headers = extra
-    if not headers:
-        return None
-    try:
-        get = headers.get
-    except AttributeError:
-        return None
-    ms = get("retry-after-ms") or get("Retry-After-Ms")
-    if ms:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    value = get("retry-after") or get("Retry-After")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-_SECRET = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|[A-Za-z0-9_\-]{0,8}key[-_][A-Za-z0-9_\-]{16,})")
-
-
-def scrub(text: str) -> str:
-    """Remove anything that looks like an API key (and the values of *_KEY, *_TOKEN and
-    *_SECRET env vars, which covers the variables `key_env` declarations usually name)."""
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and name.endswith(("_KEY", "_TOKEN", "_SECRET")):
-            text = text.replace(value, "***")
-    return _SECRET.sub("***", text)
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, workers.RemoteError):  # described in the worker already
-        return scrub(str(e))
-    msg = str(e).strip() or repr(e)
-    msg = msg.split("\nTraceback", 1)[0]
-    if len(msg) > 500:
-        msg = msg[:500] + "…"
-    name = type(e).__name__
-    if not msg.startswith(("litellm.", name)):
-        msg = f"{name}: {msg}"
-    return scrub(msg)
-
-
-def _cost(litellm: Any, resp: Any, model: str) -> float:
-    hidden = getattr(resp, "_hidden_params", None) or {}
-    value = hidden.get("response_cost") if isinstance(hidden, dict) else None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(litellm.completion_cost(completion_response=resp, model=model) or 0.0)
-    except Exception:  # unknown price: 0, never a failure
-        return 0.0

@@ -208,8 +208,8 @@ def _spawn(threads: int) -> tuple[subprocess.Popen, Connection]:
 
 def serve(conn: Connection, threads: int) -> None:
     """A worker process: answer (id, kwargs) requests until None or the parent goes away."""
-    from promptc.runtime import providers
-    from promptc.runtime.engine import _cost, _describe, classify
+    from promptc.runtime import hosted, providers
+    from promptc.runtime.failures import classify, describe
 
     litellm = providers.ensure_litellm()
     prices = conn.recv()
@@ -226,7 +226,7 @@ def serve(conn: Connection, threads: int) -> None:
 
     def one(cid: int, kwargs: dict[str, Any]) -> None:
         try:
-            resp = litellm.completion(**kwargs)
+            resp = hosted.complete(litellm, kwargs)
             try:
                 text = resp.choices[0].message.content
             except (AttributeError, IndexError, KeyError):
@@ -234,11 +234,11 @@ def serve(conn: Connection, threads: int) -> None:
             usage = getattr(resp, "usage", None)
             outcome: tuple = (
                 "ok", text, int(getattr(usage, "prompt_tokens", 0) or 0),
-                int(getattr(usage, "completion_tokens", 0) or 0), _cost(litellm, resp, kwargs["model"]),
+                int(getattr(usage, "completion_tokens", 0) or 0), hosted.cost(litellm, resp, kwargs["model"]),
             )
         except Exception as e:
             retryable, after = classify(e)
-            outcome = ("error", _describe(e), retryable, after)
+            outcome = ("error", describe(e), retryable, after)
         reply((cid, outcome))
 
     reply("ready")

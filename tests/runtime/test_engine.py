@@ -11,7 +11,8 @@ import pytest
 
 from promptc.runtime import scripted
 from promptc.runtime.accounting import Accounting, Counts
-from promptc.runtime.engine import Engine, classify, make_engine, retry_after, scrub, to_response_format
+from promptc.runtime.engine import Engine, make_engine, to_response_format
+from promptc.runtime.failures import classify, retry_after, scrub
 from promptc.runtime.records import CallRequest
 
 
