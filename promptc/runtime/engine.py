@@ -10,8 +10,11 @@
    (`cached=True`, counted as a cache hit, no new call, no cost).
 2. litellm, with (model, messages, temperature, max_tokens, seed, response_format,
    timeout). Hosted providers (anything but `local/` and `scripted/`) are called with
-   litellm's synchronous `completion` on the engine's own bounded thread pool (`threads`
-   workers, one asyncio semaphore per event loop in front of it), as DSPy does; the
+   litellm's synchronous `completion` (through `hosted.complete`, which leaves out the
+   per-call work of litellm's that promptc does not use: its success logging when no
+   litellm callback is registered, the price search of a model it has no price for) on
+   the engine's own bounded thread pool (`threads` workers, one asyncio semaphore per
+   event loop in front of it), as DSPy does; the
    custom providers (providers.py), which answer in-process, are awaited with
    `litellm.acompletion`, and their enum `choices` ride along in `extra_body`.
    litellm's and the OpenAI SDK's own retries are switched off: retrying is done here,
@@ -30,8 +33,8 @@
 3. Each attempt is bounded by `asyncio.wait_for(timeout)` (not for `local/`: see
    `_attempts`); a hosted call is also bounded inside its thread by the HTTP client's
    own timeout (the same value), so a thread that outlived its deadline ends soon after.
-   Rate limits (429), server
-   errors (5xx), timeouts and connection errors are retried up to `retries` times with
+   Rate limits (429), server errors (5xx), timeouts and connection errors
+   (runtime/failures.py classifies them) are retried up to `retries` times with
    exponential backoff (`backoff * 2**k`, capped at `max_backoff`) and full jitter; a
    Retry-After (or retry-after-ms) header on the error is honoured instead, up to
    `max_retry_after`. A response with no choices, no text content or an empty answer
