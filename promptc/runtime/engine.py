@@ -42,7 +42,9 @@
    request, authentication, unknown model, missing local weights) fails at once.
    With `processes=N` (or PROMPTC_ENGINE_PROCESSES=N for `make_engine`), hosted calls
    run the same way in N worker processes instead (workers.py): one process's CPU caps
-   it near 150-200 litellm calls a second, N processes can use N cores.
+   it near 150-200 litellm calls a second, N processes can use N cores. `make_engine`
+   (the CLI, `promptc.load`) starts 2 of them by default once 8 hosted calls are in
+   flight (see `make_engine`).
 4. The outcome is a `CallResult` with tokens (from the provider's usage), cost
    (litellm's price for the model when it knows it, else 0), attempts and seconds; a
    success is stored in the cache. A call that failed after its retries is a result
@@ -109,6 +111,11 @@ class Engine:
     processes: if > 0, hosted calls run in that many worker processes instead of this
         one (see workers.py): for many calls in flight, where one process's CPU is the
         limit. 0 (the default) keeps everything in-process.
+    processes_from: the hosted calls in flight that start the worker processes. 1 (the
+        default): the first hosted call starts them and waits until they are ready.
+        Above 1 (`make_engine`'s default), hosted calls run on the engine's threads until
+        that many are in flight at once and the workers have started; a run that never
+        gets there never spawns them.
     extra_params: passed to every litellm call (api_base, api_key, ...).
     """
 
@@ -127,6 +134,7 @@ class Engine:
         seed: int | None = None,
         threads: int | None = None,
         processes: int = 0,
+        processes_from: int = 1,
         timeouts: dict[str, float] | None = None,
     ) -> None:
         self.cache = cache
@@ -149,6 +157,9 @@ class Engine:
             weakref.WeakKeyDictionary()
         )
         self.processes = max(0, int(processes))
+        self.processes_from = max(1, int(processes_from))
+        self._hosted_in_flight = 0
+        self._broken_pools = 0  # worker pools that died; started lazily, 3 are the last
         self._pool: ThreadPoolExecutor | None = None
         self._workers: workers.Workers | None = None  # started on the first hosted call
         self._pool_lock = threading.Lock()
@@ -249,6 +260,7 @@ class Engine:
         with self._pool_lock:
             if self._workers is not None and self._workers.broken:
                 stale, self._workers = self._workers, None
+                self._broken_pools += 1
                 threading.Thread(target=stale.close, daemon=True).start()
             if self._workers is None:
                 self._workers = workers.Workers(self.processes, self.threads, providers.registered_prices())
@@ -258,15 +270,31 @@ class Engine:
         """One attempt: the provider's response (or a workers.Answer), or its exception."""
         if not is_hosted:
             return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
-        if self.processes:
+        with self._pool_lock:
+            self._hosted_in_flight += 1
+        try:
+            pool = await self._ready_workers() if self.processes else None
+            # A free slot first, then the deadline: waiting for one is not the provider's time.
+            async with _per_loop(self._slots, self.threads):
+                if pool is not None:
+                    return await asyncio.wait_for(pool.complete(kwargs), timeout)
+                call = functools.partial(hosted.complete, litellm, kwargs)
+                return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
+        finally:
+            with self._pool_lock:
+                self._hosted_in_flight -= 1
+
+    async def _ready_workers(self) -> workers.Workers | None:
+        """The worker processes for a hosted call, or None for the engine's threads (see
+        `processes_from`)."""
+        if self.processes_from <= 1:
             pool = self._worker_pool()
             await pool.ready()  # starting the workers is not the provider's time
-            async with _per_loop(self._slots, self.threads):
-                return await asyncio.wait_for(pool.complete(kwargs), timeout)
-        # A free thread first, then the deadline: waiting for a thread is not the provider's time.
-        async with _per_loop(self._slots, self.threads):
-            call = functools.partial(hosted.complete, litellm, kwargs)
-            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
+            return pool
+        if self._workers is None and (self._hosted_in_flight < self.processes_from or self._broken_pools >= 3):
+            return None
+        pool = self._worker_pool()
+        return pool if pool.is_ready else None
 
     async def _attempts(self, req: CallRequest, start: float) -> CallResult:
         litellm = providers.ensure_litellm()
@@ -409,34 +437,53 @@ def _per_loop(table: weakref.WeakKeyDictionary, size: int) -> asyncio.Semaphore:
 
 
 PROCESSES_ENV = "PROMPTC_ENGINE_PROCESSES"
+AUTO_PROCESSES = 2  # make_engine's worker processes when the variable is unset ...
+AUTO_FROM = 8  # ... started once this many hosted calls are in flight
 
 
 def make_engine(cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool = False, **kw: Any) -> Engine:
     """An Engine with the on-disk cache at `cache_dir` (none with no_cache=True).
 
-    `processes` defaults to the PROMPTC_ENGINE_PROCESSES environment variable (0 if unset):
-    how the CLI and `promptc.load` spread hosted calls over worker processes. A value
-    that is not a whole number is reported (a warning naming the variable) and ignored:
-    a tuning knob must not stop a run.
+    `processes` defaults to the PROMPTC_ENGINE_PROCESSES environment variable: how the
+    CLI and `promptc.load` spread hosted calls over worker processes (N: always N
+    processes; 0: none). A value that is not a whole number is reported (a warning naming
+    the variable) and ignored: a tuning knob must not stop a run. Unset (or ignored), the
+    engine gets AUTO_PROCESSES worker processes on a machine with at least that many
+    usable cores, started once AUTO_FROM hosted calls are in flight (`processes_from`):
+    measured on 2 cores (bench/throughput.py), 2 processes bring wall / ideal at 32 and
+    64 in flight from 2.25 and 3.5 to 1.3-1.4 and 2.0-2.4, and a run with fewer calls in
+    flight never spawns them.
     """
     if "processes" not in kw:
-        kw["processes"] = _env_processes()
+        processes = _env_processes()
+        if processes is None:
+            processes = AUTO_PROCESSES if _cores() >= AUTO_PROCESSES else 0
+            kw.setdefault("processes_from", AUTO_FROM)
+        kw["processes"] = processes
     cache = None if no_cache else Cache(cache_dir)
     return Engine(cache=cache, **kw)
 
 
-def _env_processes() -> int:
+def _env_processes() -> int | None:
+    """PROMPTC_ENGINE_PROCESSES as a number, None when unset or not a whole number."""
     raw = os.environ.get(PROCESSES_ENV, "").strip()
     if not raw:
-        return 0
+        return None
     try:
         value = int(raw)
     except ValueError:
         value = -1
     if value < 0:
         log.warning("%s=%r ignored: it must be a whole number of worker processes (0 for none)", PROCESSES_ENV, raw)
-        return 0
+        return None
     return value
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def to_response_format(schema: dict) -> dict:

@@ -82,6 +82,11 @@ class Workers:
             self._send_locks.append(threading.Lock())
             threading.Thread(target=self._read, args=(k,), name=f"promptc-worker-reader-{k}", daemon=True).start()
 
+    @property
+    def is_ready(self) -> bool:
+        """Every worker has imported litellm and none has died."""
+        return not self.broken and all(e.is_set() for e in self._ready)
+
     async def ready(self) -> None:
         """Wait (off the event loop) until every worker has imported litellm."""
         if all(e.is_set() for e in self._ready):
