@@ -62,7 +62,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from promptc.runtime import providers, scripted  # noqa: E402
-from promptc.runtime.engine import Engine  # noqa: E402
+from promptc.runtime.engine import Engine, make_engine  # noqa: E402
 from promptc.runtime.records import CallRequest  # noqa: E402
 
 FAKE_MODEL = "openai/fake"
@@ -328,6 +328,20 @@ class Peer:
             self._proc.kill()
 
 
+def make_engines(spec: str, base_url: str):
+    """(row name, Engine) for each entry of --processes: P worker processes, or "auto"
+    (make_engine's default: engine.AUTO_PROCESSES processes from engine.AUTO_FROM calls in
+    flight on a machine with the cores, PROMPTC_ENGINE_PROCESSES if set)."""
+    common = {"timeout": 30, "retries": 2, "extra_params": {"api_base": base_url, "api_key": "sk-fake-local-benchmark"}}
+    for p in spec.split(","):
+        if p.strip() == "auto":
+            engine = make_engine(no_cache=True, **common)
+            yield f"promptc[auto {engine.processes}p]", engine
+        else:
+            n = int(p)
+            yield ("promptc" if n == 0 else f"promptc[{n} proc]"), Engine(cache=None, processes=n, **common)
+
+
 def interpreter_overhead(compile_source, forward, samples: int = 200) -> tuple[str, str]:
     """(full path us per llm node, interpreter-only us per node) on the scripted engine."""
     if forward is None:
@@ -388,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="runs of each client per level, interleaved")
     ap.add_argument("--peer-python", help="a Python with DSPy installed: run DSPy's row too")
     ap.add_argument("--peer-engines", default="auto,litellm", help="DSPy engines to run (auto, litellm)")
-    ap.add_argument("--processes", default="0,2", help="promptc rows: Engine(processes=P) for each P")
+    ap.add_argument("--processes", default="0,auto",
+                    help="promptc rows: Engine(processes=P) for each P; auto: make_engine's default")
     args = ap.parse_args(argv)
 
     load_before = _load()
@@ -399,18 +414,17 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.levels.split(",")]
     rows: dict[tuple[str, int], Row] = {}
     with FakeServer(args.latency) as server:
-        engines = {
-            ("promptc" if p == 0 else f"promptc[{p} proc]"): Engine(
-                cache=None, timeout=30, retries=2, processes=p,
-                extra_params={"api_base": server.base_url, "api_key": "sk-fake-local-benchmark"},
-            )
-            for p in (int(x) for x in args.processes.split(","))
-        }
+        engines = dict(make_engines(args.processes, server.base_url))
         peers = [Peer(args.peer_python, server.base_url, e) for e in args.peer_engines.split(",")] if args.peer_python else []
         try:
             # warm up connections, litellm's lazy imports and the worker processes (not measured)
             for engine in engines.values():
                 run_level(engine, compile_source, forward, 16, 8, "warmup")
+                deadline = time.monotonic() + 120
+                while engine._workers is not None and not engine._workers.is_ready and time.monotonic() < deadline:
+                    time.sleep(0.1)  # lazily started workers: ready before the measured runs
+                if engine._workers is not None:  # and warm: a worker's first litellm calls import more
+                    run_level(engine, compile_source, forward, 16, 8, "warmup2")
             for level in levels:
                 n = args.serial_samples if level == 1 else args.samples
                 for k in range(args.rounds):
