@@ -28,8 +28,8 @@
    (measured interleaved on one server: wall / ideal 1.6-1.75 -> 1.24-1.40 at 8 in
    flight, 4.4-4.7 -> 2.3-2.4 at 32, 9-11 -> 5-7 at 64). The synchronous path on a
    pool sized to the calls in flight (DSPy's design) has no such queue. Its CPU per
-   call is litellm's (~5-7 ms here, ~20 % above the async path from GIL hand-offs
-   between more threads), the same as DSPy's when DSPy goes through litellm.
+   call is litellm's (~5-7 ms here), ~10-20 % below DSPy's when DSPy goes through
+   litellm (hosted.py), about twice DSPy's own lm15 client (bench/throughput.py).
 3. Each attempt is bounded by `asyncio.wait_for(timeout)` (not for `local/`: see
    `_attempts`); a hosted call is also bounded inside its thread by the HTTP client's
    own timeout (the same value), so a thread that outlived its deadline ends soon after.

@@ -14,10 +14,13 @@ What crosses the pipe is the call's keyword arguments (model, messages, decoding
 api_base / api_key of `extra_params`) and the answer, in memory only; nothing is written
 anywhere. A worker starts on the engine's first hosted call (`python -m
 promptc.runtime.workers`, a fresh interpreter that imports litellm: a few seconds; the
-wait is not counted against the call's deadline) and stops with `Engine.close()`. A worker that dies fails its calls in
-flight with a retryable `ConnectionError`; the next call starts a fresh set. Prices
-given to `providers.register_price` before the workers start are registered in them
-too.
+wait is not counted against the call's deadline), or, with `Engine(processes_from=K)`
+(make_engine's default), once K hosted calls are in flight, the engine's threads serving
+the calls until the workers are ready (`Workers.is_ready`); it stops with
+`Engine.close()`. A worker that dies fails its calls in flight with a retryable
+`ConnectionError`; the next call starts a fresh set (a lazily started set: three at
+most). Prices given to `providers.register_price` before the workers start are
+registered in them too; a worker prices an unpriced model itself (hosted.py).
 """
 
 from __future__ import annotations
