@@ -31,17 +31,43 @@
    average (the client is CPU-bound at high concurrency: on a shared machine the ratios
    move with the load of everything else; compare rows of one run).
 
-Where the client CPU goes (litellm 1.110.2, 300 sequential `litellm.completion` calls
-to this server, model priced as here, cProfile on thread CPU time): ~44 % the OpenAI
+Where the client CPU goes (litellm 1.110.2, sequential `litellm.completion` calls to
+this server, model priced as here, cProfile / yappi on thread CPU time): ~40 % the OpenAI
 SDK + httpx request, ~27 % litellm's parameter mapping and model-info lookups in
-`completion`, ~17 % its response cost and metadata, ~6 % response conversion, ~5 % its
-wrapper's setup; its success logging on litellm's own thread is negligible (measured by
-switching it off). None of that is promptc's: the engine's own work per call is small
-(cache key ~20 us, sqlite put ~110 us, get ~20 us, accounting ~10 us). litellm's Python
-path alone costs ~5-6 ms of CPU per call on this machine, about twice DSPy's own lm15
-client; a single client process cannot go below that (see the ceiling column).
-Hosted calls run litellm's synchronous `completion` on the engine's thread pool: see
-promptc/runtime/engine.py for why.
+`completion`, ~15 % its response cost and metadata, ~6 % response conversion; and, on
+litellm's own logging thread, its success handler building a logging payload (~10 % of
+the process's CPU). promptc's engine skips that handler while no litellm callback is
+registered, and prices a model litellm has no price for once instead of searching on
+every call (+15 % per call otherwise; not in this bench, whose model is priced): see
+promptc/runtime/hosted.py. Tried and dropped, the numbers did not support them: one
+shared OpenAI client passed as `client=` (litellm already caches its clients: ~1 %),
+custom per-call prices (no change). The rest is litellm's and the OpenAI SDK's own Python
+path, ~5-6 ms per call on this machine, twice DSPy's own lm15 client; one process cannot
+go below that (the ceiling column), so make_engine spreads hosted calls over 2 worker
+processes once 8 are in flight ("promptc[auto 2p]"). Hosted calls run litellm's
+synchronous `completion` on the engine's thread pool: see promptc/runtime/engine.py.
+
+Measured (2 cores shared with other work, litellm 1.110.2, DSPy 3.4.1, `--rounds 2`;
+wall / ideal per round; before: the engine before hosted.py and lazy workers, load
+2.6-5.8; after: load 0.8-1.3; the dspy columns are the after run's; in the before run
+dspy[litellm] was 1.12-1.14, 1.31-1.36, 2.80-3.03, 4.18-4.32 and dspy[auto] 1.08-1.09,
+1.11-1.12, 1.33-1.36, 1.73-2.14):
+
+| in flight | before: promptc / [2 proc] | after: promptc / [auto 2p] | dspy[litellm] | dspy[auto] |
+|---|---|---|---|---|
+| 1  | 1.09-1.11 / 1.09-1.12 | 1.07 / 1.08          | 1.08-1.09 | 1.04-1.05 |
+| 8  | 1.23-1.29 / 1.16-1.22 | 1.13-1.14 / 1.11-1.12 | 1.16-1.24 | 1.09-1.10 |
+| 32 | 2.31-2.48 / 2.05-2.14 | 2.13-2.48 / 1.41-1.44 | 2.53-2.68 | 1.37-1.44 |
+| 64 | 4.06-4.35 / 3.37-4.37 | 3.89 (*) / 1.97-2.30  | 3.95-4.94 | 1.63-1.99 |
+
+CPU per call at 64 in flight: promptc 6.4 ms, [auto 2p] 5.2 ms (workers included),
+dspy[litellm] 7.0 ms, dspy[auto] 2.6 ms. The client-bound ceiling at 64 in flight is
+64 x CPU per call / latency: 3.3 for promptc's 5.2 ms in one process, 1.65 with its two
+workers on two free cores; 1.66 for dspy[auto]. 1.2 at 64 in flight would take <= 1.9 ms
+of CPU per call in one process (3.75 ms over two free cores), below litellm's own path.
+(*) the other round: 39.8, one call whose connection never answered, retried after the
+30 s timeout; such a lost connection at 64 in flight showed up in dspy[litellm] too
+(499 of 500 in the same run), not in dspy[auto]'s client.
 """
 
 from __future__ import annotations
@@ -62,7 +88,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from promptc.runtime import providers, scripted  # noqa: E402
-from promptc.runtime.engine import Engine  # noqa: E402
+from promptc.runtime.engine import Engine, make_engine  # noqa: E402
 from promptc.runtime.records import CallRequest  # noqa: E402
 
 FAKE_MODEL = "openai/fake"
@@ -328,6 +354,20 @@ class Peer:
             self._proc.kill()
 
 
+def make_engines(spec: str, base_url: str):
+    """(row name, Engine) for each entry of --processes: P worker processes, or "auto"
+    (make_engine's default: engine.AUTO_PROCESSES processes from engine.AUTO_FROM calls in
+    flight on a machine with the cores, PROMPTC_ENGINE_PROCESSES if set)."""
+    common = {"timeout": 30, "retries": 2, "extra_params": {"api_base": base_url, "api_key": "sk-fake-local-benchmark"}}
+    for p in spec.split(","):
+        if p.strip() == "auto":
+            engine = make_engine(no_cache=True, **common)
+            yield f"promptc[auto {engine.processes}p]", engine
+        else:
+            n = int(p)
+            yield ("promptc" if n == 0 else f"promptc[{n} proc]"), Engine(cache=None, processes=n, **common)
+
+
 def interpreter_overhead(compile_source, forward, samples: int = 200) -> tuple[str, str]:
     """(full path us per llm node, interpreter-only us per node) on the scripted engine."""
     if forward is None:
@@ -388,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="runs of each client per level, interleaved")
     ap.add_argument("--peer-python", help="a Python with DSPy installed: run DSPy's row too")
     ap.add_argument("--peer-engines", default="auto,litellm", help="DSPy engines to run (auto, litellm)")
-    ap.add_argument("--processes", default="0,2", help="promptc rows: Engine(processes=P) for each P")
+    ap.add_argument("--processes", default="0,auto",
+                    help="promptc rows: Engine(processes=P) for each P; auto: make_engine's default")
     args = ap.parse_args(argv)
 
     load_before = _load()
@@ -399,18 +440,17 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.levels.split(",")]
     rows: dict[tuple[str, int], Row] = {}
     with FakeServer(args.latency) as server:
-        engines = {
-            ("promptc" if p == 0 else f"promptc[{p} proc]"): Engine(
-                cache=None, timeout=30, retries=2, processes=p,
-                extra_params={"api_base": server.base_url, "api_key": "sk-fake-local-benchmark"},
-            )
-            for p in (int(x) for x in args.processes.split(","))
-        }
+        engines = dict(make_engines(args.processes, server.base_url))
         peers = [Peer(args.peer_python, server.base_url, e) for e in args.peer_engines.split(",")] if args.peer_python else []
         try:
             # warm up connections, litellm's lazy imports and the worker processes (not measured)
             for engine in engines.values():
                 run_level(engine, compile_source, forward, 16, 8, "warmup")
+                deadline = time.monotonic() + 120
+                while engine._workers is not None and not engine._workers.is_ready and time.monotonic() < deadline:
+                    time.sleep(0.1)  # lazily started workers: ready before the measured runs
+                if engine._workers is not None:  # and warm: a worker's first litellm calls import more
+                    run_level(engine, compile_source, forward, 16, 8, "warmup2")
             for level in levels:
                 n = args.serial_samples if level == 1 else args.samples
                 for k in range(args.rounds):

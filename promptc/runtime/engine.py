@@ -10,8 +10,11 @@
    (`cached=True`, counted as a cache hit, no new call, no cost).
 2. litellm, with (model, messages, temperature, max_tokens, seed, response_format,
    timeout). Hosted providers (anything but `local/` and `scripted/`) are called with
-   litellm's synchronous `completion` on the engine's own bounded thread pool (`threads`
-   workers, one asyncio semaphore per event loop in front of it), as DSPy does; the
+   litellm's synchronous `completion` (through `hosted.complete`, which leaves out the
+   per-call work of litellm's that promptc does not use: its success logging when no
+   litellm callback is registered, the price search of a model it has no price for) on
+   the engine's own bounded thread pool (`threads` workers, one asyncio semaphore per
+   event loop in front of it), as DSPy does; the
    custom providers (providers.py), which answer in-process, are awaited with
    `litellm.acompletion`, and their enum `choices` ride along in `extra_body`.
    litellm's and the OpenAI SDK's own retries are switched off: retrying is done here,
@@ -25,13 +28,13 @@
    (measured interleaved on one server: wall / ideal 1.6-1.75 -> 1.24-1.40 at 8 in
    flight, 4.4-4.7 -> 2.3-2.4 at 32, 9-11 -> 5-7 at 64). The synchronous path on a
    pool sized to the calls in flight (DSPy's design) has no such queue. Its CPU per
-   call is litellm's (~5-7 ms here, ~20 % above the async path from GIL hand-offs
-   between more threads), the same as DSPy's when DSPy goes through litellm.
+   call is litellm's (~5-7 ms here), ~10-20 % below DSPy's when DSPy goes through
+   litellm (hosted.py), about twice DSPy's own lm15 client (bench/throughput.py).
 3. Each attempt is bounded by `asyncio.wait_for(timeout)` (not for `local/`: see
    `_attempts`); a hosted call is also bounded inside its thread by the HTTP client's
    own timeout (the same value), so a thread that outlived its deadline ends soon after.
-   Rate limits (429), server
-   errors (5xx), timeouts and connection errors are retried up to `retries` times with
+   Rate limits (429), server errors (5xx), timeouts and connection errors
+   (runtime/failures.py classifies them) are retried up to `retries` times with
    exponential backoff (`backoff * 2**k`, capped at `max_backoff`) and full jitter; a
    Retry-After (or retry-after-ms) header on the error is honoured instead, up to
    `max_retry_after`. A response with no choices, no text content or an empty answer
@@ -39,7 +42,9 @@
    request, authentication, unknown model, missing local weights) fails at once.
    With `processes=N` (or PROMPTC_ENGINE_PROCESSES=N for `make_engine`), hosted calls
    run the same way in N worker processes instead (workers.py): one process's CPU caps
-   it near 150-200 litellm calls a second, N processes can use N cores.
+   it near 150-200 litellm calls a second, N processes can use N cores. `make_engine`
+   (the CLI, `promptc.load`) starts 2 of them by default once 8 hosted calls are in
+   flight (see `make_engine`).
 4. The outcome is a `CallResult` with tokens (from the provider's usage), cost
    (litellm's price for the model when it knows it, else 0), attempts and seconds; a
    success is stored in the cache. A call that failed after its retries is a result
@@ -64,12 +69,10 @@ it (`Endpoint.key_env`, read at call time); keys are never logged, stored in the
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import logging
 import os
 import random
-import re
 import threading
 import time
 import weakref
@@ -79,14 +82,14 @@ from typing import Any
 from attrs import evolve
 
 from promptc.runtime import endpoint as endpoints
-from promptc.runtime import providers, workers
+from promptc.runtime import hosted, providers, workers
 from promptc.runtime.accounting import Accounting
 from promptc.runtime.cache import DEFAULT_DIR, Cache, CachedAnswer, cache_key
+from promptc.runtime.failures import classify, describe
 from promptc.runtime.records import CallRequest, CallResult, Endpoint
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 DEFAULT_THREADS = 64  # hosted calls in flight when neither `threads` nor `max_concurrency` is set
 
 
@@ -108,6 +111,11 @@ class Engine:
     processes: if > 0, hosted calls run in that many worker processes instead of this
         one (see workers.py): for many calls in flight, where one process's CPU is the
         limit. 0 (the default) keeps everything in-process.
+    processes_from: the hosted calls in flight that start the worker processes. 1 (the
+        default): the first hosted call starts them and waits until they are ready.
+        Above 1 (`make_engine`'s default), hosted calls run on the engine's threads until
+        that many are in flight at once and the workers have started; a run that never
+        gets there never spawns them.
     extra_params: passed to every litellm call (api_base, api_key, ...).
     """
 
@@ -126,6 +134,7 @@ class Engine:
         seed: int | None = None,
         threads: int | None = None,
         processes: int = 0,
+        processes_from: int = 1,
         timeouts: dict[str, float] | None = None,
     ) -> None:
         self.cache = cache
@@ -148,6 +157,9 @@ class Engine:
             weakref.WeakKeyDictionary()
         )
         self.processes = max(0, int(processes))
+        self.processes_from = max(1, int(processes_from))
+        self._hosted_in_flight = 0
+        self._broken_pools = 0  # worker pools that died; started lazily, 3 are the last
         self._pool: ThreadPoolExecutor | None = None
         self._workers: workers.Workers | None = None  # started on the first hosted call
         self._pool_lock = threading.Lock()
@@ -166,7 +178,7 @@ class Engine:
             raise
         except Exception as e:  # a bug here must still not crash a batch
             log.exception("engine: unexpected failure")
-            result = CallResult(text=None, error=f"engine error: {_describe(e)}", seconds=time.perf_counter() - start)
+            result = CallResult(text=None, error=f"engine error: {describe(e)}", seconds=time.perf_counter() - start)
             self.accounting.add(req.phase, req.model, calls=1, errors=1)
             return result
 
@@ -248,24 +260,41 @@ class Engine:
         with self._pool_lock:
             if self._workers is not None and self._workers.broken:
                 stale, self._workers = self._workers, None
+                self._broken_pools += 1
                 threading.Thread(target=stale.close, daemon=True).start()
             if self._workers is None:
                 self._workers = workers.Workers(self.processes, self.threads, providers.registered_prices())
             return self._workers
 
-    async def _send(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None, hosted: bool) -> Any:
+    async def _send(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None, is_hosted: bool) -> Any:
         """One attempt: the provider's response (or a workers.Answer), or its exception."""
-        if not hosted:
+        if not is_hosted:
             return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
-        if self.processes:
+        with self._pool_lock:
+            self._hosted_in_flight += 1
+        try:
+            pool = await self._ready_workers() if self.processes else None
+            # A free slot first, then the deadline: waiting for one is not the provider's time.
+            async with _per_loop(self._slots, self.threads):
+                if pool is not None:
+                    return await asyncio.wait_for(pool.complete(kwargs), timeout)
+                call = functools.partial(hosted.complete, litellm, kwargs)
+                return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
+        finally:
+            with self._pool_lock:
+                self._hosted_in_flight -= 1
+
+    async def _ready_workers(self) -> workers.Workers | None:
+        """The worker processes for a hosted call, or None for the engine's threads (see
+        `processes_from`)."""
+        if self.processes_from <= 1:
             pool = self._worker_pool()
             await pool.ready()  # starting the workers is not the provider's time
-            async with _per_loop(self._slots, self.threads):
-                return await asyncio.wait_for(pool.complete(kwargs), timeout)
-        # A free thread first, then the deadline: waiting for a thread is not the provider's time.
-        async with _per_loop(self._slots, self.threads):
-            call = functools.partial(litellm.completion, **kwargs)
-            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
+            return pool
+        if self._workers is None and (self._hosted_in_flight < self.processes_from or self._broken_pools >= 3):
+            return None
+        pool = self._worker_pool()
+        return pool if pool.is_ready else None
 
     async def _attempts(self, req: CallRequest, start: float) -> CallResult:
         litellm = providers.ensure_litellm()
@@ -278,25 +307,25 @@ class Engine:
         # generation twice. Its calls are bounded by max_tokens instead.
         limit = kwargs["timeout"]
         timeout = None if providers.provider_of(req.model) == "local" else limit
-        hosted = not providers.is_custom(req.model)
+        is_hosted = not providers.is_custom(req.model)
         attempt = 0
         while True:
             attempt += 1
             try:
-                resp = await self._send(litellm, kwargs, timeout, hosted)
+                resp = await self._send(litellm, kwargs, timeout, is_hosted)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
                     e = TimeoutError(f"no answer within {limit:g}s")
-                retryable, retry_after = classify(e)
+                retryable, after = classify(e)
                 if not retryable or attempt > self.retries:
-                    what = _describe(e)
+                    what = describe(e)
                     if retryable:
                         what = f"gave up after {attempt} attempts: {what}"
                     log.info("call to %s failed: %s", req.model, what)
                     return CallResult(text=None, error=what, attempts=attempt, seconds=time.perf_counter() - start)
-                delay = self._delay(attempt, retry_after)
+                delay = self._delay(attempt, after)
                 log.debug("call to %s: %s; retry %d in %.3fs", req.model, type(e).__name__, attempt, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -374,7 +403,7 @@ class Engine:
         usage = getattr(resp, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = 0.0 if providers.is_custom(req.model) else _cost(litellm, resp, req.model)
+        cost = 0.0 if providers.is_custom(req.model) else hosted.cost(litellm, resp, req.model)
         if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
             text = endpoints.unwrap_enum(text)  # sent as enum_schema, or free text: both fine
         return CallResult(
@@ -408,34 +437,53 @@ def _per_loop(table: weakref.WeakKeyDictionary, size: int) -> asyncio.Semaphore:
 
 
 PROCESSES_ENV = "PROMPTC_ENGINE_PROCESSES"
+AUTO_PROCESSES = 2  # make_engine's worker processes when the variable is unset ...
+AUTO_FROM = 8  # ... started once this many hosted calls are in flight
 
 
 def make_engine(cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool = False, **kw: Any) -> Engine:
     """An Engine with the on-disk cache at `cache_dir` (none with no_cache=True).
 
-    `processes` defaults to the PROMPTC_ENGINE_PROCESSES environment variable (0 if unset):
-    how the CLI and `promptc.load` spread hosted calls over worker processes. A value
-    that is not a whole number is reported (a warning naming the variable) and ignored:
-    a tuning knob must not stop a run.
+    `processes` defaults to the PROMPTC_ENGINE_PROCESSES environment variable: how the
+    CLI and `promptc.load` spread hosted calls over worker processes (N: always N
+    processes; 0: none). A value that is not a whole number is reported (a warning naming
+    the variable) and ignored: a tuning knob must not stop a run. Unset (or ignored), the
+    engine gets AUTO_PROCESSES worker processes on a machine with at least that many
+    usable cores, started once AUTO_FROM hosted calls are in flight (`processes_from`):
+    measured on 2 cores (bench/throughput.py), 2 processes bring wall / ideal at 32 and
+    64 in flight from 2.25 and 3.5 to 1.3-1.4 and 2.0-2.4, and a run with fewer calls in
+    flight never spawns them.
     """
     if "processes" not in kw:
-        kw["processes"] = _env_processes()
+        processes = _env_processes()
+        if processes is None:
+            processes = AUTO_PROCESSES if _cores() >= AUTO_PROCESSES else 0
+            kw.setdefault("processes_from", AUTO_FROM)
+        kw["processes"] = processes
     cache = None if no_cache else Cache(cache_dir)
     return Engine(cache=cache, **kw)
 
 
-def _env_processes() -> int:
+def _env_processes() -> int | None:
+    """PROMPTC_ENGINE_PROCESSES as a number, None when unset or not a whole number."""
     raw = os.environ.get(PROCESSES_ENV, "").strip()
     if not raw:
-        return 0
+        return None
     try:
         value = int(raw)
     except ValueError:
         value = -1
     if value < 0:
         log.warning("%s=%r ignored: it must be a whole number of worker processes (0 for none)", PROCESSES_ENV, raw)
-        return 0
+        return None
     return value
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 def to_response_format(schema: dict) -> dict:
@@ -443,108 +491,3 @@ def to_response_format(schema: dict) -> dict:
     if schema.get("type") in ("json_schema", "json_object") and ("json_schema" in schema or schema["type"] == "json_object"):
         return schema
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
-
-
-# --- errors -------------------------------------------------------------------------------
-
-
-def classify(e: BaseException) -> tuple[bool, float | None]:
-    """(retryable?, Retry-After seconds or None) for an exception from a call."""
-    if isinstance(e, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
-        return True, None
-    if isinstance(e, workers.RemoteError):  # classified in the worker, where the exception was
-        return e.retryable, e.retry_after
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - litellm depends on openai
-        openai = None  # type: ignore[assignment]
-    if openai is not None:
-        if isinstance(e, (openai.APITimeoutError, openai.APIConnectionError)):
-            return True, retry_after(e)
-        if isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError, openai.BadRequestError,
-                          openai.NotFoundError, openai.UnprocessableEntityError)):
-            return False, None
-    try:
-        import httpx
-
-        if isinstance(e, httpx.TransportError):
-            return True, None
-    except ImportError:  # pragma: no cover
-        pass
-    status = getattr(e, "status_code", None)
-    if isinstance(status, int):
-        if status in RETRYABLE_STATUS or status >= 500:
-            return True, retry_after(e)
-        return False, None
-    return False, None
-
-
-def retry_after(e: BaseException) -> float | None:
-    """Seconds from a Retry-After / retry-after-ms header on the error, if any."""
-    headers: Any = None
-    response = getattr(e, "response", None)
-    if response is not None:
-        headers = getattr(response, "headers", None)
-    for extra in (getattr(e, "headers", None), getattr(e, "litellm_response_headers", None)):
-        if not headers and extra:
-            headers = extra
-    if not headers:
-        return None
-    try:
-        get = headers.get
-    except AttributeError:
-        return None
-    ms = get("retry-after-ms") or get("Retry-After-Ms")
-    if ms:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    value = get("retry-after") or get("Retry-After")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-_SECRET = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|[A-Za-z0-9_\-]{0,8}key[-_][A-Za-z0-9_\-]{16,})")
-
-
-def scrub(text: str) -> str:
-    """Remove anything that looks like an API key (and the values of *_KEY, *_TOKEN and
-    *_SECRET env vars, which covers the variables `key_env` declarations usually name)."""
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and name.endswith(("_KEY", "_TOKEN", "_SECRET")):
-            text = text.replace(value, "***")
-    return _SECRET.sub("***", text)
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, workers.RemoteError):  # described in the worker already
-        return scrub(str(e))
-    msg = str(e).strip() or repr(e)
-    msg = msg.split("\nTraceback", 1)[0]
-    if len(msg) > 500:
-        msg = msg[:500] + "…"
-    name = type(e).__name__
-    if not msg.startswith(("litellm.", name)):
-        msg = f"{name}: {msg}"
-    return scrub(msg)
-
-
-def _cost(litellm: Any, resp: Any, model: str) -> float:
-    hidden = getattr(resp, "_hidden_params", None) or {}
-    value = hidden.get("response_cost") if isinstance(hidden, dict) else None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(litellm.completion_cost(completion_response=resp, model=model) or 0.0)
-    except Exception:  # unknown price: 0, never a failure
-        return 0.0

@@ -14,10 +14,13 @@ What crosses the pipe is the call's keyword arguments (model, messages, decoding
 api_base / api_key of `extra_params`) and the answer, in memory only; nothing is written
 anywhere. A worker starts on the engine's first hosted call (`python -m
 promptc.runtime.workers`, a fresh interpreter that imports litellm: a few seconds; the
-wait is not counted against the call's deadline) and stops with `Engine.close()`. A worker that dies fails its calls in
-flight with a retryable `ConnectionError`; the next call starts a fresh set. Prices
-given to `providers.register_price` before the workers start are registered in them
-too.
+wait is not counted against the call's deadline), or, with `Engine(processes_from=K)`
+(make_engine's default), once K hosted calls are in flight, the engine's threads serving
+the calls until the workers are ready (`Workers.is_ready`); it stops with
+`Engine.close()`. A worker that dies fails its calls in flight with a retryable
+`ConnectionError`; the next call starts a fresh set (a lazily started set: three at
+most). Prices given to `providers.register_price` before the workers start are
+registered in them too; a worker prices an unpriced model itself (hosted.py).
 """
 
 from __future__ import annotations
@@ -81,6 +84,11 @@ class Workers:
             self._procs.append(proc)
             self._send_locks.append(threading.Lock())
             threading.Thread(target=self._read, args=(k,), name=f"promptc-worker-reader-{k}", daemon=True).start()
+
+    @property
+    def is_ready(self) -> bool:
+        """Every worker has imported litellm and none has died."""
+        return not self.broken and all(e.is_set() for e in self._ready)
 
     async def ready(self) -> None:
         """Wait (off the event loop) until every worker has imported litellm."""
@@ -208,8 +216,8 @@ def _spawn(threads: int) -> tuple[subprocess.Popen, Connection]:
 
 def serve(conn: Connection, threads: int) -> None:
     """A worker process: answer (id, kwargs) requests until None or the parent goes away."""
-    from promptc.runtime import providers
-    from promptc.runtime.engine import _cost, _describe, classify
+    from promptc.runtime import hosted, providers
+    from promptc.runtime.failures import classify, describe
 
     litellm = providers.ensure_litellm()
     prices = conn.recv()
@@ -226,7 +234,7 @@ def serve(conn: Connection, threads: int) -> None:
 
     def one(cid: int, kwargs: dict[str, Any]) -> None:
         try:
-            resp = litellm.completion(**kwargs)
+            resp = hosted.complete(litellm, kwargs)
             try:
                 text = resp.choices[0].message.content
             except (AttributeError, IndexError, KeyError):
@@ -234,11 +242,11 @@ def serve(conn: Connection, threads: int) -> None:
             usage = getattr(resp, "usage", None)
             outcome: tuple = (
                 "ok", text, int(getattr(usage, "prompt_tokens", 0) or 0),
-                int(getattr(usage, "completion_tokens", 0) or 0), _cost(litellm, resp, kwargs["model"]),
+                int(getattr(usage, "completion_tokens", 0) or 0), hosted.cost(litellm, resp, kwargs["model"]),
             )
         except Exception as e:
             retryable, after = classify(e)
-            outcome = ("error", _describe(e), retryable, after)
+            outcome = ("error", describe(e), retryable, after)
         reply((cid, outcome))
 
     reply("ready")

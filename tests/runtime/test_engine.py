@@ -9,9 +9,11 @@ import time
 
 import pytest
 
+from promptc.runtime import engine as engine_module
 from promptc.runtime import scripted
 from promptc.runtime.accounting import Accounting, Counts
-from promptc.runtime.engine import Engine, classify, make_engine, retry_after, scrub, to_response_format
+from promptc.runtime.engine import Engine, make_engine, to_response_format
+from promptc.runtime.failures import classify, retry_after, scrub
 from promptc.runtime.records import CallRequest
 
 
@@ -223,16 +225,22 @@ def test_accounting_round_trip_and_since():
 
 def test_make_engine_reads_worker_processes_from_the_environment(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("PROMPTC_ENGINE_PROCESSES", "2")
+    monkeypatch.setattr(engine_module, "_cores", lambda: 1)
     assert make_engine(no_cache=True).processes == 2
+    assert make_engine(no_cache=True).processes_from == 1  # a set number: from the first call
     assert make_engine(no_cache=True, processes=0).processes == 0  # an explicit argument wins
     for bad in ("two", "-1"):
         monkeypatch.setenv("PROMPTC_ENGINE_PROCESSES", bad)
         caplog.clear()
         with caplog.at_level("WARNING", logger="promptc.runtime.engine"):
-            assert make_engine(no_cache=True).processes == 0
+            assert make_engine(no_cache=True).processes == 0  # ignored: the default (one core here)
         assert f"PROMPTC_ENGINE_PROCESSES='{bad}' ignored: it must be a whole number" in caplog.text
     monkeypatch.delenv("PROMPTC_ENGINE_PROCESSES")
-    assert make_engine(no_cache=True).processes == 0
+    monkeypatch.setattr(engine_module, "_cores", lambda: 2)  # unset: workers when there are cores
+    auto = make_engine(no_cache=True)
+    assert (auto.processes, auto.processes_from) == (engine_module.AUTO_PROCESSES, engine_module.AUTO_FROM)
+    monkeypatch.setattr(engine_module, "_cores", lambda: 1)
+    assert make_engine(no_cache=True).processes == 0  # one core: nothing to spread over
 
 
 def test_make_engine_no_cache(tmp_path):
@@ -383,3 +391,29 @@ def test_worker_processes_answer_retry_and_account():
     finally:
         engine.close()
     assert engine._workers is None and worker.poll() is not None
+
+
+def test_lazy_worker_processes_start_at_the_calls_in_flight_and_take_over(monkeypatch):
+    """processes_from=3: one call stays on the threads; 3 in flight start the worker, and
+    once it is ready the hosted calls go there (the in-process mock sees no more)."""
+    engine = hosted_engine(
+        monkeypatch, processes=1, processes_from=3,
+        extra_params={"mock_response": "ok", "mock_delay": 0.2, "api_key": "sk-test-not-a-real-key-000"},
+    )
+    try:
+        assert run(engine.call(req("openai/gpt-4o-mini", "alone"))).ok
+        assert engine._workers is None and engine.test_state["n"] == 1
+
+        async def batch(tag: str):
+            return await asyncio.gather(*(engine.call(req("openai/gpt-4o-mini", f"{tag}{i}")) for i in range(4)))
+
+        assert all(r.ok for r in run(batch("a")))  # answered on the threads meanwhile
+        assert engine._workers is not None and engine.test_state["n"] == 5
+        deadline = time.monotonic() + 120
+        while not engine._workers.is_ready and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert engine._workers.is_ready
+        assert all(r.ok for r in run(batch("b")))
+        assert engine.test_state["n"] == 5  # the worker answered these
+    finally:
+        engine.close()
