@@ -94,7 +94,7 @@ def test_a_select_routed_only_by_a_trained_condition_feeds_nothing():
     w = b.workflow()
     q = w.input("q")
     cond = w.prim("eq", w.llm("g", q, name="judge"), w.const("yes", name="yes"), name="c")
-    w.ret(w.add("select", (cond, q, w.const("no", name="no")), "pick", name="pick"))
+    w.ret(w.add_node("select", (cond, q, w.const("no", name="no")), "pick", name="pick"))
     p = run_pipeline(b.build())
     assert p.backward == ()  # feedback does not flow into a condition: nothing to learn
 
