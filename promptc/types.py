@@ -78,3 +78,16 @@ def assignable(src: Type, dst: Type) -> bool:
     if dst.kind == "record" and src.kind == "record":
         return all(src.field(n) is not None and assignable(src.field(n), t) for n, t in dst.fields)  # type: ignore[arg-type]
     return False
+
+
+def scalar_type(value: object) -> "Type | None":
+    """The type of a scalar literal (bool, int, float, text); None for anything else."""
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, int):
+        return INT
+    if isinstance(value, float):
+        return FLOAT
+    if isinstance(value, str):
+        return TEXT
+    return None

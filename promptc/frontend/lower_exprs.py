@@ -14,7 +14,7 @@ from promptc.build import Builder, Names
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
 from promptc.ir import LlmDef
-from promptc.types import BOOL, FLOAT, INT, TEXT, Type
+from promptc.types import scalar_type
 
 _KIND_WORD = {"model": "a model", "param": "a param", "function": "a function", "llm": "an llm", "workflow": "the workflow"}
 
@@ -76,7 +76,7 @@ class ExprLowering:
                 raise CompileError(f"'{e.id}' is {_KIND_WORD[kind]}, not a value", e.span)
             raise CompileError(f"unknown name '{e.id}'{_suggest(e.id, scope.names())}", e.span)
         if isinstance(e, A.Literal):
-            return self.emit(out, hint, op="const", target=e.value, type=_const_type(e.value), span=e.span)
+            return self.emit(out, hint, op="const", target=e.value, type=scalar_type(e.value), span=e.span)
         if isinstance(e, A.ListExpr):
             items = tuple(self.expr(x, scope, out, None) for x in e.items)
             return self.emit(out, hint, op="list", args=items, span=e.span)
@@ -112,18 +112,6 @@ class ExprLowering:
             return self.emit(out, hint, op="prim", args=(v,), target="not", span=e.span)
         raise CompileError(f"unsupported expression {type(e).__name__}", getattr(e, "span", None))  # pragma: no cover
 
-
-
-def _const_type(v) -> Type | None:
-    if isinstance(v, bool):
-        return BOOL
-    if isinstance(v, int):
-        return INT
-    if isinstance(v, float):
-        return FLOAT
-    if isinstance(v, str):
-        return TEXT
-    return None
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:

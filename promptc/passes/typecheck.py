@@ -30,7 +30,7 @@ from attrs import evolve
 from promptc.bind import FunctionTable, bind_program
 from promptc.errors import CompileError
 from promptc.ir import Node, Program
-from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, Type, assignable, list_of
+from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, Type, assignable, list_of, scalar_type
 
 TypeEnv = dict[str, Type]
 
@@ -80,14 +80,9 @@ def join_all(types: list[Type]) -> Type:
 
 
 def const_type(value: Any) -> Type:
-    if isinstance(value, bool):
-        return BOOL
-    if isinstance(value, int):
-        return INT
-    if isinstance(value, float):
-        return FLOAT
-    if isinstance(value, str):
-        return TEXT
+    scalar = scalar_type(value)
+    if scalar is not None:
+        return scalar
     if isinstance(value, (list, tuple)):
         return list_of(join_all([const_type(v) for v in value]))
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
