@@ -101,7 +101,9 @@ def _main(args: argparse.Namespace) -> int:
             err.print(f"[red]error:[/red] {escape(trace.error)}")
             _print_raw_hint(err, trace)
             return 1
-        sys.stdout.write(format_output(trace.output) + "\n")
+        from promptc.runtime.render import format_value
+
+        sys.stdout.write(format_value(trace.output) + "\n")
         return 0
 
     from promptc.runtime.data import dumps_line, write_jsonl
@@ -271,12 +273,6 @@ def calls_summary(engine: Any) -> str:
     if t.retries:
         line += f" · retries {t.retries:,}"
     return line
-
-
-def format_output(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
 
 
 def escape(text: str | None) -> str:
