@@ -42,6 +42,7 @@ from attrs import evolve, field, frozen
 from promptc.ir import Demo, Param, Program
 from promptc.optim.backward import resolve_model, task_model
 from promptc.params_view import demo_from_data, demo_to_data
+from promptc.runtime.parse import coerce
 from promptc.runtime.records import Trace
 
 log = logging.getLogger(__name__)
@@ -164,18 +165,41 @@ def demos_from_trace(program: Program, param: str, trace: Trace) -> list[Demo]:
     return out
 
 
+def labeled_output(program: Program, node) -> Callable[[Any], Any] | None:
+    """How the dataset's expected answer becomes `node`'s output, when the `llm` node gives
+    the workflow's output: itself, or as the one field of the record it returns (`return
+    counted.answer` where `count` returns `{answer: int}`; the output is None where the
+    answer does not convert to the field's type). None for any other node."""
+    out = program.workflow.output
+    if node.name == out:
+        return lambda expected: expected
+    last = program.node(out)
+    fields = program.llm(node.target).returns.fields
+    if last.op == "field" and last.args == (node.name,) and len(fields) == 1 and fields[0][0] == last.target:
+        name, t = fields[0]
+
+        def as_record(expected: Any) -> Any:
+            value, error = coerce(expected, t)  # the dataset's "11" as the field's int
+            return None if error else {name: value}
+
+        return as_record
+    return None
+
+
 def labeled_demos(program: Program, param: str, trace: Trace, expected: Any) -> list[Demo]:
     """Demos whose output is the dataset's expected answer, from a trace (the node's
-    computed arguments). Only for an `llm` node that gives the workflow's output itself."""
+    computed arguments), for an `llm` node that gives the workflow's output (`labeled_output`)."""
     if expected is None:
         return []
     out = []
     for node in demo_nodes(program, param):
-        if node.name != program.workflow.output:
+        to_output = labeled_output(program, node)
+        if to_output is None:
             continue
         inputs = node_inputs(program, node, trace)
-        if inputs is not None and all(v is not None for _, v in inputs):
-            out.append(Demo(inputs=inputs, output=expected))
+        output = to_output(expected)
+        if inputs is not None and output is not None and all(v is not None for _, v in inputs):
+            out.append(Demo(inputs=inputs, output=output))
     return out
 
 
@@ -187,14 +211,18 @@ def free_labeled(program: Program, param: str, train: Sequence[dict]) -> list[Po
     inputs_by_value = {n.name: n.target for n in program.nodes if n.op == "input"}
     out = []
     for node in demo_nodes(program, param):
-        if node.name != program.workflow.output or not all(a in inputs_by_value for a in node.args):
+        to_output = labeled_output(program, node)
+        if to_output is None or not all(a in inputs_by_value for a in node.args):
             continue
         llm = program.llm(node.target)
         for i, row in enumerate(train):
             if row.get(answer) is None or any(inputs_by_value[a] not in row for a in node.args):
                 continue
+            output = to_output(row[answer])
+            if output is None:
+                continue
             inputs = tuple((arg, row[inputs_by_value[v]]) for (arg, _), v in zip(llm.params, node.args))
-            out.append(PoolEntry(Demo(inputs=inputs, output=row[answer]), "labeled", i))
+            out.append(PoolEntry(Demo(inputs=inputs, output=output), "labeled", i))
     return out
 
 
