@@ -87,6 +87,16 @@ def test_labeled_demos_cost_no_call_where_the_output_node_reads_inputs():
     assert demo_opt.free_labeled(trec_like(), "shots", [{"question": "q", "answer": "HUM"}]) == []
 
 
+def test_labeled_demos_fill_the_one_field_record_the_workflow_answers_with():
+    program = compile_file(str(TREC.parents[1] / "object_counting/object_counting.pflow"))
+    rows = [{"input": "I have a cat and two dogs. How many animals?", "target": "3"}, {"input": "x", "target": "many"}]
+    entries = demo_opt.free_labeled(program, "shots", rows)
+    assert [(e.demo.output, e.row) for e in entries] == [({"answer": 3}, 0)]  # "many" is no int: no demo
+    # the same rule for demos from a failing sample's trace
+    (trace,) = asyncio.run(forward(program, [{"input": "one cat"}], Engine(lambda req: '{"answer": 7}')))
+    assert [d.output for d in demo_opt.labeled_demos(program, "shots", trace, "1")] == [{"answer": 1}]
+
+
 def _pool(labels_per_row):
     return demo_opt.Pool(tuple(
         demo_opt.PoolEntry(Demo((("question", f"q{i}"),), lab), "labeled", i) for i, lab in enumerate(labels_per_row)
