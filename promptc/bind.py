@@ -34,6 +34,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import logging
 import re
 import sys
 import types as pytypes
@@ -44,6 +45,8 @@ from typing import Any, Callable, Iterable
 from attrs import field, frozen
 
 from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, Type, enum, list_of
+
+log = logging.getLogger(__name__)
 
 
 _STD_NAME = re.compile(r"std(\.[A-Za-z_][A-Za-z0-9_]*)+")
@@ -142,12 +145,19 @@ def load_callable(module: str, attr: str, search_dirs: Iterable[str | Path] = ()
     return fn
 
 
+def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """`fn`'s evaluated annotations; {} when they do not evaluate (then everything is untyped,
+    `json`), so a function with a forward reference to an unknown name still binds."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception as e:
+        log.debug("annotations of %r do not evaluate (%s): untyped", fn, e)
+        return {}
+
+
 def signature_types(fn: Callable[..., Any]) -> tuple[tuple[tuple[str, Type], ...], Type]:
     """(params, returns) of a callable, from its annotations; unannotated means `json`."""
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # annotations that do not evaluate: treat as untyped
-        hints = {}
+    hints = type_hints(fn)
     sig = inspect.signature(fn)
     params = tuple(
         (name, python_type(hints.get(name)))

@@ -58,10 +58,9 @@ import functools
 import inspect
 import os
 import sys
-import typing
 from typing import Any, Callable
 
-from promptc.bind import python_type
+from promptc.bind import python_type, type_hints
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
 from promptc import template as T
@@ -437,10 +436,7 @@ def _calls(stmts) -> list[str]:
 def _llm_ast(ref: LlmRef, name: str, name_of) -> A.LlmDecl:
     fn = ref.fn
     span = ref.span or Span("<unknown>", 1, 1)
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # annotations that do not evaluate: untyped (json), as in bind.signature_types
-        hints = {}
+    hints = type_hints(fn)
     sig = inspect.signature(fn)
     params = tuple(
         A.Arg(n, python_type(hints.get(n)), span)

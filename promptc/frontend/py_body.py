@@ -5,10 +5,9 @@ statements and expressions (see `promptc.frontend.decorator`) -> the promptc AST
 from __future__ import annotations
 
 import ast
-import typing
 from typing import Callable
 
-from promptc.bind import python_type
+from promptc.bind import python_type, type_hints
 from promptc.errors import Span
 from promptc.frontend import ast as A
 from promptc.types import JSON, Type
@@ -35,10 +34,7 @@ class _BodyLowering:
         a = fdef.args
         if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs or a.defaults:
             raise self.src.error("a workflow takes plain positional arguments (no defaults, *args or **kwargs)", fdef)
-        try:
-            hints = typing.get_type_hints(self.fn)
-        except Exception:  # annotations that do not evaluate: untyped (json)
-            hints = {}
+        hints = type_hints(self.fn)
         args = tuple(A.Arg(name=x.arg, type=python_type(hints.get(x.arg)), span=self.src.span(x)) for x in a.args)
         returns = python_type(hints.get("return")) if "return" in hints else JSON
         body = list(fdef.body)

@@ -60,7 +60,8 @@ def cost(litellm: Any, resp: Any, model: str) -> float:
         return float(value)
     try:
         return float(litellm.completion_cost(completion_response=resp, model=model) or 0.0)
-    except Exception:  # unknown price: 0, never a failure
+    except Exception as e:  # unknown price: 0, never a failure
+        log.debug("no price for %s (%s): counted as 0", model, e)
         return 0.0
 
 
