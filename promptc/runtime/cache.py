@@ -101,14 +101,34 @@ class Cache:
             return conn
         # check_same_thread=False only so close() can close them all; each is used by its own thread.
         conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
-        conn.execute(_SCHEMA)
+        self._setup(conn, "PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self._setup(conn, _SCHEMA)
         self._local.conn = conn
         with self._all_lock:
             self._all.append(conn)
         return conn
+
+    def _setup(self, conn: sqlite3.Connection, statement: str) -> None:
+        """Run one setup statement, waiting while another process sets up the same file.
+
+        Switching a fresh database to WAL needs an exclusive lock, and sqlite answers
+        "database is locked" at once, without its busy handler, when another connection
+        is creating the same file; so two processes opening a new cache together wait
+        here, up to the cache's timeout, instead of failing.
+        """
+        deadline = time.monotonic() + self._timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def get(self, key: str) -> CachedAnswer | None:
         row = self._connect().execute(
