@@ -123,19 +123,23 @@ def main(args: argparse.Namespace) -> int:
         return t
 
     try:
-        with Live(view(), console=console, refresh_per_second=4, transient=False) as live:
-            def progress(event: dict) -> None:
-                state.update(event)
-                live.update(view())
+        try:
+            with Live(view(), console=console, refresh_per_second=4, transient=False) as live:
+                def progress(event: dict) -> None:
+                    state.update(event)
+                    live.update(view())
 
-            trainer = Trainer(
-                program, train, val, engine,
-                steps=args.steps, batch_size=args.batch_size, proposals=args.proposals,
-                threshold=args.grad_threshold, max_calls=args.max_calls, max_tokens=args.max_tokens,
-                max_cost=args.max_cost, run_dir=run_dir, seed=args.seed, test=test, resume=args.resume,
-                concurrency=args.concurrency, out=args.out, progress=progress,
-            )
-            result = trainer.fit()
+                trainer = Trainer(
+                    program, train, val, engine,
+                    steps=args.steps, batch_size=args.batch_size, proposals=args.proposals,
+                    threshold=args.grad_threshold, max_calls=args.max_calls, max_tokens=args.max_tokens,
+                    max_cost=args.max_cost, run_dir=run_dir, seed=args.seed, test=test, resume=args.resume,
+                    concurrency=args.concurrency, out=args.out, progress=progress,
+                )
+                result = trainer.fit()
+        finally:
+            if not console.is_terminal:
+                console.line()  # rich ends its last frame with a newline on a terminal only
     except ValueError as e:
         return _error(str(e))
     except Exception as e:  # a failure of the run itself: one line, not a traceback

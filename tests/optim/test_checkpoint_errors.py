@@ -19,6 +19,7 @@ def resume_error(tmp_path, content: bytes) -> str:
     assert r.returncode == 1 and "Traceback" not in r.stderr
     head, sep, last = r.stderr.rpartition("promptc optimize: error: ")  # after the live progress table
     assert sep and last.count("\n") == 1 and last.startswith(f"run/{checkpoint.FILE}: ")
+    assert head.endswith("\n")  # on a line of its own, not after the table's last frame
     return last
 
 
