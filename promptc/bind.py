@@ -97,6 +97,17 @@ def confined_file(module: str, root: Path) -> Path:
     return path
 
 
+def confine_calls(program: Any, root: ArtifactRoot) -> None:
+    """Raise the `BindError` of the first user module an untrusted artifact's calls would
+    import from outside `root` (nothing to check for a trusted one or `std.` modules)."""
+    if root.trusted:
+        return
+    used = program.called()
+    for fn in program.functions:
+        if fn.name in used and not fn.module.startswith("std."):
+            confined_file(fn.module, root.path)
+
+
 def load_module(module: str, search_dirs: Iterable[str | Path] = ()) -> pytypes.ModuleType:
     if module.startswith("std."):
         if not _STD_NAME.fullmatch(module):

@@ -416,6 +416,10 @@ class Program:
     def trainable(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.trainable)
 
+    def called(self) -> frozenset[str]:
+        """The names of the functions the workflow's `call` nodes run."""
+        return frozenset(n.target for n in self.nodes if n.op == "call")
+
     # -- updates (new programs; records are frozen) ----------------------------------
     def with_nodes(self, nodes: tuple[Node, ...] | list[Node]) -> "Program":
         return evolve(self, workflow=evolve(self.workflow, nodes=tuple(nodes)))

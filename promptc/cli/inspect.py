@@ -106,7 +106,7 @@ def _show_user_code(program: Any, file: str, show: Any) -> None:
 
     from promptc.bind import BindError, confined_file
 
-    used = {n.target for n in program.nodes if n.op == "call"}
+    used = set(program.called())
     if program.train is not None:
         used.add(program.train.metric)
     modules = sorted({f.module for f in program.functions if f.name in used and not f.module.startswith("std.")})

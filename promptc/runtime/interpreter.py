@@ -373,7 +373,7 @@ def bind_functions(program: Program, search_dirs: Iterable[str | Path] = ()) -> 
     a called function that does not bind is a `ProgramError`."""
     search_dirs = tuple(search_dirs)
     root = artifact_root(search_dirs)
-    used = {n.target for n in program.nodes if n.op == "call"}
+    used = program.called()
     table = bind_program(program, search_dirs, only=used if root is not None and not root.trusted else None)
     for fn in program.functions:
         if fn.name in used and fn.name in table.errors:

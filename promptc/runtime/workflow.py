@@ -235,15 +235,12 @@ def load(
         program = compile_file(str(path))
     else:
         from promptc.artifact import load_program
-        from promptc.bind import ArtifactRoot, confined_file
+        from promptc.bind import ArtifactRoot, confine_calls
 
         program = load_program(str(path))
-        search_dirs = (ArtifactRoot(path.resolve().parent, trusted=trust_code),)
-        if not trust_code:
-            used = {n.target for n in program.nodes if n.op == "call"}
-            for fn in program.functions:
-                if fn.name in used and not fn.module.startswith("std."):
-                    confined_file(fn.module, path.resolve().parent)
+        root = ArtifactRoot(path.resolve().parent, trusted=trust_code)
+        confine_calls(program, root)  # refused before anything runs
+        search_dirs = (root,)
     return Workflow(
         program,
         engine=engine,
