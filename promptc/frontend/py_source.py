@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 import linecache
+import re
 import textwrap
 from typing import Callable
 
@@ -28,14 +29,14 @@ class _Source:
         src = "".join(lines)
         dedented = textwrap.dedent(src)
         first_text = next((l for l in lines if l.strip()), "")
-        first_dedented = next((l for l in dedented.splitlines(True) if l.strip()), "")
+        first_dedented = next((l for l in _lines(dedented, keepends=True) if l.strip()), "")
         indent = len(first_text) - len(first_dedented)
         text = "".join(linecache.getlines(file)) or src
         try:
             tree = ast.parse(dedented)
         except SyntaxError as e:  # pragma: no cover - Python already compiled it
             raise CompileError(f"cannot parse '{fn.__name__}': {e.msg}", Span(file, first + (e.lineno or 1) - 1, 1)) from None
-        return cls(file, text, first, indent, tree, dedented.splitlines())
+        return cls(file, text, first, indent, tree, _lines(dedented))
 
     def span(self, node: ast.AST) -> Span:
         line = node.lineno  # type: ignore[attr-defined]
@@ -58,6 +59,17 @@ class _Source:
 
     def error(self, message: str, node: ast.AST) -> CompileError:
         return CompileError(message, self.span(node), self.text)
+
+
+def _lines(text: str, keepends: bool = False) -> list[str]:
+    """`text` split where Python ends a line (\\n, \\r\\n, \\r): the numbering `ast` uses.
+    str.splitlines() also splits at \\f, \\x1c-\\x1e, \\x85, U+2028 and U+2029, which a
+    string literal may hold."""
+    found = _LINE.findall(text)
+    return found if keepends else [line.rstrip("\r\n") for line in found]
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 def _def_span(fn: Callable) -> Span | None:

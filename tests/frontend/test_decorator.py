@@ -256,3 +256,21 @@ def test_bad_declarations():
         promptc.llm(via=promptc.model(default="x"), sistem="x")
     with pytest.raises(CompileError, match="K >= 1"):
         promptc.demos(max=0)
+
+
+def test_error_columns_survive_a_line_separator_inside_a_string(tmp_path):
+    # U+2028 ends a line for str.splitlines() but not for Python: a string holding one must
+    # not shift the lines the columns are read from.
+    body = """
+    @promptc.workflow
+    def wf(q: str) -> str:
+        y = "a\u2028b"
+        x = strip("éé", questoin)
+        return x
+    """
+    err = _error(tmp_path, body)
+    assert err.message.startswith("unknown name 'questoin'")
+    header_lines = HEADER.lstrip("\n").count("\n")
+    assert err.span.line == header_lines + 5  # a blank line, the decorator, def, y = ..., x = ...
+    src = (tmp_path / "wf.py").read_text(encoding="utf-8").split("\n")[err.span.line - 1]
+    assert src[err.span.col - 1 :].startswith("questoin")
