@@ -196,3 +196,13 @@ def test_loops_whose_steps_emit_nothing_are_still_bounded():
     # steps still take forever to walk
     src = wf("  let x = q\n" + "loop max 2 {\n" * 40 + "x = x\n" + "}\n" * 40 + "  return x")
     assert "more than the limit" in error(src).message
+
+
+def test_nested_loops_that_emit_nothing_are_held_to_the_step_limit():
+    # found by the fuzz test: seventeen nested `loop max 2 { x = x }` unroll to no node but
+    # walk 262,142 loop steps (2 s, 16 s under tracemalloc); the step count is bounded too
+    src = wf("  let x = q\n" + "loop max 2 {\n" * 17 + "x = x\n" + "}\n" * 17 + "  return x")
+    e = error(src)
+    assert "walks about 262,142 loop steps" in e.message and "more than the limit of 200,000" in e.message
+    assert e.span.line == 5  # the outermost loop, the one that crosses the limit
+    compile_source(wf("  let x = q\n" + "loop max 2 {\n" * 16 + "x = x\n" + "}\n" * 16 + "  return x"), "x.pflow")
