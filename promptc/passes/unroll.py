@@ -242,20 +242,14 @@ def unroll(program: Program) -> Program:
     if not any(n.op == "loop" for n in program.workflow.nodes):
         return program.with_pass("unroll")
     limit = max_nodes()
-    size = unrolled_size(program.workflow.nodes, limit)
-    if size > limit:
-        raise CompileError(
-            f"workflow '{program.workflow.name}' unrolls to about {size:,} nodes, more than the limit of {limit:,} "
-            "(set PROMPTC_MAX_NODES to raise it)",
-            program.workflow.span,
-        )
-    steps = walked_steps(program.workflow.nodes, limit)
-    if steps > limit:
-        raise CompileError(
-            f"workflow '{program.workflow.name}' walks about {steps:,} loop steps, more than the limit of {limit:,} "
-            "(set PROMPTC_MAX_NODES to raise it)",
-            program.workflow.span,
-        )
+    for measure, what in ((unrolled_size, "unrolls to about {:,} nodes"), (walked_steps, "walks about {:,} loop steps")):
+        amount = measure(program.workflow.nodes, limit)
+        if amount > limit:
+            raise CompileError(
+                f"workflow '{program.workflow.name}' {what.format(amount)}, more than the limit of {limit:,} "
+                "(set PROMPTC_MAX_NODES to raise it)",
+                program.workflow.span,
+            )
     u = _Unroller(program)
     for n in program.workflow.nodes:  # types of values defined outside loops, for selects
         u.types[n.name] = n.type
