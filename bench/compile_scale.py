@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from promptc.errors import Span  # noqa: E402
 from promptc.ir import Function, LlmDef, Loop, Message, Model, Node, Param, Program, Workflow  # noqa: E402
+from promptc.compiler import Loader  # noqa: E402
 from promptc.passes.pipeline import PASS_NAMES, run_pipeline  # noqa: E402
 from promptc.types import BOOL, TEXT  # noqa: E402
 
@@ -126,7 +127,7 @@ def measure(program: Program, repeat: int = 3) -> tuple[dict, Program]:
     for _ in range(repeat):
         t: dict = {}
         t0 = time.perf_counter()
-        out = run_pipeline(program, timings=t)
+        out = run_pipeline(program, timings=t, loader=Loader())
         t["total"] = time.perf_counter() - t0
         if best is None or t["total"] < best["total"]:
             best = t

@@ -20,16 +20,16 @@ from promptc.errors import CompileError, Span
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "promptc.runtime.workflow",
+    "load": "promptc.api",
     "Workflow": "promptc.runtime.workflow",
-    "workflow": "promptc.frontend.decorator",
-    "llm": "promptc.frontend.decorator",
-    "prompt": "promptc.frontend.decorator",
-    "demos": "promptc.frontend.decorator",
-    "model": "promptc.frontend.decorator",
-    "use": "promptc.frontend.decorator",
-    "train": "promptc.frontend.decorator",
-    "compile_workflow": "promptc.frontend.decorator",
+    "workflow": "promptc.decorator",
+    "llm": "promptc.decorator",
+    "prompt": "promptc.decorator",
+    "demos": "promptc.decorator",
+    "model": "promptc.decorator",
+    "use": "promptc.decorator",
+    "train": "promptc.decorator",
+    "compile_workflow": "promptc.decorator",
     "compile_file": "promptc.compiler",
     "compile_source": "promptc.compiler",
 }

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from promptc import artifact
 from promptc.artifact import ArtifactError, dumps, load_artifact, load_program, loads, save
 from promptc.ir import Demo
-from promptc.passes.pipeline import run_pipeline
+from promptc.compiler import run_passes
 from promptc.types import FLOAT, INT, TEXT, enum, list_of, record
 
 from promptc.build import ProgramBuilder
@@ -48,7 +48,7 @@ def rich_program():
 def test_round_trip(tmp_path, make, compiled):
     p = make()
     if compiled:
-        p = run_pipeline(p)
+        p = run_passes(p)
     path = tmp_path / "a.pfc"
     extra = {"history": [{"step": 1, "score": 0.5, "pair": (1, 2)}], "best": None}
     save(p, path, extra)
@@ -59,13 +59,13 @@ def test_round_trip(tmp_path, make, compiled):
 
 
 def test_compiled_program_has_loops_unrolled_with_guards():
-    p = run_pipeline(rich_program())
+    p = run_passes(rich_program())
     assert any(n.guard for n in p.nodes) and p.backward
     assert loads(dumps(p))[0] == p
 
 
 def test_loading_imports_nothing(tmp_path, monkeypatch):
-    p = run_pipeline(trec())
+    p = run_passes(trec())
     data = dumps(p)
     import promptc.bind
 
@@ -124,7 +124,7 @@ def test_consistent_but_malformed_payload():
         loads(_envelope(trec(), payload=payload, sha256=hashlib.sha256(payload).hexdigest()))
 
 
-DATA = dumps(run_pipeline(trec()))
+DATA = dumps(run_passes(trec()))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from promptc.build import Builder, Env, Names, ProgramBuilder
 from promptc.ir import Node, TimeIndex
-from promptc.passes.pipeline import run_pipeline
+from promptc.compiler import run_passes
 from promptc.passes.unroll import unroll
 from promptc.types import INT, TEXT
 
@@ -92,4 +92,4 @@ def test_unrolled_names_avoid_a_name_the_source_already_uses():
     names = [x.name for x in p.nodes]
     assert len(names) == len(set(names))
     assert "m@hop#0.1" in names and "m@hop#1" in names
-    assert run_pipeline(b.build()).workflow.output == "m@hop#1"
+    assert run_passes(b.build()).workflow.output == "m@hop#1"

@@ -17,7 +17,7 @@ from promptc.codec import TAG, Codec, CodecError
 from promptc.compiler import compile_file
 from promptc.errors import Span
 from promptc.ir import Program
-from promptc.passes.pipeline import run_pipeline
+from promptc.compiler import run_passes
 from promptc.types import Type
 
 from tests.test_artifact import rich_program
@@ -41,7 +41,7 @@ def _records(value: Any, seen: set[type]) -> None:
 
 
 def test_every_ir_record_round_trips():
-    programs = [rich_program(), run_pipeline(rich_program())]  # before unrolling (loops) and compiled
+    programs = [rich_program(), run_passes(rich_program())]  # before unrolling (loops) and compiled
     programs += [compile_file(path) for path in EXAMPLES]
     assert len(programs) >= 8
     seen: set[type] = set()
@@ -144,7 +144,7 @@ def test_checks_run_on_each_record_built():
 def test_decoding_imports_nothing(tmp_path):
     """A fresh process loads a .pfc with every import refused from the moment it starts."""
     path = tmp_path / "m.pfc"
-    artifact.save(run_pipeline(rich_program()), path, {"t": (1, (2,))})
+    artifact.save(run_passes(rich_program()), path, {"t": (1, (2,))})
     script = f"""
 import builtins, importlib, sys
 from promptc import artifact
@@ -163,7 +163,7 @@ print(len(program.nodes), extra)
 """
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[0] == str(len(run_pipeline(rich_program()).nodes))
+    assert r.stdout.split()[0] == str(len(run_passes(rich_program()).nodes))
     assert "{'t': (1, (2,))}" in r.stdout
 
 

@@ -1,7 +1,7 @@
 from attrs import evolve
 
 from promptc.passes.gradient import gradient
-from promptc.passes.pipeline import run_pipeline
+from promptc.compiler import run_passes
 from promptc.printer import format_backward, format_dot, format_program, preview
 
 from tests.passes.programs import trec
@@ -43,7 +43,7 @@ def fixed_docs(p):
 
 
 def test_program_golden():
-    assert format_program(fixed_docs(run_pipeline(trec()))) == TREC_IR
+    assert format_program(fixed_docs(run_passes(trec()))) == TREC_IR
 
 
 TREC_BACKWARD = '''\
@@ -63,7 +63,7 @@ peers:
 
 
 def test_backward_golden():
-    p = gradient(fixed_docs(run_pipeline(trec(), until="peers")))  # the docstrings travel as fields
+    p = gradient(fixed_docs(run_passes(trec(), until="peers")))  # the docstrings travel as fields
     assert format_backward(p) == TREC_BACKWARD
 
 
@@ -84,14 +84,14 @@ def test_loops_print_as_blocks_then_as_time_steps():
     before = format_program(agent(2).build())
     assert "%loop_act = loop act max 2 carry n = %n as %n.act.ph {" in before
     assert "      n <- %m" in before and "      break if %done" in before and "} -> %n.after.act = n" in before
-    after = format_program(run_pipeline(agent(2).build()))
+    after = format_program(run_passes(agent(2).build()))
     line = next(l for l in after.splitlines() if l.lstrip().startswith("%m@act#1"))
     assert line.split("@ t.pflow:3:1")[1].split() == ["[act#1]", "if", "%alive@act#1"]
     assert "%n.sel@act#1: int = select(%alive@act#1, %m@act#1, %m@act#0)" in after
 
 
 def test_dot_has_params_boxes_and_dashed_backward_edges():
-    dot = format_dot(run_pipeline(trec()))
+    dot = format_dot(run_passes(trec()))
     assert dot.startswith('digraph "trec" {') and dot.rstrip().endswith("}")
     assert '"param:instruction" [shape=box' in dot
     assert '"raw" [shape=ellipse' in dot and '"out" [shape=doubleoctagon' in dot
@@ -103,7 +103,7 @@ def test_dot_has_params_boxes_and_dashed_backward_edges():
 
 
 def test_guard_edges_in_dot_and_preview():
-    dot = format_dot(run_pipeline(agent(3).build()))
+    dot = format_dot(run_passes(agent(3).build()))
     assert '"alive@act#1" -> "m@act#1" [style=dotted' in dot
     assert preview('a "b"\n  c', 80) == '"a \\"b\\"\\n  c"'
     assert preview("x" * 100, 10) == '"xxxxxxxxx…"'

@@ -2,7 +2,8 @@ import pytest
 from attrs import evolve
 
 from promptc.ir import GradNode, Node
-from promptc.passes.pipeline import PASS_NAMES, run_pipeline
+from promptc.compiler import run_passes
+from promptc.passes.pipeline import PASS_NAMES
 from promptc.types import TEXT
 from promptc.verify import VerifyError, verify
 
@@ -11,15 +12,15 @@ from tests.passes.programs import trec
 
 
 def test_pipeline_output_verifies_and_lists_every_pass():
-    p = run_pipeline(trec())
+    p = run_passes(trec())
     verify(p)
     assert p.passes == PASS_NAMES == ("inline", "resolve", "typecheck", "unroll", "dce", "peers", "gradient")
 
 
 def test_until_stops_after_a_pass():
-    assert run_pipeline(trec(), until="typecheck").passes == ("inline", "resolve", "typecheck")
+    assert run_passes(trec(), until="typecheck").passes == ("inline", "resolve", "typecheck")
     with pytest.raises(ValueError, match="unknown pass 'nope'"):
-        run_pipeline(trec(), until="nope")
+        run_passes(trec(), until="nope")
 
 
 def broken(p, nodes):
@@ -40,13 +41,13 @@ def broken(p, nodes):
     ],
 )
 def test_broken_ssa_is_caught(mutate, message):
-    p = run_pipeline(trec(), until="typecheck")
+    p = run_passes(trec(), until="typecheck")
     with pytest.raises(VerifyError, match=message):
         verify(p.with_nodes(mutate(list(p.nodes))))
 
 
 def test_guard_nodes_must_be_bool_after_typecheck():
-    p = run_pipeline(trec(), until="typecheck")
+    p = run_passes(trec(), until="typecheck")
     ns = list(p.nodes)
     g = Node("g", "guard", ("s", "s"), None, type=TEXT)
     with pytest.raises(VerifyError, match="guard 'g' has type text"):
@@ -63,7 +64,7 @@ def test_loops_left_after_unroll_and_bad_backward():
     verify(p)  # a loop is fine before unrolling
     with pytest.raises(VerifyError, match="left after the unroll pass"):
         verify(evolve(p, passes=("unroll",)))
-    t = run_pipeline(trec())
+    t = run_passes(trec())
     with pytest.raises(VerifyError, match="feeds unknown value 'ghost'"):
         verify(evolve(t, backward=t.backward + (GradNode("x", "grad", "raw", (), "llm", ("ghost",)),)))
     with pytest.raises(VerifyError, match="gradient node 'x' for unknown node 'ghost'"):

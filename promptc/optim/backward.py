@@ -2,17 +2,23 @@
 
 Only samples whose score is below `threshold` are differentiated. For each of them the
 metric's verdict (input, expected, got, score) becomes the loss text on the workflow's
-output, and the interpreter runs the program's backward program on the sample's trace
-(`Interpreter.backward`; the gradient nodes and their rules are in
-`promptc.passes.gradient`, what the rules do with text in `promptc.optim.backprop`) — the
-micrograd loop, with text for numbers:
+output, and `Backward`, the interpreter of backward programs, runs the program's backward
+program on the sample's trace — the micrograd loop, with text for numbers:
 
     for gradient node in program.backward:        # pruned and ordered at compile time
         value[node] = handler[node.op](node)      # loss | sum of feedback | rule of a node
 
+As torch.fx's transformations, `Backward` is a subclass of the one `Interpreter`
+(promptc.runtime.interpreter) adding a handler per gradient op (`promptc.ir.GRAD_OPS`):
+`op_loss` starts from the loss text on the output, `op_sum` gathers the feedback a value
+received from its consumers, and `op_grad` applies the run-time rule of the node's kind
+(`promptc.optim.rules.RULES`; what the gradient node feeds was fixed at compile time by
+`promptc.passes.gradient.EMIT`) when the node received feedback and ran. The trace is
+indexed by node name, so a sample's backward run is linear in the number of nodes.
+
 What a rule sends to a trainable param becomes a `Gradient`. Gradients keep the node's
 loop time index, so the optimizer can show a param used at several loop steps in time
-order. This module also says which model the backward, optimizer and teacher calls use.
+order. Which model answers backward calls is `promptc.optim.roles.backward_model`.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ import asyncio
 
 from attrs import frozen
 
-from promptc.ir import Program, TimeIndex
+from promptc.ir import GRAD_OPS, GradNode, Program, TimeIndex
 from promptc.optim import fit, templates
-from promptc.optim.backprop import show
-from promptc.runtime.interpreter import Interpreter
+from promptc.optim.roles import backward_model
+from promptc.optim.rules import RULES, show
+from promptc.runtime.interpreter import Frame, Interpreter, ProgramError
 from promptc.runtime.records import Trace
 
 
@@ -77,32 +84,77 @@ class Gradients:
         return tuple(seen)
 
 
-# -- models ------------------------------------------------------------------------------
+# -- the interpreter of backward programs -------------------------------------------------
 
-def resolve_model(program: Program, name: str | None) -> str | None:
-    """A model declaration's resolved string, or `name` itself when it is a literal."""
-    if not name:
-        return None
-    try:
-        return program.model(name).resolve()
-    except KeyError:
-        return name
+class GradFrame(Frame):
+    """The state of one sample's backward run: its forward trace, the loss text on the
+    output, what the run sent to trainable params, and the backward-engine calls made."""
 
-
-def task_model(program: Program) -> str:
-    """The model of the first `llm` (the default for backward, optimizer and teacher)."""
-    for llm in program.llms:
-        m = resolve_model(program, llm.model)
-        if m:
-            return m
-    if program.models:
-        return program.models[0].resolve()
-    raise ValueError("the program has no model")
+    def __init__(self, trace: Trace, loss: str, sample: int = 0):
+        super().__init__(dict(trace.inputs))
+        self.trace = trace
+        self.loss = loss
+        self.sample = sample
+        self.gradients: list[tuple[str, str, GradNode]] = []  # (param, feedback, gradient node)
+        self.calls = 0
+        self.fallbacks = 0  # llm rules whose JSON reply was unusable
 
 
-def backward_model(program: Program) -> str:
-    spec = program.train
-    return resolve_model(program, spec.backward if spec else None) or task_model(program)
+class Backward(Interpreter):
+    """Runs a program's backward program on one sample's trace (`backward`).
+
+    `model` and `context` are the backward engine's model string and context window
+    (tokens; None: nothing is fitted). No forward function is bound.
+    """
+
+    def __init__(self, program: Program, engine, *, model: str, context: int | None = None, phase: str = "backward"):
+        super().__init__(program, engine, phase=phase, functions={})
+        self.model = model
+        self.context = context
+        for g in program.backward:
+            if g.op not in GRAD_OPS:
+                raise ProgramError(f"gradient node {g.name!r} has unknown op {g.op!r}")
+
+    async def backward(self, trace: Trace, loss: str, sample: int = 0) -> GradFrame:
+        """One sample's trace through the backward program, `loss` being the feedback on
+        the output. The program is already pruned and ordered: one visit per node."""
+        frame = GradFrame(trace, loss, sample)
+        for g in self.program.backward:
+            frame.values[g.name] = await self.dispatch(g, frame)
+        return frame
+
+    async def op_loss(self, g: GradNode, frame: GradFrame) -> dict[str, str]:
+        return {g.node: frame.loss}
+
+    async def op_sum(self, g: GradNode, frame: GradFrame) -> list[str]:
+        """The feedback on value `g.node`: what each consumer sent it, in the order they ran."""
+        out = []
+        for a in g.args:
+            sent = self.fetch(a, frame)
+            if sent and g.node in sent:
+                out.append(sent[g.node])
+        return out
+
+    async def op_grad(self, g: GradNode, frame: GradFrame) -> dict[str, str]:
+        """The rule of forward node `g.node`, when it received feedback and ran."""
+        feedback = self.fetch(g.args[0], frame)
+        if not feedback:
+            return {}
+        try:
+            rec = frame.trace.record(g.node)
+        except KeyError:
+            return {}
+        if not rec.executed:
+            return {}
+        rule = RULES.get(g.rule)
+        if rule is None:
+            raise ProgramError(f"gradient node {g.name!r}: no rule for node kind {g.rule!r}")
+        sent = await rule(self, frame, g, feedback)
+        frame.gradients.extend((f, text, g) for f, text in sent.items() if f in self.trainable)
+        return sent
+
+
+assert all(hasattr(Backward, "op_" + op) for op in GRAD_OPS), "every gradient op has a handler"
 
 
 def loss_feedback(program: Program, trace: Trace, sample: dict, score: float) -> str:
@@ -145,7 +197,7 @@ async def backward(
     model = model or backward_model(program)
     if context is None:
         context = fit.context_window(model)
-    interp = Interpreter(program, engine, phase=phase, functions={}, model=model, context=context)
+    interp = Backward(program, engine, phase=phase, model=model, context=context)
     sem = asyncio.Semaphore(max(1, concurrency))
     losses = [loss_feedback(program, traces[i], batch[i], scores[i]) for i in failing]
 

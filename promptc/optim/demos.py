@@ -40,7 +40,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from attrs import evolve, field, frozen
 
 from promptc.ir import Demo, Param, Program
-from promptc.optim.backward import resolve_model, task_model
+from promptc.optim.roles import teacher_model, with_model
 from promptc.params_view import demo_from_data, demo_to_data
 from promptc.runtime.parse import coerce
 from promptc.runtime.records import Trace
@@ -110,19 +110,6 @@ class Pool:
 
 
 # -- where demos come from --------------------------------------------------------------
-def teacher_model(program: Program) -> str | None:
-    """The teacher model string, or None when there is none distinct from the task model."""
-    spec = program.train
-    teacher = resolve_model(program, spec.teacher if spec else None)
-    if not teacher or teacher == task_model(program):
-        return None
-    return teacher
-
-
-def with_model(program: Program, model: str) -> Program:
-    """`program` with every model declaration resolved to `model` (for teacher runs); the
-    declarations' own endpoints are dropped: the engine routes `model` (`use_models`)."""
-    return evolve(program, models=tuple(evolve(m, default=model, env=None, options=()) for m in program.models))
 
 
 def demo_nodes(program: Program, param: str) -> list:

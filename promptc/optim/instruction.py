@@ -31,8 +31,9 @@ from attrs import frozen
 
 from promptc.ir import Param, Program
 from promptc.optim import extract, fit, templates
-from promptc.optim.backprop import show
-from promptc.optim.backward import Gradients, resolve_model, task_model
+from promptc.optim.backward import Gradients
+from promptc.optim.roles import optimizer_model
+from promptc.optim.rules import show
 from promptc.runtime.records import CallRequest
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,6 @@ class Proposal:
     messages: tuple[dict, ...] = ()
     calls: int = 0
     rejections: tuple[str, ...] = ()  # extract.FILTERS name of each refused reply, in order
-
-
-def optimizer_model(program: Program) -> str:
-    spec = program.train
-    return resolve_model(program, spec.optimizer if spec else None) or task_model(program)
 
 
 def _enum_labels(t) -> list[str]:

@@ -195,7 +195,7 @@ class Trainer:
         return max(0.0, left * share / max(1, len(self.demo_opts)))
 
     def _context(self) -> int | None:
-        from promptc.optim.backward import task_model
+        from promptc.optim.roles import task_model
         from promptc.optim.fit import context_window
 
         return context_window(task_model(self.program))

@@ -1,10 +1,11 @@
 """Pass 6 — the backward program (textual gradients) as IR: gradient nodes.
 
-As in JAX, differentiation is a table, `RULES: op -> Rule`, and a walk that applies it.
-Each entry gives both halves of a node kind's rule: `emit`, what its gradient node feeds
-(compile time, here), and `run`, what that node does with the feedback on the node's
-output (run time, `promptc.optim.backprop`, called by the interpreter). Adding a node
-kind is one entry; neither walk changes.
+As in JAX, differentiation is a table and a walk that applies it. `EMIT: op -> emit`
+gives the compile-time half of each node kind's rule: what its gradient node feeds. The
+run-time half, what that node does with the feedback on the node's output, is
+`promptc.optim.rules.RULES`, run by `promptc.optim.backward.Backward` (the interpreter of
+backward programs). Adding a node kind is one entry in each table; neither walk changes,
+and each table asserts at import that it covers the op set.
 
 The walk:
 
@@ -42,12 +43,11 @@ several loop steps keep their step and the optimizer sees them in time order.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
-from attrs import define, frozen
+from attrs import define
 
-from promptc.ir import GradNode, Node, Program
-from promptc.optim import backprop
+from promptc.ir import OPS, GradNode, Node, Program
 
 LOSS = "loss"
 
@@ -74,15 +74,6 @@ class Context:
     def upstream(self, args: tuple[str, ...]) -> tuple[str, ...]:
         """The `args` that require a gradient, without repeats."""
         return tuple(dict.fromkeys(a for a in args if a in self.requires))
-
-
-@frozen
-class Rule:
-    """One node kind's rule: `emit(node, cx)` gives its gradient node (compile time);
-    `run(interpreter, frame, gnode, feedback)` gives {feed: feedback text} (run time)."""
-
-    emit: Callable[[Node, Context], GradNode]
-    run: Callable[..., Awaitable[dict[str, str]]]
 
 
 def _grad(node: Node, feeds: tuple[str, ...], **fields: Any) -> GradNode:
@@ -114,20 +105,24 @@ def _select(node: Node, cx: Context) -> GradNode:
     return _grad(node, cx.upstream((if_true, if_false)), cond=cond, branches=(if_true, if_false), variable=variable)
 
 
-_PASS = Rule(_passthrough, backprop.passthrough)
+Emit = Callable[[Node, Context], GradNode]
 
-RULES: dict[str, Rule | None] = {
-    "llm": Rule(_llm, backprop.llm),
-    "call": Rule(_call, backprop.call),
-    "field": _PASS,
-    "index": _PASS,
-    "list": _PASS,
-    "prim": _PASS,
-    "select": Rule(_select, backprop.select),
+# op -> what its gradient node feeds; None: feedback stops there (guards, inputs, consts).
+# `loop` is absent: loops are unrolled before this pass.
+EMIT: dict[str, Emit | None] = {
+    "llm": _llm,
+    "call": _call,
+    "field": _passthrough,
+    "index": _passthrough,
+    "list": _passthrough,
+    "prim": _passthrough,
+    "select": _select,
     "guard": None,
     "input": None,
     "const": None,
 }
+
+assert set(EMIT) == set(OPS) - {"loop"}, "EMIT covers every op but loop"
 
 
 def gradient(program: Program) -> Program:
@@ -138,12 +133,12 @@ def gradient(program: Program) -> Program:
     # forward: which nodes feed something (a trainable param is upstream)
     made: dict[str, GradNode] = {}
     for n in nodes:
-        if n.op not in RULES:
+        if n.op not in EMIT:
             raise ValueError(f"the gradient pass has no rule for node kind '{n.op}' (unroll loops first)")
-        rule = RULES[n.op]
-        if rule is None:  # guards, inputs, consts: feedback stops here
+        emit = EMIT[n.op]
+        if emit is None:  # guards, inputs, consts: feedback stops here
             continue
-        g = rule.emit(n, cx)
+        g = emit(n, cx)
         if g.feeds:
             cx.requires.add(n.name)
             made[n.name] = g

@@ -3,10 +3,11 @@
     use "retrieve.pflow" { multihop_retrieve }
 
 binds `multihop_retrieve` as a function whose module is a `.pflow` file (the lowering
-treats every `use` alike). This pass, first in the pipeline, compiles that file to IR
-(parse and lower; its own imports are inlined the same way, recursively), checks that
-its workflow is the one named, and replaces every call `multihop_retrieve(a, b)` by the
-callee's body:
+treats every `use` alike). This pass, first in the pipeline, asks the compile driver's
+`load` for that file's lowered program (a pass reads no file and imports no module: see
+`promptc.compiler.Loader`), inlines the callee's own imports the same way, recursively,
+checks that its workflow is the one named, and replaces every call
+`multihop_retrieve(a, b)` by the callee's body:
 
 - the callee's nodes are copied under the prefix `multihop_retrieve.` (a second call
   site gets `multihop_retrieve.1.`, ...): its input nodes are replaced by the caller's
@@ -25,9 +26,12 @@ A workflow decorated with `@promptc.workflow` may call another decorated workflo
 decorator binds it as `use "<its file>.py" { name }` and this pass inlines the callee's
 lowered program the same way.
 
-Errors (located at the `use` or the call): a missing file, a file whose workflow has
-another name, a cycle of imports (`a.pflow -> b.pflow -> a.pflow`), a wrong number of
-arguments. An error inside an imported file is reported in that file.
+Errors (located at the `use` or the call): a file whose workflow has another name, a
+cycle of imports (`a.pflow -> b.pflow -> a.pflow`), a wrong number of arguments, and a
+workflow that inlining makes larger than the node limit (`PROMPTC_MAX_NODES`, checked
+while copying, so N files that each call the next twice fail at the call that crosses
+the limit instead of copying 2^N bodies). Loading errors (a missing or unreadable file)
+are the loader's, at the `use`. An error inside an imported file is reported in that file.
 
 `Program.source_hash` of the caller becomes a hash of its own and its imports' hashes, so
 a resumed training notices a change in an imported file.
@@ -38,32 +42,54 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
-from attrs import evolve
+from attrs import evolve, frozen
 
 from promptc.build import Env
 from promptc.errors import CompileError
 from promptc.template import placeholders
 from promptc.ir import Function, LlmDef, Loop, Node, Program, walk
+from promptc.passes.unroll import max_nodes
 
 MAX_DEPTH = 32  # nested imports deeper than this are a compile error, not a stack overflow
 
 
-def inline(program: Program, _stack: tuple[str, ...] = ()) -> Program:
-    """`_stack`: the files (keys) being inlined, outermost first, this one last."""
+@frozen
+class Loaded:
+    """A workflow a `use` imports: its lowered program (not yet inlined), and the key that
+    names its source in an import chain (its resolved path; and workflow, for Python)."""
+
+    key: str
+    program: Program
+
+
+Load = Callable[[Function, Program], "Loaded | None"]
+
+
+def inline(program: Program, load: Load, _stack: tuple[str, ...] = ()) -> Program:
+    """Inline the workflows `program` imports; `load(fn, program)` gives the workflow a
+    `use` binds (None for a plain Python function). `_stack`: the sources being inlined,
+    outermost first, this one last."""
     stack = _stack or (_key(program),)
     imports = {}
     for fn in program.functions:
-        callee = _load(fn, program, stack)
-        if callee is not None:
-            imports[fn.name] = (fn, callee)
+        loaded = load(fn, program)
+        if loaded is None:
+            continue
+        _check_cycle(loaded.key, fn, stack)
+        callee = loaded.program
+        if callee.workflow.name != fn.attr:
+            raise CompileError(
+                f"'{fn.module}' has no workflow '{fn.attr}' (its workflow is '{callee.workflow.name}')", fn.span
+            )
+        imports[fn.name] = (fn, inline(callee, load, stack + (loaded.key,)))
     if not imports:
         return program.with_pass("inline")
     return _Inliner(program, imports).run().with_pass("inline")
 
 
-# -- loading the callee ----------------------------------------------------------------
+# -- the import chain --------------------------------------------------------------------
 
 
 def _base_dir(program: Program) -> Path:
@@ -80,37 +106,6 @@ def _key(program: Program) -> str:
     return f"{path}::{program.workflow.name}" if f.endswith(".py") else path
 
 
-def _load(fn: Function, program: Program, stack: tuple[str, ...]) -> Program | None:
-    """The callee of an imported workflow, inlined itself; None for a Python function."""
-    if fn.module.endswith(".pflow"):
-        path = (_base_dir(program) / fn.module).resolve()
-        key = str(path)
-        if not path.is_file():
-            raise CompileError(f"cannot import '{fn.module}': no such file ({path})", fn.span)
-        _check_cycle(key, fn, stack)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise CompileError(f"cannot import '{fn.module}': {e}", fn.span) from None
-        from promptc.frontend.lower import lower
-        from promptc.frontend.parser import parse
-
-        callee = lower(parse(text, _shown(path, program)))
-    elif fn.module.endswith(".py"):
-        callee = _decorated(fn, program)
-        if callee is None:
-            return None
-        key = f"{Path(callee.file).resolve()}::{fn.attr}"
-        _check_cycle(key, fn, stack)
-    else:
-        return None
-    if callee.workflow.name != fn.attr:
-        raise CompileError(
-            f"'{fn.module}' has no workflow '{fn.attr}' (its workflow is '{callee.workflow.name}')", fn.span
-        )
-    return inline(callee, stack + (key,))
-
-
 def _check_cycle(key: str, fn: Function, chain: tuple[str, ...]) -> None:
     if key in chain:
         names = [_short(k) for k in chain[chain.index(key) :]] + [_short(key)]
@@ -122,28 +117,6 @@ def _check_cycle(key: str, fn: Function, chain: tuple[str, ...]) -> None:
 def _short(key: str) -> str:
     path, _, name = key.partition("::")
     return f"{os.path.basename(path)}:{name}" if name else os.path.basename(path)
-
-
-def _shown(path: Path, program: Program) -> str:
-    """The callee's file name as errors show it: relative to the caller's, as written."""
-    if program.file and not program.file.startswith("<"):
-        return os.path.normpath(os.path.join(os.path.dirname(program.file), os.path.relpath(path, _base_dir(program))))
-    return str(path)
-
-
-def _decorated(fn: Function, program: Program) -> Program | None:
-    """The lowered program of a `@promptc.workflow` function bound by `use "x.py" { f }`."""
-    from promptc.bind import bind_program
-    from promptc.frontend.decorator import WorkflowFunction
-    from promptc.frontend.lower import lower
-
-    bound = bind_program(program).get(fn.name)  # the table the resolve pass reuses
-    if bound is None:
-        return None  # the resolve pass reports why
-    obj: Any = bound.fn
-    if not isinstance(obj, WorkflowFunction):
-        return None
-    return lower(obj.module_ast())
 
 
 # -- copying the callee into the caller --------------------------------------------------
@@ -163,6 +136,9 @@ class _Inliner:
         self.caller_dir = _base_dir(program)
         for name, (_fn, callee) in imports.items():
             self.renamed[name] = self._declarations(name, callee)
+        self.limit = max_nodes()
+        self.size = {name: _count(callee.workflow.nodes) for name, (_fn, callee) in imports.items()}
+        self.count = _count(program.workflow.nodes)
 
     def run(self) -> Program:
         nodes = self.block(self.p.workflow.nodes)
@@ -270,6 +246,13 @@ class _Inliner:
                 f"workflow '{n.target}' takes {len(wf.inputs)} argument{'s' if len(wf.inputs) != 1 else ''}, got {len(args)}",
                 n.span,
             )
+        self.count += self.size[n.target]
+        if self.count > self.limit:
+            raise CompileError(
+                f"inlining workflow '{n.target}' ({self.size[n.target]:,} nodes) here makes the workflow more than "
+                f"{self.limit:,} nodes (set PROMPTC_MAX_NODES to raise the limit)",
+                n.span,
+            )
         k = self.sites.get(n.target, 0)
         self.sites[n.target] = k + 1
         prefix = f"{n.target}." if k == 0 else f"{n.target}.{k}."
@@ -324,3 +307,8 @@ class _Inliner:
         out = copy(wf.nodes, True)
         self.env[n.name] = rn(wf.output)  # type: ignore[assignment]
         return out
+
+
+def _count(nodes: tuple[Node, ...]) -> int:
+    """Nodes, loop bodies included (each once: unrolling multiplies them, and checks)."""
+    return sum(1 for _ in walk(nodes))

@@ -2,9 +2,9 @@
 
 Checks that every name a program uses means something, and binds what `use` imports:
 
-- the program's functions are bound once (`promptc.bind.bind_program`, search path: the
-  source file's directory); each `Function` gets its docstring, parameter types and
-  return type from the table, which the type checker and the runtime reuse;
+- the program's functions, bound by the compile driver (`functions`: a
+  `promptc.bind.FunctionTable`; the pass imports nothing): each `Function` gets its
+  docstring, parameter types and return type from the table;
 - each `call` node names a bound function, each `llm` node an `llm` definition, and every
   value a node reads is defined before it (loop placeholders inside their own body);
 - each `LlmDef` names an existing model; every `{placeholder}` of its templates is one of
@@ -24,20 +24,19 @@ from typing import Iterable
 from attrs import evolve
 
 from promptc import template as T
-from promptc.bind import FunctionTable, bind_program
+from promptc.bind import FunctionTable
 from promptc.errors import CompileError, Span
 from promptc.ir import Function, LlmDef, Node, Program
 
 
-def resolve(program: Program) -> Program:
+def resolve(program: Program, functions: FunctionTable) -> Program:
     kinds = _declared_kinds(program)
-    table = bind_program(program)
-    functions = tuple(_bind(fn, table) for fn in program.functions)
+    bound = tuple(_bind(fn, functions) for fn in program.functions)
     llms = tuple(_resolve_llm(llm, program) for llm in program.llms)
     _check_nodes(program.workflow.nodes, [], kinds, program)
     _check_output(program)
-    _check_train(program, {f.name for f in functions})
-    return program.with_pass("resolve", functions=functions, llms=llms)
+    _check_train(program, {f.name for f in bound})
+    return program.with_pass("resolve", functions=bound, llms=llms)
 
 
 # -- declarations --------------------------------------------------------------------

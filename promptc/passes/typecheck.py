@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from attrs import evolve
 
-from promptc.bind import FunctionTable, bind_program
+from promptc.bind import FunctionTable
 from promptc.errors import CompileError
 from promptc.ir import Node, Program
 from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, Type, assignable, list_of, scalar_type
@@ -91,17 +91,15 @@ def const_type(value: Any) -> Type:
 
 
 class _Checker:
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, table: FunctionTable):
         self.program = program
         self.inputs = dict(program.workflow.inputs)
         self.llms = {l.name: l for l in program.llms}
         self.functions = {f.name: f for f in program.functions}
-        self._table: FunctionTable | None = None
+        self._table = table
 
     def table(self) -> FunctionTable:
-        """The functions as the resolve pass bound them (asked for only when needed)."""
-        if self._table is None:
-            self._table = bind_program(self.program)
+        """The functions as the compile driver bound them for the resolve pass."""
         return self._table
 
     # -- the walk -----------------------------------------------------------------
@@ -236,8 +234,7 @@ def _call(c: _Checker, n: Node, args: list[Type]) -> Type:
 
 def _required(c: _Checker, fn) -> int:
     """How many positional parameters of a bound function have no default: from the
-    function table the resolve pass bound (`promptc.bind.bind_program` returns it again
-    without importing anything); all of them when the function is not bound."""
+    function table the compile driver bound; all of them when the function is not bound."""
     bound = c.table().get(fn.name)
     return len(fn.params) if bound is None else bound.required
 
@@ -357,8 +354,9 @@ RULES: dict[str, Callable[[_Checker, Node, list[Type]], Type]] = {
 }
 
 
-def typecheck(program: Program) -> Program:
-    checker = _Checker(program)
+def typecheck(program: Program, functions: FunctionTable) -> Program:
+    """`functions`: the program's functions as the compile driver bound them (for arity)."""
+    checker = _Checker(program, functions)
     env = _Env()
     nodes = checker.nodes(program.workflow.nodes, env)
     wf = program.workflow

@@ -1,7 +1,6 @@
 """The interpreter: runs a compiled program's forward nodes and its backward program.
 
     traces = await forward(program, batch, engine, concurrency=8)
-    frame = await Interpreter(program, engine, functions={}, model=m).backward(trace, loss)
 
 Samples run concurrently under one `asyncio.Semaphore(concurrency)` (engines serialize
 what must be serialized, e.g. the in-process local model, themselves). Inside a sample the
@@ -10,14 +9,9 @@ single dispatch point, `Interpreter.dispatch`, which calls the handler `op_<op>`
 the instance (a new behaviour is a subclass overriding one handler), and every handler
 reads its arguments through one hook, `Interpreter.fetch`.
 
-The backward program (the gradient pass's `GradNode`s, see `promptc.passes.gradient`) runs
-through the same dispatch: `op_loss` starts from the loss text on the output, `op_sum`
-gathers the feedback a value received from its consumers, and `op_grad` applies the rule
-of the node's kind (`RULES[rule].run`, promptc.optim.backprop) when the node received
-feedback and ran. It is pruned and ordered at compile time, and the trace is indexed by
-node name, so a sample's backward run is linear in the number of nodes. What reached a
-trainable param is collected in `GradFrame.gradients` (promptc.optim.backward turns it
-into `Gradient`s and chooses the samples).
+The backward program (the gradient pass's `GradNode`s) is run by a subclass that lives
+with the training code, `promptc.optim.backward.Backward`: this module serves compiled
+workflows and imports nothing of the compiler or of training.
 
 Per node the trace keeps a `NodeRecord`: value, executed flag, error, seconds, tokens,
 and for `llm` nodes the rendered messages and the raw answer text.
@@ -41,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import inspect
 import logging
 import time
@@ -49,7 +42,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from promptc.bind import artifact_root, bind_program
-from promptc.ir import GRAD_OPS, OPS, GradNode, Node, Program
+from promptc.ir import OPS, GradNode, Node, Program
 from promptc.runtime.parse import coerce, parse_answer
 from promptc.runtime.records import CallResult, NodeRecord, Trace
 from promptc.runtime.render import build_request, format_value
@@ -84,26 +77,11 @@ class Frame:
         self.extra: dict[str, Any] = {}
 
 
-class GradFrame(Frame):
-    """The state of one sample's backward run: its forward trace, the loss text on the
-    output, what the run sent to trainable params, and the backward-engine calls made."""
-
-    def __init__(self, trace: Trace, loss: str, sample: int = 0):
-        super().__init__(dict(trace.inputs))
-        self.trace = trace
-        self.loss = loss
-        self.sample = sample
-        self.gradients: list[tuple[str, str, GradNode]] = []  # (param, feedback, gradient node)
-        self.calls = 0
-        self.fallbacks = 0  # llm rules whose JSON reply was unusable
-
-
 class Interpreter:
-    """Runs one program: its forward nodes (`run`) and its backward program (`backward`).
+    """Runs one program's forward nodes (`run`).
 
     `functions` are the bound callables (None: bound now, from the program's `use`s and
-    `search_dirs`); a backward-only interpreter passes {}. `model` and `context` are the
-    backward engine's model string and context window (tokens; None: nothing is fitted).
+    `search_dirs`); an interpreter that runs no forward node passes {}.
     """
 
     def __init__(
@@ -114,14 +92,10 @@ class Interpreter:
         phase: str = "forward",
         search_dirs: Iterable[str | Path] = (),
         functions: dict[str, Callable[..., Any]] | None = None,
-        model: str | None = None,
-        context: int | None = None,
     ):
         self.program = program
         self.engine = engine
         self.phase = phase
-        self.model = model
-        self.context = context
         self.trainable = {p.name for p in program.trainable()}
         self.functions = bind_functions(program, search_dirs) if functions is None else functions
         for node in program.nodes:
@@ -129,9 +103,6 @@ class Interpreter:
                 if node.op == "loop":
                     raise ProgramError(f"node {node.name!r} is a loop: the program was not unrolled")
                 raise ProgramError(f"node {node.name!r} has unknown op {node.op!r}")
-        for g in program.backward:
-            if g.op not in GRAD_OPS:
-                raise ProgramError(f"gradient node {g.name!r} has unknown op {g.op!r}")
 
     # -- the walks ---------------------------------------------------------------
     async def run(self, inputs: dict[str, Any]) -> Trace:
@@ -147,14 +118,6 @@ class Interpreter:
             output=output,
             error=frame.first_error,
         )
-
-    async def backward(self, trace: Trace, loss: str, sample: int = 0) -> GradFrame:
-        """One sample's trace through the backward program, `loss` being the feedback on
-        the output. The program is already pruned and ordered: one visit per node."""
-        frame = GradFrame(trace, loss, sample)
-        for g in self.program.backward:
-            frame.values[g.name] = await self.dispatch(g, frame)
-        return frame
 
     async def run_node(self, node: Node, frame: Frame) -> None:
         """A forward node: its guard, its handler, its record."""
@@ -176,8 +139,8 @@ class Interpreter:
         frame.records.append(NodeRecord(name=node.name, value=value, seconds=time.perf_counter() - start, **frame.extra))
 
     def dispatch(self, node: Node | GradNode, frame: Frame) -> Awaitable[Any]:
-        """The single dispatch point, for both programs: the handler `op_<node.op>`, looked
-        up on the instance, so a subclass that overrides one handler changes that op only."""
+        """The single dispatch point: the handler `op_<node.op>`, looked up on the instance,
+        so a subclass that overrides one handler (or adds ops) changes that op only."""
         return getattr(self, "op_" + node.op)(node, frame)
 
     def fetch(self, name: str, frame: Frame) -> Any:
@@ -284,55 +247,13 @@ class Interpreter:
         cond, if_true, if_false = node.args
         return self.fetch(if_true, frame) if self.fetch(cond, frame) else self.fetch(if_false, frame)
 
-    # -- backward handlers, one per gradient op (promptc.passes.gradient) ---------------
-    async def op_loss(self, g: GradNode, frame: GradFrame) -> dict[str, str]:
-        return {g.node: frame.loss}
-
-    async def op_sum(self, g: GradNode, frame: GradFrame) -> list[str]:
-        """The feedback on value `g.node`: what each consumer sent it, in the order they ran."""
-        out = []
-        for a in g.args:
-            sent = self.fetch(a, frame)
-            if sent and g.node in sent:
-                out.append(sent[g.node])
-        return out
-
-    async def op_grad(self, g: GradNode, frame: GradFrame) -> dict[str, str]:
-        """The rule of forward node `g.node`, when it received feedback and ran."""
-        feedback = self.fetch(g.args[0], frame)
-        if not feedback:
-            return {}
-        try:
-            rec = frame.trace.record(g.node)
-        except KeyError:
-            return {}
-        if not rec.executed:
-            return {}
-        rule = rule_table().get(g.rule)
-        if rule is None:
-            raise ProgramError(f"gradient node {g.name!r}: no rule for node kind {g.rule!r}")
-        sent = await rule.run(self, frame, g, feedback)
-        frame.gradients.extend((f, text, g) for f, text in sent.items() if f in self.trainable)
-        return sent
-
 
 RUNNABLE = frozenset(OPS) - {"loop"}
-
-
-@functools.cache
-def rule_table() -> dict[str, Any]:
-    """The gradient rules (`promptc.passes.gradient.RULES`), imported on the first backward
-    run only: serving a compiled workflow imports no compiler or training code."""
-    from promptc.passes.gradient import RULES
-
-    return RULES
 
 
 def _add(a: Any, b: Any) -> Any:
     if isinstance(a, str) or isinstance(b, str):
         return f"{a if isinstance(a, str) else _text(a)}{b if isinstance(b, str) else _text(b)}"
-    if isinstance(a, list) and isinstance(b, list):
-        return a + b
     return a + b
 
 
@@ -363,7 +284,7 @@ def _kind(v: Any) -> str:
     return {dict: "a record", list: "a list", str: "a text"}.get(type(v), type(v).__name__)
 
 
-assert all(hasattr(Interpreter, "op_" + op) for op in (*RUNNABLE, *GRAD_OPS)), "every op has a handler"
+assert all(hasattr(Interpreter, "op_" + op) for op in RUNNABLE), "every op has a handler"
 
 
 def bind_functions(program: Program, search_dirs: Iterable[str | Path] = ()) -> dict[str, Callable[..., Any]]:
@@ -426,4 +347,4 @@ def run_forward(
         return pool.submit(asyncio.run, coro).result()
 
 
-__all__ = ["forward", "run_forward", "Interpreter", "Frame", "GradFrame", "ProgramError", "bind_functions", "UPSTREAM"]
+__all__ = ["forward", "run_forward", "Interpreter", "Frame", "ProgramError", "bind_functions", "UPSTREAM"]

@@ -8,10 +8,11 @@
     [r.output if r.ok else r.error for r in results]   # batch: errors are values
     wf.params["instruction"]                    # the (trained) prompt texts and demos
 
-Serving imports no training code (`promptc.optim`) and no compiler frontend (lark):
-a `.pfc` is read by `promptc.artifact`, run by the interpreter, and the engine is made on
-first use (with the on-disk cache under `.promptc/cache` unless told otherwise).
-Loading a `.pflow` source is accepted too, for convenience; that one compiles it.
+Serving imports no training code (`promptc.optim`) and no compiler (`promptc.frontend`,
+`promptc.passes`): a `.pfc` is read by `promptc.artifact`, run by the interpreter, and the
+engine is made on first use (with the on-disk cache under `.promptc/cache` unless told
+otherwise). `promptc.load` (promptc.api) also accepts a `.pflow` source, which it compiles
+first; this module's `load` reads artifacts only.
 
 The workflow owns one private event loop on a daemon thread and runs every call on it,
 so the engine (its connections, semaphores, the local model's worker) always lives on
@@ -30,6 +31,8 @@ from typing import Any, Coroutine, Iterable, Mapping, Sequence
 
 from attrs import frozen
 
+from promptc.artifact import load_program
+from promptc.bind import ArtifactRoot, confine_calls
 from promptc.ir import Program
 from promptc.runtime.interpreter import Interpreter, forward
 from promptc.runtime.records import Trace
@@ -218,7 +221,7 @@ def load(
     concurrency: int = 8,
     trust_code: bool = False,
 ) -> Workflow:
-    """Load a compiled `.pfc` (or compile a `.pflow`) and return a `Workflow`.
+    """Load a compiled `.pfc` and return a `Workflow`.
 
     `cache_dir` defaults to `.promptc/cache` in the working directory; `no_cache=True`
     bypasses the cache; `engine` replaces the default engine altogether.
@@ -228,19 +231,10 @@ def load(
     other file raises `BindError` here, before anything runs, unless `trust_code=True`.
     """
     path = Path(path)
-    search_dirs: tuple[Any, ...] = (path.resolve().parent,)
-    if path.suffix == ".pflow":
-        from promptc.compiler import compile_file  # the compiler only for sources
-
-        program = compile_file(str(path))
-    else:
-        from promptc.artifact import load_program
-        from promptc.bind import ArtifactRoot, confine_calls
-
-        program = load_program(str(path))
-        root = ArtifactRoot(path.resolve().parent, trusted=trust_code)
-        confine_calls(program, root)  # refused before anything runs
-        search_dirs = (root,)
+    program = load_program(str(path))
+    root = ArtifactRoot(path.resolve().parent, trusted=trust_code)
+    confine_calls(program, root)  # refused before anything runs
+    search_dirs: tuple[Any, ...] = (root,)
     return Workflow(
         program,
         engine=engine,

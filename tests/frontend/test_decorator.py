@@ -189,7 +189,7 @@ def _error(tmp_path, body: str, indent: str = "") -> CompileError:
     with pytest.raises(CompileError) as info:
         mod = load(py)
         for v in vars(mod).values():
-            if isinstance(v, promptc.frontend.decorator.WorkflowFunction):
+            if isinstance(v, promptc.decorator.WorkflowFunction):
                 v.program
     return info.value
 

@@ -11,7 +11,7 @@ import json
 from typing import Callable
 
 from promptc.optim import templates
-from promptc.passes.pipeline import run_pipeline
+from promptc.compiler import run_passes
 from promptc.runtime.records import CallRequest, CallResult
 from promptc.types import TEXT
 from promptc.build import ProgramBuilder
@@ -63,7 +63,7 @@ def trec_like(model: str = "scripted/x") -> "Program":
     s = w.call("strip", raw, name="s")
     w.ret(w.call("first_word", s, name="out"))
     b.train_spec("exact_match")
-    return run_pipeline(b.build())
+    return run_passes(b.build())
 
 
 def two_step(model: str = "scripted/x") -> "Program":
@@ -81,4 +81,4 @@ def two_step(model: str = "scripted/x") -> "Program":
     res = lb.end()
     w.ret(res["q"])
     b.train_spec("exact_match")
-    return run_pipeline(b.build())
+    return run_passes(b.build())

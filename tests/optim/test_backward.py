@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from promptc.optim.backprop import parse_feedback
+from promptc.optim.rules import parse_feedback
 from promptc.optim.backward import Gradients, backward
 from promptc.runtime.evaluate import score
 from promptc.runtime.interpreter import forward
@@ -147,19 +147,19 @@ def test_the_backward_program_is_pruned_at_compile_time_inputs_get_no_feedback()
 
 
 def test_the_interpreter_runs_the_backward_program_each_node_once():
-    from promptc.runtime.interpreter import Interpreter
+    from promptc.optim.backward import Backward
 
     program = trec_like()
     engine = Engine(json_backward)
     traces = run(forward(program, BATCH[1:2], engine))
     visited = []
 
-    class Counting(Interpreter):
+    class Counting(Backward):
         def dispatch(self, node, frame):
             visited.append(node.name)
             return super().dispatch(node, frame)
 
-    interp = Counting(program, engine, phase="backward", functions={}, model="scripted/x")
+    interp = Counting(program, engine, model="scripted/x")
     frame = run(interp.backward(traces[0], "wrong label"))
     assert visited == [g.name for g in program.backward]
     assert frame.values["out.grad"] == ["wrong label"]
@@ -184,16 +184,16 @@ def test_gradients_group_by_sample():
 
 
 def test_overriding_one_backward_handler_changes_that_op_only():
-    from promptc.runtime.interpreter import Interpreter
+    from promptc.optim.backward import Backward
 
     program = trec_like()
     engine = Engine(json_backward)
     traces = run(forward(program, BATCH[1:2], engine))
 
-    class Terse(Interpreter):
+    class Terse(Backward):
         async def op_loss(self, g, frame):
             return {g.node: "too long"}
 
-    frame = run(Terse(program, engine, functions={}, model="scripted/x").backward(traces[0], "the full verdict"))
+    frame = run(Terse(program, engine, model="scripted/x").backward(traces[0], "the full verdict"))
     assert frame.values["out.grad"] == ["too long"]  # the override ran ...
     assert "too long" in frame.values["raw.grad"][0] and frame.calls == 1  # ... and the other handlers as before

@@ -81,7 +81,7 @@ def test_propose_rejects_identical_and_already_rejected():
 
 def enum_task():
     """question -> classify (instruction) -> enum[ABBR, LOC, NUM]; and a second llm not using it."""
-    from promptc.passes.pipeline import run_pipeline
+    from promptc.compiler import run_passes
     from promptc.types import TEXT, enum, Type
     from promptc.build import ProgramBuilder
 
@@ -98,7 +98,7 @@ def enum_task():
     w.llm("classify", q, name="raw")
     w.ret(w.llm("judge", q, name="ok"))
     b.train_spec("exact_match")
-    return run_pipeline(b.build())
+    return run_passes(b.build())
 
 
 def test_labels_for_reads_the_enum_outputs_of_the_llms_using_the_param():

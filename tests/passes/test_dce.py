@@ -1,6 +1,6 @@
 from promptc.passes.dce import dce
-from promptc.passes.resolve import resolve
-from promptc.passes.typecheck import typecheck
+from .bound import resolve
+from .bound import typecheck
 from promptc.passes.unroll import unroll
 from promptc.types import INT, TEXT
 

@@ -3,8 +3,8 @@ from attrs import evolve
 
 from promptc.ir import GradNode, TimeIndex
 from promptc.passes import gradient as gradient_mod
-from promptc.passes.gradient import RULES, gradient
-from promptc.passes.pipeline import run_pipeline
+from promptc.passes.gradient import EMIT, gradient
+from promptc.compiler import run_passes
 from promptc.types import TEXT
 
 from promptc.build import ProgramBuilder
@@ -13,7 +13,7 @@ from .programs import trec
 
 
 def test_trec_gradient_nodes_from_the_loss_in_reverse_order():
-    p = run_pipeline(trec())
+    p = run_passes(trec())
     span = {n.name: n.span for n in p.nodes}
     first_word, strip = p.function("first_word"), p.function("strip")
     assert p.backward == (
@@ -39,7 +39,7 @@ def test_a_value_with_several_consumers_sums_their_feedback_in_run_order():
     left = w.call("concat", mid, mid, name="left")
     right = w.llm("g", mid, name="right")
     w.ret(w.call("concat", left, right, name="both"))
-    p = run_pipeline(b.build())
+    p = run_passes(b.build())
     by = {g.name: g for g in p.backward}
     assert by["mid.grad"].op == "sum" and by["mid.grad"].args == ("right.back", "left.back")
     assert by["left.back"].feeds == ("mid",)  # the same value twice is fed once
@@ -49,7 +49,7 @@ def test_a_value_with_several_consumers_sums_their_feedback_in_run_order():
 
 
 def test_nothing_to_train_gives_an_empty_backward_program():
-    p = run_pipeline(trec())
+    p = run_passes(trec())
     frozen_params = tuple(evolve(x, trainable=False) for x in p.params)
     assert gradient(evolve(p, params=frozen_params)).backward == ()
 
@@ -69,7 +69,7 @@ def test_no_rule_where_no_trainable_param_is_upstream():
     both = w.call("concat", pre, mid, name="both")
     items = w.list(both, pre, name="items")
     w.ret(w.index(items, 0, name="first"))
-    p = run_pipeline(b.build())
+    p = run_passes(b.build())
     rules = {g.node: g for g in p.backward if g.op == "grad"}
     assert [g.node for g in p.backward if g.op == "grad"] == ["first", "items", "both", "mid"]
     assert not any(g.node == "pre" for g in p.backward)
@@ -95,7 +95,7 @@ def test_a_select_routed_only_by_a_trained_condition_feeds_nothing():
     q = w.input("q")
     cond = w.prim("eq", w.llm("g", q, name="judge"), w.const("yes", name="yes"), name="c")
     w.ret(w.add_node("select", (cond, q, w.const("no", name="no")), "pick", name="pick"))
-    p = run_pipeline(b.build())
+    p = run_passes(b.build())
     assert p.backward == ()  # feedback does not flow into a condition: nothing to learn
 
 
@@ -108,7 +108,7 @@ def test_llm_rule_feeds_upstream_values_that_require_gradients():
     b.llm("g", [("x", TEXT)], system="{b}", user="{x}")
     w = b.workflow()
     w.ret(w.llm("g", w.llm("f", w.input("q"), name="one"), name="two"))
-    p = run_pipeline(b.build())
+    p = run_passes(b.build())
     grads = [(g.node, g.feeds) for g in p.backward if g.op == "grad"]
     assert grads == [("two", ("b", "one")), ("one", ("a",))]
 
@@ -121,7 +121,7 @@ def test_loop_steps_keep_their_time_index():
     lp.update("q", x)
     lp.brk(lp.prim("eq", x, lp.const("done", name="d"), name="stop"))
     w.ret(lp.end()["q"])
-    p = run_pipeline(b.build())
+    p = run_passes(b.build())
     llm_rules = [g for g in p.backward if g.rule == "llm"]
     assert [g.time for g in llm_rules] == [TimeIndex("act", 2), TimeIndex("act", 1), TimeIndex("act", 0)]
     assert llm_rules[0].feeds == ("t", "q.sel@act#1")
@@ -137,16 +137,16 @@ def test_loop_steps_keep_their_time_index():
 def test_rule_table_covers_every_straight_line_kind():
     from promptc.ir import OPS
 
-    assert set(RULES) == set(OPS) - {"loop"}
+    assert set(EMIT) == set(OPS) - {"loop"}
 
 
 def test_adding_a_kind_is_a_table_entry(monkeypatch):
-    p = run_pipeline(trec(), until="peers")
+    p = run_passes(trec(), until="peers")
 
     def emit(node, cx):
         return GradNode(node.name + ".back", "grad", node.name, (node.name + ".grad",), "custom", cx.upstream(node.args))
 
-    monkeypatch.setitem(gradient_mod.RULES, "call", gradient_mod.Rule(emit, gradient_mod.RULES["prim"].run))
+    monkeypatch.setitem(gradient_mod.EMIT, "call", emit)
     assert {g.rule for g in gradient(p).backward if g.op == "grad"} == {"custom", "llm"}
 
 

@@ -1,5 +1,5 @@
 from promptc.passes.peers import peers
-from promptc.passes.resolve import resolve
+from .bound import resolve
 from promptc.types import TEXT
 
 from promptc.build import ProgramBuilder

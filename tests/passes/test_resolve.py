@@ -3,7 +3,9 @@ from attrs import evolve
 
 from promptc.errors import CompileError
 from promptc.ir import Function
-from promptc.passes.resolve import placeholders, resolve
+from promptc.passes.resolve import placeholders
+
+from .bound import resolve
 from promptc.types import INT, JSON, TEXT, list_of
 
 from promptc.build import ProgramBuilder

@@ -1,8 +1,10 @@
 import pytest
 
 from promptc.errors import CompileError
-from promptc.passes.resolve import resolve
-from promptc.passes.typecheck import const_type, typecheck
+from .bound import resolve
+from promptc.passes.typecheck import const_type
+
+from .bound import typecheck
 from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, enum, list_of, record
 
 from promptc.build import ProgramBuilder

@@ -2,8 +2,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promptc.ir import TimeIndex
-from promptc.passes.resolve import resolve
-from promptc.passes.typecheck import typecheck
+from .bound import resolve
+from .bound import typecheck
 from promptc.passes.unroll import unroll
 from promptc.types import BOOL, INT, TEXT
 from promptc.verify import verify

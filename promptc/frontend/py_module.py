@@ -1,28 +1,13 @@
-"""`@promptc.workflow`: a workflow written as a decorated Python function.
+"""A decorated workflow's module, read: its declarations and its globals as a promptc AST.
 
-    import promptc
-    from typing import Literal
+`@promptc.workflow` (the user-facing API, `promptc.decorator`) records what the user
+declares (`promptc.model`, `prompt`, `demos`, `use`, `llm`, `train`) as the `*Ref`
+objects of this module, and wraps the workflow function in a `DecoratedFunction`.
+`module_ast` turns the function and the declarations held by its module's globals into
+the *same* AST the `.pflow` parser gives, so the shared lowering gives identical IR.
 
-    task = promptc.model("PROMPTC_TASK_MODEL", default="local/default")
-    instruction = promptc.prompt("Classify the question.", trainable=True, role="the task")
-    shots = promptc.demos(max=4, trainable=True)
-    exact_match = promptc.use("std.metrics", "exact_match")
-
-    @promptc.llm(via=task, system="{instruction}", demos=shots, user="Question: {question}")
-    def classify(question: str) -> Literal["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]: ...
-
-    @promptc.workflow(train=promptc.train(metric=exact_match, answer="label"))
-    def trec(question: str) -> str:
-        label = classify(question)
-        return label
-
-    trec.program            # the compiled Program (promptc.compile_workflow(trec) too)
-    trec(question="...")    # runs it (promptc.runtime.workflow.Workflow)
-
-Modules: this one (the declarations, the decorator, and the assembly of a module's
-globals into declarations), `py_source` (the function's source and its spans),
-`py_body` (the walk of the body).
-
+Modules: this one (the declarations and the assembly of a module's globals into an AST),
+`py_source` (the function's source and its spans), `py_body` (the walk of the body).
 Like Triton's `@jit`, the decorator reads the function's source with `ast` and lowers a
 small Python subset to the *same* AST as the `.pflow` parser, so the shared lowering
 gives identical IR. The body is checked when the decorator runs (an unsupported
@@ -60,22 +45,23 @@ import os
 import sys
 from typing import Any, Callable
 
-from promptc.bind import python_type, type_hints
+from promptc.bind import load_callable, python_type, search_path, type_hints
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
 from promptc import template as T
-from promptc.ir import check_model_option
 from promptc.types import JSON
 from promptc.frontend.py_body import _BodyLowering
 from promptc.frontend.py_source import _def_span, _Source
 
-__all__ = ["workflow", "llm", "prompt", "demos", "model", "use", "train", "compile_workflow", "WorkflowFunction"]
+__all__ = [
+    "DecoratedFunction", "DemosRef", "FunctionRef", "LlmRef", "ModelRef", "PromptRef", "TrainRef", "caller_span", "module_ast",
+]
 
 
 # ---- declarations -------------------------------------------------------------------------
 
 
-def _caller_span(depth: int = 2) -> Span | None:
+def caller_span(depth: int = 2) -> Span | None:
     try:
         f = sys._getframe(depth)
     except ValueError:  # pragma: no cover
@@ -120,8 +106,6 @@ class FunctionRef(_Decl):
         self.module, self.attr, self.span = module, attr, span
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from promptc.bind import load_callable, search_path
-
         return load_callable(self.module, self.attr, search_path(self.span.file if self.span else ""))(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -149,128 +133,15 @@ class LlmRef(_Decl):
         return f"<promptc.llm {self.fn.__name__}>"
 
 
-def model(
-    env: str | None = None,
-    default: str = "local/default",
-    *,
-    base_url: str | None = None,
-    key_env: str | None = None,
-    timeout: float | None = None,
-    response_schema: bool | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    max_tokens: int | None = None,
-    seed: int | None = None,
-) -> ModelRef:
-    """`model NAME = env(ENV, DEFAULT) { OPTION VALUE; ... }`; with `env=None`, `model NAME = DEFAULT`.
-
-    The keyword arguments are the model options of the language (`MODEL_OPTIONS`); those
-    left at None are not declared. `key_env` is the name of the variable holding the key.
-    """
-    span = _caller_span()
-    given = dict(
-        base_url=base_url, key_env=key_env, timeout=timeout, response_schema=response_schema,
-        temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
-    )
-    options = []
-    for key, value in sorted(given.items()):
-        if value is None:
-            continue
-        try:
-            options.append((key, check_model_option(key, value)))
-        except ValueError as e:
-            raise CompileError(f"promptc.model(...): {e}", span) from None
-    return ModelRef(env, default, span, tuple(options))
-
-
-def prompt(text: str = "", *, trainable: bool = False, role: str = "") -> PromptRef:
-    """`param NAME: prompt [trainable] ["role"] = TEXT` (the text is used verbatim)."""
-    return PromptRef(text, trainable, role, _caller_span())
-
-
-def demos(max: int, *, trainable: bool = False, role: str = "") -> DemosRef:  # noqa: A002 - mirrors `demos(max = K)`
-    """`param NAME: demos(max = K) [trainable] ["role"]`."""
-    if not isinstance(max, int) or isinstance(max, bool) or max < 1:
-        raise CompileError("promptc.demos(max=K) needs an int K >= 1", _caller_span())
-    return DemosRef(max, trainable, role, _caller_span())
-
-
-def use(module: str, *names: str) -> Any:
-    """`use MODULE { a, b }`: one `FunctionRef` per name (a tuple when several).
-
-    `module` is "std.<name>" or a path to a Python file, relative to the calling file.
-    Assigning to another variable name aliases the function (`use m { a as b }`).
-    """
-    span = _caller_span()
-    if not names:
-        raise CompileError("promptc.use(MODULE, NAME, ...) needs at least one function name", span)
-    refs = tuple(FunctionRef(module, n, span) for n in names)
-    return refs[0] if len(refs) == 1 else refs
-
-
-def train(
-    metric: FunctionRef,
-    answer: str = "answer",
-    teacher: ModelRef | None = None,
-    backward: ModelRef | None = None,
-    optimizer: ModelRef | None = None,
-) -> TrainRef:
-    """The `train` block of a decorated workflow: `@promptc.workflow(train=promptc.train(...))`."""
-    return TrainRef(metric, answer, teacher, backward, optimizer, _caller_span())
-
-
-_ENTRY_KEYS = ("system", "user", "assistant", "demos")
-
-
-def llm(via: ModelRef | None = None, **entries: Any) -> Callable[[Callable], LlmRef]:
-    """`@promptc.llm(via=MODEL, system="...", demos=P, user="...")` on a function stub.
-
-    The keyword order is the message order. For several messages of one role, pass
-    `messages=[("system", "..."), ("demos", shots), ("user", "..."), ...]` instead.
-    The function's annotations give the argument and output types; its body is ignored.
-    """
-    span = _caller_span()
-    if not isinstance(via, ModelRef):
-        raise CompileError("@promptc.llm needs via=MODEL, a promptc.model(...)", span)
-    if "messages" in entries:
-        if len(entries) > 1:
-            raise CompileError("@promptc.llm: give either messages=[...] or system=/user=/... keywords", span)
-        items = [tuple(m) for m in entries["messages"]]
-    else:
-        items = list(entries.items())
-    for role, value in items:
-        if role not in _ENTRY_KEYS:
-            raise CompileError(f"@promptc.llm: unknown entry '{role}' (expected one of {', '.join(_ENTRY_KEYS)})", span)
-        if role == "demos" and not isinstance(value, DemosRef):
-            raise CompileError("@promptc.llm: demos= must be a promptc.demos(...) param", span)
-        if role != "demos" and not isinstance(value, str):
-            raise CompileError(f"@promptc.llm: {role}= must be a template string", span)
-
-    def wrap(fn: Callable) -> LlmRef:
-        return LlmRef(fn, via, items)  # type: ignore[arg-type]
-
-    return wrap
-
-
-def workflow(fn: Callable | None = None, *, train: TrainRef | None = None) -> Any:  # noqa: F811 - the decorator's keyword
-    """`@promptc.workflow` or `@promptc.workflow(train=promptc.train(...))`."""
-    if fn is None:
-        return lambda f: WorkflowFunction(f, train)
-    return WorkflowFunction(fn, train)
-
-
-def compile_workflow(fn: "WorkflowFunction") -> Any:
-    """The compiled `Program` of a decorated workflow (same as `fn.program`)."""
-    if not isinstance(fn, WorkflowFunction):
-        raise TypeError(f"{fn!r} is not a @promptc.workflow function")
-    return fn.program
-
-
 # ---- the decorated workflow ---------------------------------------------------------------
 
 
-class WorkflowFunction:
-    """A decorated workflow: `.program` (compiled on first use), `.module_ast`, and calling runs it."""
+class DecoratedFunction:
+    """A decorated workflow function, read: its source, its lowered body, its train block.
+
+    `promptc.decorator.WorkflowFunction` (what `@promptc.workflow` returns) adds compiling
+    and calling; the compile driver recognises a `use`d decorated workflow by this class.
+    """
 
     def __init__(self, fn: Callable, train_ref: TrainRef | None):
         functools.update_wrapper(self, fn)
@@ -285,8 +156,6 @@ class WorkflowFunction:
                 Span(self._src.file, self._src.first_line, 1),
                 self._src.text,
             ) from None
-        self._program = None
-        self._runtime = None
 
     @property
     def file(self) -> str:
@@ -294,41 +163,13 @@ class WorkflowFunction:
 
     def module_ast(self) -> A.Module:
         """The AST of the workflow and the declarations of its module, as the parser would give it."""
-        return _module_ast(self)
-
-    @property
-    def program(self):
-        if self._program is None:
-            from promptc.compiler import run_passes
-            from promptc.frontend.lower import lower
-
-            module = self.module_ast()
-            try:
-                self._program = run_passes(lower(module))
-            except CompileError as e:
-                raise e.with_source(module.source, module.file)
-        return self._program
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        names = [n for n, _ in self.program.workflow.inputs]
-        if len(args) > len(names):
-            raise TypeError(f"{self.fn.__name__}() takes {len(names)} arguments, got {len(args)}")
-        inputs = dict(zip(names, args))
-        inputs.update(kwargs)
-        if self._runtime is None:
-            from promptc.runtime.workflow import Workflow
-
-            self._runtime = Workflow(self.program, search_dirs=(os.path.dirname(os.path.abspath(self.file)),))
-        return self._runtime(**inputs)
-
-    def __repr__(self) -> str:
-        return f"<promptc.workflow {self.fn.__name__}>"
+        return module_ast(self)
 
 
 # ---- module globals -> declarations -------------------------------------------------------
 
 
-def _module_ast(wf: WorkflowFunction) -> A.Module:
+def module_ast(wf: DecoratedFunction) -> A.Module:
     src = wf._src
     g = wf.fn.__globals__
     names: dict[int, str] = {}
@@ -368,7 +209,7 @@ def _module_ast(wf: WorkflowFunction) -> A.Module:
     body_calls = _calls(wf._body[2])
     for callee in dict.fromkeys(body_calls):
         obj = g.get(callee)
-        if isinstance(obj, WorkflowFunction) and obj is not wf:
+        if isinstance(obj, DecoratedFunction) and obj is not wf:
             span = _def_span(obj.fn) or fallback
             module = os.path.relpath(obj.file, os.path.dirname(src.file) or ".")
             alias = callee if callee != obj.fn.__name__ else None

@@ -1,9 +1,10 @@
-"""The run-time halves of the gradient rules: what each `grad` node does with text.
+"""The run-time half of the gradient rules: what each `grad` node does with text.
 
-The gradient pass (`promptc.passes.gradient.RULES`) pairs each node kind's compile-time
-half (what its gradient node feeds) with one of these functions; the interpreter
-(`promptc.runtime.interpreter`) calls it for every `grad` node that received feedback
-and whose forward node ran. Each takes `(interpreter, frame, gnode, feedback)` (the
+The gradient pass (`promptc.passes.gradient.EMIT`) says, at compile time, what each node
+kind's gradient node feeds; `RULES` here says what it computes. `Backward`
+(promptc.optim.backward) calls `RULES[gnode.rule]` for every `grad` node that received
+feedback and whose forward node ran. Each rule takes `(backward, frame, gnode, feedback)`
+(the interpreter running the backward program, the sample's frame, the gradient node, the
 feedback texts on the node's output) and returns {feed: feedback text}:
 
   llm          ONE backward-engine call per node per failing sample, asking for feedback
@@ -26,12 +27,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from attrs import frozen
 
 from promptc.ir import GradNode, TimeIndex
 from promptc.optim import fit, templates
+from promptc.passes.gradient import EMIT
 from promptc.runtime.records import CallRequest
 from promptc.runtime.jsontext import loads_tolerant
 
@@ -209,3 +211,19 @@ async def select(interp, frame, g: GradNode, feedback: list[str]) -> dict[str, s
     except (KeyError, IndexError):
         taken = None
     return {f: _joined(feedback) for f in g.feeds if taken is None or f == taken}
+
+
+Rule = Callable[..., Awaitable[dict[str, str]]]
+
+RULES: dict[str, Rule] = {
+    "llm": llm,
+    "call": call,
+    "field": passthrough,
+    "index": passthrough,
+    "list": passthrough,
+    "prim": passthrough,
+    "select": select,
+}
+
+# one run-time rule for every node kind the gradient pass emits a gradient node for
+assert set(RULES) == {op for op, emit in EMIT.items() if emit is not None}, "RULES and EMIT cover the same kinds"
