@@ -37,6 +37,7 @@ from promptc.frontend.limits import check_text, decode_source, strip_bom
 from promptc.frontend.lower import lower
 from promptc.frontend.parser import parse
 from promptc.frontend.py_module import DecoratedFunction
+from promptc.frontend.py_signatures import read_file
 from promptc.ir import Function, Program
 from promptc.passes.inline import Loaded
 from promptc.passes.pipeline import run_pipeline
@@ -171,8 +172,6 @@ class Loader:
 def _read_functions(program: Program, search_dirs: tuple[Any, ...]) -> FunctionTable:
     """The function table of an untrusted compilation: `std.` functions bound (promptc's
     own code), user functions typed from their source, never imported."""
-    from promptc.frontend.py_signatures import read_signatures  # noqa: PLC0415 - only for untrusted compiles
-
     table = FunctionTable()
     dirs = search_path(program.file, search_dirs)
     signatures: dict[Path, dict] = {}
@@ -188,17 +187,15 @@ def _read_functions(program: Program, search_dirs: tuple[Any, ...]) -> FunctionT
             continue
         try:
             if path not in signatures:
-                text = decode_source(path.read_bytes(), str(path))
-                signatures[path] = read_signatures(path, text)
-        except (OSError, ValueError, CompileError) as e:
-            table.errors[fn.name] = f"cannot read '{fn.module}': {_reason(e)}"
+                signatures[path] = read_file(path)
+        except BindError as e:
+            table.errors[fn.name] = str(e)
             continue
         sig = signatures[path].get(fn.attr)
         if sig is None:
             table.errors[fn.name] = f"module '{fn.module}' has no function '{fn.attr}' (read without running it)"
             continue
-        # defaults are not read: every parameter counts as required
-        table.bound[fn.name] = Bound(_not_run(fn), sig.doc, sig.params, sig.returns, len(sig.params))
+        table.bound[fn.name] = Bound(_not_run(fn), sig.doc, sig.params, sig.returns, sig.required)
     return table
 
 
