@@ -4,6 +4,9 @@
     wf = promptc.load("trec.pfc")          # serve an optimized artifact
     wf(question="Who wrote Hamlet?")
 
+    trained = promptc.optimize(trec, train_rows, val_rows)   # train from Python
+    promptc.evaluate(trained.workflow, test_rows).score
+
     @promptc.workflow                      # or write the workflow in Python
     def trec(question: str) -> str: ...
 
@@ -20,7 +23,14 @@ from promptc.errors import CompileError, Span
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "promptc.api",
+    "load": "promptc.api.serving",
+    "optimize": "promptc.api.training",
+    "aoptimize": "promptc.api.training",
+    "Trained": "promptc.api.training",
+    "evaluate": "promptc.api.evaluation",
+    "aevaluate": "promptc.api.evaluation",
+    "Evaluation": "promptc.api.evaluation",
+    "DataError": "promptc.data",
     "Workflow": "promptc.runtime.workflow",
     "workflow": "promptc.decorator",
     "llm": "promptc.decorator",

@@ -30,6 +30,9 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+from attrs import evolve
+
+from promptc.artifact import load_program
 from promptc.compiler import compile_decorated
 from promptc.errors import CompileError
 from promptc.frontend.py_module import (
@@ -42,7 +45,7 @@ from promptc.frontend.py_module import (
     TrainRef,
     caller_span,
 )
-from promptc.ir import check_model_option
+from promptc.ir import Program, check_model_option
 from promptc.runtime.workflow import Workflow
 
 __all__ = ["workflow", "llm", "prompt", "demos", "model", "use", "train", "compile_workflow", "WorkflowFunction"]
@@ -189,5 +192,45 @@ class WorkflowFunction(DecoratedFunction):
             self._runtime = Workflow(self.program, search_dirs=(os.path.dirname(os.path.abspath(self.file)),))
         return self._runtime(**inputs)
 
+    def load(
+        self,
+        path: str | os.PathLike,
+        *,
+        cache_dir: str | os.PathLike | None = None,
+        no_cache: bool = False,
+        engine: Any = None,
+        concurrency: int = 8,
+    ) -> Workflow:
+        """This workflow with the trained params of the artifact at `path`, served with the
+        functions of this module (the one the caller imported): the artifact is read as
+        data only, and nothing is imported from its folder."""
+        trained = load_program(str(path))
+        program = with_params_of(self.program, trained, str(path))
+        return Workflow(
+            program,
+            engine=engine,
+            cache_dir=cache_dir,
+            no_cache=no_cache,
+            search_dirs=(os.path.dirname(os.path.abspath(self.file)),),
+            concurrency=concurrency,
+        )
+
     def __repr__(self) -> str:
         return f"<promptc.workflow {self.fn.__name__}>"
+
+
+def with_params_of(program: Program, trained: Program, where: str) -> Program:
+    """`program` with the params of `trained` (an artifact of the same workflow)."""
+    if trained.workflow.name != program.workflow.name:
+        raise CompileError(
+            f"'{where}' holds workflow '{trained.workflow.name}', not '{program.workflow.name}'"
+        )
+    mine = {p.name: p for p in program.params}
+    theirs = {p.name: p for p in trained.params}
+    odd = sorted(n for n in theirs if n not in mine or theirs[n].kind != mine[n].kind)
+    if odd:
+        raise CompileError(
+            f"'{where}' was trained on another version of workflow '{program.workflow.name}': "
+            f"its params {', '.join(odd)} do not match this module's"
+        )
+    return evolve(program, params=tuple(theirs.get(p.name, p) for p in program.params))

@@ -31,7 +31,7 @@ from typing import Any, Coroutine, Iterable, Mapping, Sequence
 
 from attrs import frozen
 
-from promptc.artifact import load_program
+from promptc.artifact import load_program, save as save_program
 from promptc.bind import ArtifactRoot, confine_calls
 from promptc.ir import Program
 from promptc.runtime.interpreter import Interpreter, forward
@@ -92,6 +92,19 @@ class Workflow:
     @property
     def program(self) -> Program:
         return self._program
+
+    @property
+    def search_dirs(self) -> tuple[Any, ...]:
+        """Where the program's Python functions are looked up (`promptc.bind`)."""
+        return self._search_dirs
+
+    def save(self, path: str | Path) -> Path:
+        """Write the program, params included, as a `.pfc` artifact; `promptc.load(path)`
+        serves it again (its functions from the artifact's folder, see `promptc.bind`)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_program(self._program, path, {})
+        return path
 
     @property
     def params(self) -> Mapping[str, Any]:

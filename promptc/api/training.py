@@ -1,0 +1,173 @@
+"""`promptc.optimize`: train a workflow's prompts from Python, as `promptc optimize` does.
+
+    trained = promptc.optimize(trec, train_rows, val_rows, steps=2, max_calls=300)
+    trained.scores                 # {"start_val": .., "best_val": .., "test_start": .., ...}
+    trained.workflow(question="Who wrote Hamlet?")
+    trained.save("trec.pfc")
+
+The same schedule, budgets, checkpoints, `resume`, run folder (history.jsonl,
+summary.json, report.html) and test scoring as the command line, which calls this. The
+data is checked against the workflow's inputs and answer field before the first call
+(`promptc.data.check_data`), so a wrong column name costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from pathlib import Path
+from typing import Any, Callable, Coroutine, Mapping, TypeVar
+
+from attrs import frozen
+
+from promptc.api.targets import target
+from promptc.data import Dataset, as_dataset, check_data
+from promptc.ir import Program
+from promptc.optim.trainer import Trainer
+from promptc.runtime.engine import make_engine
+from promptc.runtime.workflow import Workflow
+
+T = TypeVar("T")
+
+
+@frozen
+class Trained:
+    """What `optimize` gives: the trained workflow, ready to call, and what the run did.
+
+    scores: start_val, best_val (validation means), test_start, test_best (None without
+    test rows), steps, stopped. history: one entry per round, as in history.jsonl.
+    """
+
+    workflow: Workflow
+    program: Program
+    source: Program
+    scores: Mapping[str, Any]
+    history: tuple[Mapping[str, Any], ...]
+    run_dir: Path
+    artifact: Path | None
+    stopped: str
+    accounting: Mapping[str, Any]
+    new_calls: int
+
+    def save(self, path: str | Path) -> Path:
+        """Write the trained workflow as a `.pfc` (the run folder has one already)."""
+        return self.workflow.save(path)
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        """The params training changed."""
+        return tuple(p.name for p in self.program.params if p != self.source.param(p.name))
+
+
+async def aoptimize(
+    workflow: Any,
+    train: Any,
+    val: Any,
+    *,
+    test: Any = None,
+    steps: int = 4,
+    batch_size: int = 8,
+    proposals: int = 2,
+    threshold: float = 1.0,
+    max_calls: int | None = None,
+    max_tokens: int | None = None,
+    max_cost: float | None = None,
+    run_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    concurrency: int = 8,
+    engine: Any = None,
+    cache_dir: str | Path | None = None,
+    no_cache: bool = False,
+    timeouts: Mapping[str, Any] | None = None,
+    fields: Mapping[str, str] | None = None,
+    trust_code: bool = False,
+    progress: Callable[[dict], None] | None = None,
+) -> Trained:
+    """`optimize` for code already inside an event loop."""
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("proposals", proposals)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, not {value}")
+    goal = target(workflow, trust_code=trust_code)
+    program = goal.program
+    sets = {"train": train, "val": val, **({"test": test} if test is not None else {})}
+    data: dict[str, Dataset] = {}
+    for name, rows in sets.items():
+        data[name] = as_dataset(rows, name, fields=fields)
+        check_data(program, data[name])
+    own_engine = engine is None
+    if own_engine:
+        engine = new_engine(cache_dir, no_cache, timeouts)
+    try:
+        engine.use_models(program)  # where backward and optimizer calls go
+        trainer = Trainer(
+            program, data["train"].rows, data["val"].rows, engine,
+            steps=steps, batch_size=batch_size, proposals=proposals, threshold=threshold,
+            max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost,
+            run_dir=Path(run_dir or f"runs/{program.workflow.name}"), seed=seed,
+            test=data["test"].rows if "test" in data else None, resume=resume, concurrency=concurrency,
+            out=out, search_dirs=goal.search_dirs, progress=progress,
+        )  # fmt: skip
+        result = await trainer.afit()
+    finally:
+        if own_engine:
+            engine.close()
+    scores = {
+        "start_val": result.start_val,
+        "best_val": result.best_val,
+        "test_start": result.test_start,
+        "test_best": result.test_best,
+        "steps": result.steps_done,
+        "stopped": result.stopped,
+    }
+    return Trained(
+        workflow=Workflow(result.program, cache_dir=cache_dir, no_cache=no_cache, search_dirs=goal.search_dirs),
+        program=result.program,
+        source=result.source,
+        scores=scores,
+        history=tuple(result.history),
+        run_dir=Path(trainer.run_dir),
+        artifact=Path(result.artifact) if result.artifact else None,
+        stopped=result.stopped,
+        accounting=result.accounting,
+        new_calls=result.new_calls,
+    )
+
+
+def optimize(workflow: Any, train: Any, val: Any, **kw: Any) -> Trained:
+    """Train `workflow`'s trainable params on `train`, keeping what wins on `val`.
+
+    workflow: a `@promptc.workflow` function, a `.pflow`/`.py`/`.pfc` path (`"mod.py:name"`),
+    a compiled `Program` or a loaded `Workflow`. train/val/test: a list of dicts, any
+    iterable of mappings, a pandas DataFrame, a Hugging Face `Dataset`, or a data file path
+    (.jsonl, .json, .csv, .parquet, a saved dataset folder). The keywords are
+    `aoptimize`'s: steps, batch_size, proposals, threshold, max_calls, max_tokens,
+    max_cost, run_dir, out, seed, resume, concurrency, engine, cache_dir, no_cache,
+    timeouts, fields ({input: column}), trust_code, progress.
+
+    Raises `promptc.DataError` (before any call) when a row lacks an input or the answer.
+    Works inside a running event loop too (a notebook cell): it then runs on a worker thread.
+    """
+    return run_sync(aoptimize(workflow, train, val, **kw))
+
+
+def new_engine(cache_dir: str | Path | None, no_cache: bool, timeouts: Mapping[str, Any] | None):
+    """The default engine (on-disk cache under `.promptc/cache` unless told otherwise)."""
+    kw: dict[str, Any] = dict(timeouts or {})
+    if cache_dir is not None:
+        kw["cache_dir"] = cache_dir
+    return make_engine(no_cache=no_cache, **kw)
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to the end from synchronous code, with or without a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+__all__ = ["Trained", "aoptimize", "new_engine", "optimize", "run_sync"]
