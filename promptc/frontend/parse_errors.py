@@ -1,14 +1,19 @@
 """Parse errors written for people: a lark exception -> a located `CompileError`
-("unexpected 'x', expected one of ...", an unterminated string, an unclosed bracket)."""
+("unexpected 'x', expected one of ...", an unterminated string, an unclosed bracket).
+
+The words for the grammar's keywords and punctuation come from its terminals
+(`terminal_words`), which the parser hands over with the error."""
 
 from __future__ import annotations
 
-import functools
+from typing import Iterable, Mapping
 
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import TerminalDef
 
 from promptc.errors import CompileError, Span
+from promptc.frontend.parse_values import shorten
 
 
 _DESCRIBE = {
@@ -31,18 +36,12 @@ _EXPR_START = {"NAME", "STRING", "INT", "LPAR", "LSQB"}
 _CONTINUATIONS = {"COMP_OP", "PLUS", "DOT", "LSQB", "LPAR", "AND", "OR"}
 
 
-@functools.lru_cache(maxsize=1)
-def _terminal_text() -> dict[str, str]:
-    from promptc.frontend.parser import _lark  # the parser is built before any error is described
-
-    out = {}
-    for t in _lark().terminals:
-        if t.pattern.type == "str":
-            out[t.name] = repr(t.pattern.value).replace('"', "'")
-    return out
+def terminal_words(terminals: Iterable[TerminalDef]) -> dict[str, str]:
+    """Terminal name -> how a message quotes it, for the terminals that are fixed strings."""
+    return {t.name: repr(t.pattern.value).replace('"', "'") for t in terminals if t.pattern.type == "str"}
 
 
-def _describe_expected(names: set[str]) -> str:
+def _describe_expected(names: set[str], text: Mapping[str, str]) -> str:
     names = {n for n in names if n not in ("SEMI", "COMMENT")}
     if not _EXPR_START <= names and names - _CONTINUATIONS:
         names -= _CONTINUATIONS
@@ -50,7 +49,6 @@ def _describe_expected(names: set[str]) -> str:
     if _EXPR_START <= names:
         words.append("an expression")
         names -= _EXPR_START | {"LONG_STRING", "FLOAT", "TRUE", "FALSE", "NOT"}
-    text = _terminal_text()
     rest = sorted({_DESCRIBE.get(n) or text.get(n) or n.lower() for n in names})
     # Keywords and punctuation after descriptions, for a stable, readable order.
     rest.sort(key=lambda w: (w.startswith("'"), w))
@@ -70,23 +68,21 @@ def _describe_token(tok: Token) -> str:
     if tok.type == "_NL":
         return "';'" if str(tok) == ";" else "end of line"
     if tok.type in ("STRING", "LONG_STRING"):
-        return "string " + _short(str(tok))
-    return "'" + _short(str(tok)) + "'"
+        return "string " + shorten(str(tok))
+    return "'" + shorten(str(tok)) + "'"
 
 
-def _short(s: str) -> str:
-    s = s.splitlines()[0] if s else s
-    return s if len(s) <= 30 else s[:27] + "..."
-
-
-def parse_error(e: UnexpectedInput, source: str, file: str, opened: list | None = None) -> CompileError:
-    """The error for `e`; `opened`: the brackets the post-lexer saw opened and not closed."""
+def parse_error(
+    e: UnexpectedInput, source: str, file: str, words: Mapping[str, str], opened: list | None = None
+) -> CompileError:
+    """The error for `e`; `words`: `terminal_words` of the grammar; `opened`: the brackets
+    the post-lexer saw opened and not closed."""
     if isinstance(e, UnexpectedCharacters):
         ch = source[e.pos_in_stream] if 0 <= e.pos_in_stream < len(source) else ""
         span = Span(file, e.line, e.column, e.line, e.column + 1)
         if ch == '"':
             return CompileError("unterminated string (a \"...\" string ends on its line; use \"\"\"...\"\"\" for several lines)", span, source)
-        return CompileError(f"unexpected character {ch!r}" + _describe_expected(set(e.allowed or ())), span, source)
+        return CompileError(f"unexpected character {ch!r}" + _describe_expected(set(e.allowed or ()), words), span, source)
     if isinstance(e, UnexpectedToken):
         tok = e.token
         if tok.type == "$END":
@@ -97,13 +93,13 @@ def parse_error(e: UnexpectedInput, source: str, file: str, opened: list | None 
             if tok.type == "_NL" and str(tok) != ";":
                 span = Span(file, tok.line, tok.column, tok.line, tok.column + 1)
         expected = set(e.accepts or e.expected or ())
-        msg = f"unexpected {_describe_token(tok)}" + _describe_expected(expected)
+        msg = f"unexpected {_describe_token(tok)}" + _describe_expected(expected, words)
         if opened and (tok.type == "$END" or (str(opened[-1]) in "([" and tok.line > opened[-1].line)):
             b = opened[-1]
             msg += f" (the '{b}' at line {b.line}, column {b.column} is not closed)"
         return CompileError(msg, span, source)
     if isinstance(e, UnexpectedEOF):
-        return CompileError("unexpected end of file" + _describe_expected(set(e.expected or ())), _end_span(source, file), source)
+        return CompileError("unexpected end of file" + _describe_expected(set(e.expected or ()), words), _end_span(source, file), source)
     return CompileError(f"syntax error: {e}", Span(file, getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1), source)
 
 
