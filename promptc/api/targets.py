@@ -76,6 +76,12 @@ def _from_path(spec: str, *, trust_code: bool) -> Target:
     raise TargetError(f"'{path_text}': expected a .pflow source, a .py module with a @promptc.workflow, or a .pfc")
 
 
+def python_file(spec: str) -> Path | None:
+    """The module file of a `MODULE.py[:NAME]` spec; None for anything else."""
+    path, _name = _split(spec)
+    return Path(path) if path.lower().endswith(".py") else None
+
+
 def _split(spec: str) -> tuple[str, str | None]:
     """`mod.py:name` -> ("mod.py", "name"); a Windows drive letter is not a name."""
     head, sep, tail = spec.rpartition(":")
@@ -103,4 +109,4 @@ def _decorated(path: Path, name: str | None) -> WorkflowFunction:
     return next(iter(own.values()))
 
 
-__all__ = ["Target", "TargetError", "target"]
+__all__ = ["Target", "TargetError", "python_file", "target"]

@@ -46,8 +46,9 @@ class Trained:
     run_dir: Path
     artifact: Path | None
     stopped: str
-    accounting: Mapping[str, Any]
-    new_calls: int
+    accounting: Mapping[str, Any]  # {phase: {requests, new_calls, errors, tokens, cost}}
+    new_calls: int  # requests of this process that reached a model (not the cache)
+    test_accounting: Mapping[str, Any]  # the test scoring's, outside the training budget
 
     def save(self, path: str | Path) -> Path:
         """Write the trained workflow as a `.pfc` (the run folder has one already)."""
@@ -132,6 +133,7 @@ async def aoptimize(
         stopped=result.stopped,
         accounting=result.accounting,
         new_calls=result.new_calls,
+        test_accounting=result.test_accounting,
     )
 
 

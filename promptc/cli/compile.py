@@ -1,7 +1,8 @@
-"""`promptc compile FILE.pflow [-o OUT.pfc] [--emit ir|backward|dot]`.
+"""`promptc compile FILE [-o OUT.pfc] [--emit ir|backward|dot]`.
 
-Compiles a workflow and writes the `.pfc` artifact (by default next to the source, with
-the `.pfc` suffix). `--emit` prints the compiled IR, the backward program or Graphviz
+Compiles a workflow — a `.pflow` source, or `MODULE.py[:NAME]`, a `@promptc.workflow`
+(the module is run to read it, as `python MODULE.py` would) — and writes the `.pfc`
+artifact (by default next to the source: `FILE.pfc`, or `<workflow>.pfc` for a module). `--emit` prints the compiled IR, the backward program or Graphviz
 text to stdout instead; with `-o` as well, it writes the artifact too.
 
 Exit codes: 0 success; 1 a compile error (printed as `FILE:LINE:COL: error: MESSAGE` with
@@ -19,7 +20,7 @@ EMITS = ("ir", "backward", "dot")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE.pflow", help="the workflow source")
+    parser.add_argument("file", metavar="FILE", help="the workflow: a .pflow source, or MODULE.py[:NAME]")
     parser.add_argument("-o", "--output", metavar="OUT.pfc", help="artifact path (default: FILE with .pfc suffix)")
     parser.add_argument("--emit", choices=EMITS, help="print the IR, the backward program or Graphviz dot")
 
@@ -32,13 +33,23 @@ def _error(message: str) -> int:
 def main(args: argparse.Namespace) -> int:
     from promptc.errors import CompileError
 
+    from promptc.api.targets import TargetError, python_file, target
+    from promptc.bind import BindError
+
     path = Path(args.file)
-    if not path.is_file():
+    module = python_file(args.file)
+    if module is None and not path.is_file():
         return _error(f"no such file: '{args.file}'" if not path.exists() else f"not a file: '{args.file}'")
     try:
-        from promptc.compiler import compile_file
+        if module is not None:
+            program = target(args.file).program
+            path = module.with_name(program.workflow.name + ".pflow")  # the default artifact's name
+        else:
+            from promptc.compiler import compile_file
 
-        program = compile_file(path)
+            program = compile_file(path)
+    except (TargetError, BindError) as e:
+        return _error(str(e))
     except CompileError as e:
         sys.stderr.write(e.render() + "\n")
         return 1

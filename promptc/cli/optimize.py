@@ -1,6 +1,9 @@
-"""`promptc optimize FILE.pflow --train T.jsonl --val V.jsonl [options]`: train the prompts.
+"""`promptc optimize FILE --train T --val V [options]`: train the prompts.
 
-Runs `promptc.optim.trainer.Trainer` with a live display (step, validation score, best,
+FILE is a `.pflow` source or `MODULE.py[:NAME]` (a `@promptc.workflow`); the data files
+are JSON Lines, JSON arrays, CSV, Parquet or saved Hugging Face datasets (`promptc.data`),
+checked against the workflow's inputs and answer field before the first call. Runs
+`promptc.optimize` (promptc.api.training) with a live display (step, validation score, best,
 requests, new calls, tokens) and writes, in the run folder (default `runs/<workflow>`):
 `checkpoint.msgpack` (after every step), `history.jsonl`, `report.html`, `summary.json`
 (scores, training and test accounting, changed params, filter counts), and the
@@ -20,10 +23,12 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE.pflow", help="the workflow source")
-    parser.add_argument("--train", required=True, metavar="T.jsonl", help="training samples")
-    parser.add_argument("--val", required=True, metavar="V.jsonl", help="validation samples (the acceptance gate)")
-    parser.add_argument("--test", metavar="X.jsonl",
+    parser.add_argument("file", metavar="FILE", help="the workflow: a .pflow source, or MODULE.py[:NAME] with a @promptc.workflow")
+    parser.add_argument("--train", required=True, metavar="T", help="training rows (.jsonl, .json, .csv, .parquet, a saved dataset)")
+    parser.add_argument("--val", required=True, metavar="V", help="validation rows (the acceptance gate)")
+    parser.add_argument("--field", action="append", metavar="INPUT=COLUMN",
+                        help="read workflow input (or answer field) INPUT from the data's COLUMN (repeatable)")
+    parser.add_argument("--test", metavar="X",
                         help="test samples: the start and final programs are scored on them at the end, "
                              "whatever stopped the run, outside the call budget")
     parser.add_argument("--steps", type=int, default=4,
@@ -58,60 +63,51 @@ def _usage(message: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    import logging
-
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
 
-    from promptc.errors import CompileError
-
+    from promptc.api.targets import TargetError, target
+    from promptc.api.training import optimize
+    from promptc.bind import BindError
     from promptc.cli.run import CliError, parse_timeouts
+    from promptc.data import DataError, check_data, parse_fields, read_data
+    from promptc.errors import CompileError
 
     for name in ("steps", "batch_size", "proposals", "concurrency"):
         if getattr(args, name) < 1:
             return _usage(f"--{name.replace('_', '-')} must be at least 1")
     try:
         timeouts = parse_timeouts(args.timeout)
-    except CliError as e:
+        fields = parse_fields(args.field or ())
+    except (CliError, DataError) as e:
         return _usage(str(e))
-    path = Path(args.file)
-    if not path.is_file():
-        return _error(f"no such file: '{args.file}'")
     try:
-        from promptc.compiler import compile_file
-
-        program = compile_file(path)
+        goal = target(args.file, trust_code=getattr(args, "trust_code", False))
     except CompileError as e:
         sys.stderr.write(e.render() + "\n")
         return 1
-    from promptc.runtime.data import DataError, read_jsonl
-
+    except (TargetError, BindError) as e:
+        return _error(str(e))
+    program = goal.program
     try:
-        train = read_jsonl(args.train)
-        val = read_jsonl(args.val)
-        test = read_jsonl(args.test) if args.test else None
+        train = read_data(args.train, fields=fields)
+        val = read_data(args.val, fields=fields)
+        test = read_data(args.test, fields=fields) if args.test else None
+        for rows in (train, val, test):
+            if rows is not None:
+                check_data(program, rows)  # before the live display and before any call
     except DataError as e:
         return _error(str(e))
-    if not train or not val:
-        return _error("the train and validation sets must not be empty")
-
-    from promptc.optim.trainer import Trainer
-    from promptc.runtime.engine import make_engine
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_dir = Path(args.run_dir or f"runs/{program.workflow.name}")
-    engine = make_engine(cache_dir=args.cache_dir, no_cache=args.no_cache, **timeouts)
-    try:
-        engine.use_models(program)  # where backward and optimizer calls go
-    except ValueError as e:
-        engine.close()
-        return _error(str(e))
     console = Console(stderr=True)
     state: dict = {}
+    shown = Path(args.file).name
 
     def view() -> Table:
-        t = Table(title=f"promptc optimize {path.name}", show_header=True, header_style="bold")
+        t = Table(title=f"promptc optimize {shown}", show_header=True, header_style="bold")
         for col in ("step", "phase", "val (start)", "best", "requests", "new calls", "tokens"):
             t.add_column(col, justify="right")
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
@@ -129,39 +125,36 @@ def main(args: argparse.Namespace) -> int:
                     state.update(event)
                     live.update(view())
 
-                trainer = Trainer(
-                    program, train, val, engine,
+                trained = optimize(
+                    goal, train, val, test=test,
                     steps=args.steps, batch_size=args.batch_size, proposals=args.proposals,
                     threshold=args.grad_threshold, max_calls=args.max_calls, max_tokens=args.max_tokens,
-                    max_cost=args.max_cost, run_dir=run_dir, seed=args.seed, test=test, resume=args.resume,
-                    concurrency=args.concurrency, out=args.out, progress=progress,
-                )
-                result = trainer.fit()
+                    max_cost=args.max_cost, run_dir=run_dir, seed=args.seed, resume=args.resume,
+                    concurrency=args.concurrency, out=args.out, cache_dir=args.cache_dir, no_cache=args.no_cache,
+                    timeouts=timeouts, progress=progress,
+                )  # fmt: skip
         finally:
             if not console.is_terminal:
                 console.line()  # rich ends its last frame with a newline on a terminal only
-    except ValueError as e:
+    except (DataError, ValueError) as e:
         return _error(str(e))
     except Exception as e:  # a failure of the run itself: one line, not a traceback
         return _error(f"training failed: {type(e).__name__}: {e}")
-    finally:
-        try:
-            engine.close()
-        except Exception as e:  # the run's outputs are written; closing the engine is best effort
-            logging.getLogger(__name__).debug("closing the engine failed: %s", e)
-
-    req = int(sum(c.get("requests", 0) for c in result.accounting.values()))
-    new = result.new_calls
-    tok = int(sum(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in result.accounting.values()))
-    out = sys.stdout
-    out.write(f"{result.stopped}: validation {result.start_val:.3f} -> {result.best_val:.3f}")
-    if result.test_best is not None:
-        out.write(f", test {result.test_start:.3f} -> {result.test_best:.3f}")
-    out.write(f"; {req} requests, {tok} tokens ({new} new calls in this run)\n")
-    if result.test_accounting:
-        treq = int(sum(c.get("requests", 0) for c in result.test_accounting.values()))
-        out.write(f"test evaluation: {treq} requests, outside the training budget\n")
-    changed = [p.name for p in result.program.params if p != result.source.param(p.name)]
-    out.write(f"changed params: {', '.join(changed) or 'none'}\n")
-    out.write(f"artifact: {result.artifact}\nhistory: {run_dir / 'history.jsonl'}\nreport: {run_dir / 'report.html'}\n")
+    _report(trained, run_dir)
     return 0
+
+
+def _report(trained, run_dir: Path) -> None:
+    scores = trained.scores
+    req = int(sum(c.get("requests", 0) for c in trained.accounting.values()))
+    tok = int(sum(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in trained.accounting.values()))
+    out = sys.stdout
+    out.write(f"{trained.stopped}: validation {scores['start_val']:.3f} -> {scores['best_val']:.3f}")
+    if scores["test_best"] is not None:
+        out.write(f", test {scores['test_start']:.3f} -> {scores['test_best']:.3f}")
+    out.write(f"; {req} requests, {tok} tokens ({trained.new_calls} new calls in this run)\n")
+    if trained.test_accounting:
+        treq = int(sum(c.get("requests", 0) for c in trained.test_accounting.values()))
+        out.write(f"test evaluation: {treq} requests, outside the training budget\n")
+    out.write(f"changed params: {', '.join(trained.changed) or 'none'}\n")
+    out.write(f"artifact: {trained.artifact}\nhistory: {run_dir / 'history.jsonl'}\nreport: {run_dir / 'report.html'}\n")
