@@ -18,14 +18,81 @@ number answered.
 
 The counters are guarded by a lock: safe from several threads and from many asyncio
 tasks.
+
+Provider numbers are checked before they are counted (`checked_usage`): a token count
+that is missing, negative, not a whole number, or more than the request could have used
+(its prompt is at most one token per byte of what was sent, plus the chat template's
+few tokens per message; its completion at most `max_tokens`, or one token per byte of
+the answer, whichever is more, with the same slack) is *unknown*: counted as 0 and noted
+(`note_unknown_usage`), and `summary_line` ends with a warning. A cost that is not a
+finite number >= 0, or the cost of a response whose tokens are unknown, is unknown too.
+So no number a provider sends can grow a counter past what a checkpoint (msgpack: 64-bit
+integers) or an artifact can store.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 from typing import Any
 
 from attrs import fields, frozen
+
+TOKEN_SLACK = 4096  # tokens a provider may add to a request (template, tools, schema)
+PER_MESSAGE = 16  # chat-template tokens per message
+MAX_COUNT = 2**53  # no count is believable beyond this (and msgpack's int64 holds it)
+
+
+def reported_tokens(usage: Any) -> tuple[int | None, int | None]:
+    """(prompt_tokens, completion_tokens) of a response's `usage`, each None unless a whole
+    number in [0, MAX_COUNT]."""
+    return _count(_get(usage, "prompt_tokens")), _count(_get(usage, "completion_tokens"))
+
+
+def checked_usage(
+    prompt: Any, completion: Any, cost: Any, messages: Any, max_tokens: Any, text: str | None,
+    response_format: Any = None,
+) -> tuple[int, int, float, bool]:
+    """(prompt_tokens, completion_tokens, cost, believable) for one answered request (see
+    the module doc); unknown numbers come back as 0 with believable False."""
+    prompt, completion = _count(prompt), _count(completion)
+    sent = _size(messages) + (_size(response_format) if response_format is not None else 0)
+    n_messages = len(messages) if isinstance(messages, (list, tuple)) else 1
+    prompt_limit = sent + PER_MESSAGE * n_messages + TOKEN_SLACK
+    answer = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
+    completion_limit = max(_count(max_tokens) or 0, answer) + TOKEN_SLACK
+    ok = prompt is not None and completion is not None and prompt <= prompt_limit and completion <= completion_limit
+    if not ok:
+        return 0, 0, 0.0, False
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0:
+        return prompt, completion, 0.0, cost is None or cost == 0
+    return prompt, completion, float(cost), True
+
+
+def _get(usage: Any, name: str) -> Any:
+    if isinstance(usage, dict):
+        return usage.get(name)
+    return getattr(usage, name, None)
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 0 or value > MAX_COUNT:
+        return None
+    return int(value)
+
+
+def _size(value: Any) -> int:
+    """The bytes of `value` as sent (JSON, UTF-8)."""
+    try:
+        return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+    except (TypeError, ValueError, RecursionError):
+        return len(str(value))
+
 
 @frozen
 class Counts:
@@ -70,6 +137,22 @@ class Accounting:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str], Counts] = {}
+        self.unknown_usage: dict[str, int] = {}  # model -> calls whose usage was not believable
+
+    def note_unknown_usage(self, model: str) -> None:
+        """A call of `model` whose provider reported usage that cannot be true (counted as 0)."""
+        with self._lock:
+            self.unknown_usage[model] = self.unknown_usage.get(model, 0) + 1
+
+    def usage_warning(self) -> str:
+        """"" or e.g. "usage unknown for 3 calls of openai/x (the provider's numbers cannot be true)"."""
+        with self._lock:
+            items = sorted(self.unknown_usage.items())
+        if not items:
+            return ""
+        n = sum(k for _, k in items)
+        models = ", ".join(m for m, _ in items)
+        return f"usage unknown for {n:,} call{'s' if n != 1 else ''} of {models} (the provider's numbers cannot be true)"
 
     def add(self, phase: str, model: str, **amounts: Any) -> None:
         """Add `amounts` (any of the `Counts` fields) to the (phase, model) row."""
@@ -150,6 +233,8 @@ class Accounting:
             extras.append(f"errors {t.errors:,}")
         if t.retries:
             extras.append(f"retries {t.retries:,}")
+        if self.usage_warning():
+            extras.append("warning: " + self.usage_warning())
         return line + (" · " + " · ".join(extras) if extras else "")
 
     def __repr__(self) -> str:

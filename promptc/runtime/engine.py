@@ -20,34 +20,35 @@
    litellm's and the OpenAI SDK's own retries are switched off: retrying is done here,
    once, for every provider.
 
-   Why threads for hosted calls (bench/throughput.py, litellm 1.110.2, 2 cores):
-   `litellm.acompletion` runs its synchronous request setup on the event loop's default
-   executor, which has min(32, cores + 4) threads (6 here), and hands results back and
-   forth between the loop and those threads under the GIL: from 8 calls in flight on,
-   each call queues there, so per-call latency grows long before the CPU runs out
-   (measured interleaved on one server: wall / ideal 1.6-1.75 -> 1.24-1.40 at 8 in
-   flight, 4.4-4.7 -> 2.3-2.4 at 32, 9-11 -> 5-7 at 64). The synchronous path on a
-   pool sized to the calls in flight (DSPy's design) has no such queue. Its CPU per
-   call is litellm's (~5-7 ms here), ~10-20 % below DSPy's when DSPy goes through
-   litellm (hosted.py), about twice DSPy's own lm15 client (bench/throughput.py).
+   Why threads for hosted calls: hosted.py.
 3. Each attempt is bounded by `asyncio.wait_for(timeout)` (not for `local/`: see
-   `_attempts`); a hosted call is also bounded inside its thread by the HTTP client's
-   own timeout (the same value), so a thread that outlived its deadline ends soon after.
-   Rate limits (429), server errors (5xx), timeouts and connection errors
-   (runtime/failures.py classifies them) are retried up to `retries` times with
-   exponential backoff (`backoff * 2**k`, capped at `max_backoff`) and full jitter; a
-   Retry-After (or retry-after-ms) header on the error is honoured instead, up to
-   `max_retry_after`. A response with no choices, no text content or an empty answer
-   is a failed attempt too, retried the same way and never cached. Anything else (bad
-   request, authentication, unknown model, missing local weights) fails at once.
+   `_attempts`); a hosted call is also bounded inside its thread (netguard.py): its reads
+   stop at the same deadline and at `max_response_bytes` (8 MB, PROMPTC_MAX_RESPONSE_BYTES;
+   a bigger response is a failed attempt, read no further, never cached), and a call the
+   engine gave up on, or that is in flight at `close()`, has its sockets shut down, so
+   its thread and connection are free at once and the process exits when its work is
+   done. Rate limits (429), server errors (5xx), timeouts, connection errors, and
+   responses with no choices, no text or an empty answer are retried up to `retries`
+   times (runtime/failures.py classifies them) with exponential backoff (`backoff *
+   2**k`, capped at `max_backoff`) and jitter, or after the Retry-After (retry-after-ms)
+   the error carries. Every wait ends within the call's deadline (`timeout` times the
+   attempts it may make): a Retry-After past it, or past `max_retry_after`, ends the call
+   at once, and so does a spent retry budget (breaker.py: a run retries `retry_budget`
+   times plus `retry_refill` per answered call). Anything else (bad request,
+   authentication, unknown model, missing local weights) fails at once.
+   Circuit breaker (breaker.py): after `breaker` calls of one model in a row failed on
+   every attempt for the provider's fault, its calls fail at once without a request;
+   `engine.tripped` names the model and its last error, `engine.when_tripped(cb)` tells
+   the CLI, which ends the run.
    With `processes=N` (or PROMPTC_ENGINE_PROCESSES=N for `make_engine`), hosted calls
    run the same way in N worker processes instead (workers.py): one process's CPU caps
    it near 150-200 litellm calls a second, N processes can use N cores. `make_engine`
    (the CLI, `promptc.load`) starts 2 of them by default once 8 hosted calls are in
    flight (see `make_engine`).
-4. The outcome is a `CallResult` with tokens (from the provider's usage), cost
-   (litellm's price for the model when it knows it, else 0), attempts and seconds; a
-   success is stored in the cache. A call that failed after its retries is a result
+4. The outcome is a `CallResult` with tokens (from the provider's usage, checked by
+   accounting.checked_usage: a count that cannot be true is 0 and noted as unknown),
+   cost (litellm's price for the model when it knows it, else 0), attempts and seconds;
+   a success is stored in the cache. A call that failed after its retries is a result
    with `text=None` and `error` set — the sample fails, the batch goes on.
 
 Endpoints (runtime/endpoint.py): a request's `endpoint` (from its `model` declaration)
@@ -55,15 +56,13 @@ gives api_base, the key variable and the timeout; a request without one (the bac
 engine's and the optimizer's, which name only a model string) gets the endpoint the
 engine was told for that string by `use_models(program)`.
 
-Typed outputs: record/list/json outputs send their JSON schema as `response_format`, and
-enum outputs a one-field object schema (`endpoint.enum_schema`, unwrapped from the reply),
-where the provider takes one (`endpoint.supports_schema`); elsewhere the prompt's JSON
-instruction and the tolerant parser do the work.
+Typed outputs (JSON schemas as `response_format` where the provider takes one): wire.py.
 
 Secrets: requests may carry an api_key in `extra_params`, or name the variable holding
-it (`Endpoint.key_env`, read at call time); keys are never logged, stored in the cache
-(which keys on model, messages and decoding params only) or left in error messages
-(they are scrubbed).
+it (`Endpoint.key_env`, read at call time). Every key a call sends is given to
+`failures.remember_secret` first, and errors and answers are scrubbed before anything
+sees them: no key reaches a log, the cache (which keys on model, messages and decoding
+params only), a trace, an output file or the terminal, even when a server echoes it.
 """
 
 from __future__ import annotations
@@ -82,15 +81,19 @@ from typing import Any
 from attrs import evolve
 
 from promptc.runtime import endpoint as endpoints
-from promptc.runtime import hosted, providers, workers
+from promptc.runtime import hosted, providers, wire, workers
 from promptc.runtime.accounting import Accounting
+from promptc.runtime.breaker import DEFAULT_RETRY_BUDGET, DEFAULT_RETRY_REFILL, DEFAULT_THRESHOLD, Breaker, Tripped
 from promptc.runtime.cache import DEFAULT_DIR, Cache, CachedAnswer, cache_key
-from promptc.runtime.failures import classify, describe
+from promptc.runtime.failures import blames_provider, classify, describe, remember_secrets
+from promptc.runtime.netguard import Guard, max_bytes_from_env
 from promptc.runtime.records import CallRequest, CallResult, Endpoint
+from promptc.runtime.wire import to_response_format  # noqa: F401 - its old home
 
 log = logging.getLogger(__name__)
 
 DEFAULT_THREADS = 64  # hosted calls in flight when neither `threads` nor `max_concurrency` is set
+MAX_TIMEOUT = 1e6  # seconds: a longer timeout is this one (asyncio cannot schedule 1e300 s)
 
 
 class Engine:
@@ -102,7 +105,12 @@ class Engine:
         string (`openai/gpt-4o-mini`) or a provider prefix (`openai/`); the longest key
         that matches wins. retries: extra attempts after the first.
     backoff / max_backoff: base and cap (seconds) of the exponential backoff.
-    max_retry_after: the longest Retry-After honoured (seconds).
+    max_retry_after: the longest Retry-After waited for (seconds); a longer one ends the call.
+    max_response_bytes: the largest response read (None: PROMPTC_MAX_RESPONSE_BYTES, else
+        8 MB); a bigger one is a failed attempt.
+    breaker: failed calls of one model in a row that stop the engine asking it (0: never).
+    retry_budget / retry_refill: the run's retries before any answer, and the retries each
+        answered call adds (breaker.py).
     max_concurrency: if set, at most this many calls in flight (an asyncio semaphore);
         the interpreter bounds samples itself, this bounds the calls across everything.
     threads: worker threads for hosted calls (default: max_concurrency, else
@@ -136,6 +144,10 @@ class Engine:
         processes: int = 0,
         processes_from: int = 1,
         timeouts: dict[str, float] | None = None,
+        max_response_bytes: int | None = None,
+        breaker: int = DEFAULT_THRESHOLD,
+        retry_budget: float = DEFAULT_RETRY_BUDGET,
+        retry_refill: float = DEFAULT_RETRY_REFILL,
     ) -> None:
         self.cache = cache
         self.accounting = accounting if accounting is not None else Accounting()
@@ -145,6 +157,9 @@ class Engine:
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
         self.max_retry_after = float(max_retry_after)
+        self.max_response_bytes = int(max_response_bytes) if max_response_bytes else max_bytes_from_env()
+        self.breaker = Breaker(breaker, retry_budget, retry_refill)
+        self._guards: set[Guard] = set()  # hosted calls in flight on this process's threads
         self.max_concurrency = max_concurrency
         self.extra_params = dict(extra_params or {})
         self.endpoints: dict[str, Endpoint] = {}
@@ -177,7 +192,7 @@ class Engine:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug here must still not crash a batch
-            log.exception("engine: unexpected failure")
+            log.error("engine: unexpected failure: %s", describe(e))
             result = CallResult(text=None, error=f"engine error: {describe(e)}", seconds=time.perf_counter() - start)
             self.accounting.add(req.phase, req.model, calls=1, errors=1)
             return result
@@ -198,12 +213,25 @@ class Engine:
             if known != s.endpoint:
                 log.warning("model %s is declared at two endpoints; unrouted calls go to the first", s.model)
 
+    @property
+    def tripped(self) -> Tripped | None:
+        """The first model the circuit breaker stopped asking (None while all are asked)."""
+        return self.breaker.tripped
+
+    def when_tripped(self, callback: Any) -> Any:
+        """Call `callback(tripped)` when the breaker stops asking a model; returns a
+        function that stops listening."""
+        return self.breaker.listen(callback)
+
     def close(self) -> None:
-        """Close the cache, stop the hosted-call threads (calls still running finish) and
-        the worker processes."""
+        """Close the cache, stop the hosted calls still in flight (their sockets are shut
+        down: the threads end at once), the threads and the worker processes."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
             procs, self._workers = self._workers, None
+            guards, self._guards = list(self._guards), set()
+        for guard in guards:
+            guard.abort()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         if procs is not None:
@@ -226,16 +254,23 @@ class Engine:
                     text=hit.text, prompt_tokens=hit.prompt_tokens, completion_tokens=hit.completion_tokens,
                     cost=0.0, cached=True, attempts=0, seconds=time.perf_counter() - start,
                 )
+        stopped = self.breaker.is_open(req.model)
+        if stopped is not None:  # no request: neither a call nor a cache hit
+            return CallResult(text=None, error=stopped.message(), attempts=0, seconds=time.perf_counter() - start)
         sem = self._semaphore()
         if sem is None:
-            result = await self._attempts(req, start)
+            result, blame = await self._attempts(req, start)
         else:
             async with sem:
-                result = await self._attempts(req, start)
+                result, blame = await self._attempts(req, start)
         self.accounting.add(
             req.phase, req.model, calls=1, errors=0 if result.ok else 1, retries=result.attempts - 1,
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens, cost=result.cost,
         )
+        if result.ok:
+            self.breaker.succeeded(req.model)
+        elif self.breaker.failed(req.model, result.error or "", blame) is not None:
+            log.info("%s", self.breaker.is_open(req.model).message())  # the CLI prints it
         if result.ok and result.text is not None and self.cache is not None and use_cache:
             self._cache_put(key or cache_key(req), req.model, result)
         return result
@@ -277,12 +312,27 @@ class Engine:
             # A free slot first, then the deadline: waiting for one is not the provider's time.
             async with _per_loop(self._slots, self.threads):
                 if pool is not None:
-                    return await asyncio.wait_for(pool.complete(kwargs), timeout)
-                call = functools.partial(hosted.complete, litellm, kwargs)
-                return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
+                    return await asyncio.wait_for(pool.complete(kwargs, (timeout, self.max_response_bytes)), timeout)
+                return await self._on_thread(litellm, kwargs, timeout)
         finally:
             with self._pool_lock:
                 self._hosted_in_flight -= 1
+
+    async def _on_thread(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None) -> Any:
+        """One hosted attempt on the engine's threads, within a `Guard` (netguard.py) that
+        frees the thread and its connection when the engine stops waiting."""
+        guard = Guard(timeout, self.max_response_bytes)
+        with self._pool_lock:
+            self._guards.add(guard)
+        try:
+            call = functools.partial(hosted.complete, litellm, kwargs, guard)
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
+        except BaseException:
+            guard.abort()  # a timeout or a cancellation: the thread must not read on
+            raise
+        finally:
+            with self._pool_lock:
+                self._guards.discard(guard)
 
     async def _ready_workers(self) -> workers.Workers | None:
         """The worker processes for a hosted call, or None for the engine's threads (see
@@ -296,17 +346,20 @@ class Engine:
         pool = self._worker_pool()
         return pool if pool.is_ready else None
 
-    async def _attempts(self, req: CallRequest, start: float) -> CallResult:
+    async def _attempts(self, req: CallRequest, start: float) -> tuple[CallResult, bool]:
+        """The call's outcome, and whether its failure blames the provider (breaker.py)."""
         litellm = providers.ensure_litellm()
         try:
             kwargs = self._kwargs(req, litellm)
         except ValueError as e:  # the declared key variable is not set
-            return CallResult(text=None, error=str(e), attempts=1, seconds=time.perf_counter() - start)
+            return CallResult(text=None, error=str(e), attempts=1, seconds=time.perf_counter() - start), False
+        remember_secrets(kwargs)  # before anything can echo them
         # The in-process model cannot be cancelled, and its requests queue on one worker
         # thread: a deadline would count queueing time and a retry would queue the same
         # generation twice. Its calls are bounded by max_tokens instead.
-        limit = kwargs["timeout"]
+        limit = kwargs["timeout"] = min(float(kwargs["timeout"]), MAX_TIMEOUT)
         timeout = None if providers.provider_of(req.model) == "local" else limit
+        deadline = None if timeout is None else time.monotonic() + timeout * (self.retries + 1)
         is_hosted = not providers.is_custom(req.model)
         attempt = 0
         while True:
@@ -318,105 +371,62 @@ class Engine:
             except Exception as e:
                 if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
                     e = TimeoutError(f"no answer within {limit:g}s")
-                retryable, after = classify(e)
-                if not retryable or attempt > self.retries:
-                    what = describe(e)
-                    if retryable:
-                        what = f"gave up after {attempt} attempts: {what}"
-                    log.info("call to %s failed: %s", req.model, what)
-                    return CallResult(text=None, error=what, attempts=attempt, seconds=time.perf_counter() - start)
-                delay = self._delay(attempt, after)
-                log.debug("call to %s: %s; retry %d in %.3fs", req.model, type(e).__name__, attempt, delay)
-                await asyncio.sleep(delay)
-                continue
-            result = self._result(litellm, req, resp, attempt, start)
-            if result.ok:
-                return result
-            # an empty or malformed response: a failed call, retried, never cached
-            if attempt > self.retries:
-                what = f"gave up after {attempt} attempts: {result.error}" if attempt > 1 else result.error
+                (retryable, after), what, blame = classify(e), describe(e), blames_provider(e)
+            else:
+                result = self._result(litellm, req, resp, attempt, start)
+                if result.ok:
+                    return result, False
+                # an empty, malformed or oversized response: a failed attempt, never cached
+                retryable, after, what, blame = True, None, result.error or "", True
+            delay, why = self._retry(attempt, retryable, after, deadline)
+            if delay is None:
+                if why:
+                    what = f"{why}: {what}"
                 log.info("call to %s failed: %s", req.model, what)
-                return CallResult(text=None, error=what, attempts=attempt, seconds=time.perf_counter() - start)
-            await asyncio.sleep(self._delay(attempt, None))
+                return CallResult(text=None, error=what, attempts=attempt, seconds=time.perf_counter() - start), blame
+            log.debug("call to %s: %s; retry %d in %.3fs", req.model, what, attempt, delay)
+            await asyncio.sleep(delay)
+
+    def _retry(
+        self, attempt: int, retryable: bool, after: float | None, deadline: float | None
+    ) -> tuple[float | None, str]:
+        """(seconds to wait before the next attempt, "") or (None, why the call ends here)."""
+        gave_up = f"gave up after {attempt} attempts" if attempt > 1 else "gave up"
+        if not retryable:
+            return None, ""
+        if attempt > self.retries:
+            return None, gave_up if attempt > 1 else ""
+        if after is not None and after > self.max_retry_after:
+            return None, f"{gave_up}: the provider asks to wait {after:g}s (more than {self.max_retry_after:g}s)"
+        delay = self._delay(attempt, after)
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            return None, f"{gave_up}: a wait of {delay:.3g}s would pass the call's deadline"
+        if not self.breaker.may_retry():
+            return None, f"{gave_up}: the run's retry budget is spent"
+        return delay, ""
 
     def _kwargs(self, req: CallRequest, litellm: Any = None) -> dict[str, Any]:
-        ep = req.endpoint
-        kwargs: dict[str, Any] = {
-            **self.extra_params,
-            **endpoints.litellm_params(ep, req.model),
-            "model": req.model,
-            "messages": [dict(m) for m in req.messages],
-            "temperature": req.temperature,
-            "max_tokens": req.max_tokens,
-            "seed": req.seed,
-            "timeout": ep.timeout if ep is not None and ep.timeout else self.timeout_for(req.model),
-            "num_retries": 0,
-            "max_retries": 0,
-        }
-        if req.top_p is not None:
-            kwargs["top_p"] = req.top_p
-        if providers.is_custom(req.model):
-            if req.response_format is not None:
-                kwargs["response_format"] = to_response_format(req.response_format)
-            providers.register_price(req.model)
-            kwargs["extra_body"] = {"promptc": {"choices": list(req.choices)}}
-        elif (req.response_format is not None or req.choices) and endpoints.supports_schema(
-            litellm or providers.ensure_litellm(), req.model, ep
-        ):
-            schema = req.response_format if req.response_format is not None else endpoints.enum_schema(req.choices)
-            kwargs["response_format"] = to_response_format(schema)
-        return kwargs
+        timeout = req.endpoint.timeout if req.endpoint is not None and req.endpoint.timeout else self.timeout_for(req.model)
+        return wire.litellm_kwargs(req, self.extra_params, timeout, litellm)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
+            return min(max(retry_after, 0.0), self.max_retry_after)  # over the cap: see _retry
         cap = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
         return self._rng.uniform(cap / 2, cap)  # "equal jitter": never zero, never above the cap
 
     def _result(self, litellm: Any, req: CallRequest, resp: Any, attempts: int, start: float) -> CallResult:
         """The answer of a response; an empty or malformed one is a result with `error`."""
-        if isinstance(resp, workers.Answer):
-            text = resp.text
-            if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
-                text = endpoints.unwrap_enum(text)  # as below: the worker returns the raw reply
-            if not isinstance(text, str) or text == "":
-                what = "an empty answer" if text == "" else "a response with no text content"
-                return CallResult(text=None, error=f"{what} from {req.model}", attempts=attempts,
-                                  seconds=time.perf_counter() - start)
-            return CallResult(
-                text=text, prompt_tokens=resp.prompt_tokens,
-                completion_tokens=resp.completion_tokens, cost=resp.cost,
-                attempts=attempts, seconds=time.perf_counter() - start,
-            )
-        try:
-            choices = resp.choices
-            text = choices[0].message.content if choices else None
-            problem = "a response with no choices" if not choices else None
-        except (AttributeError, IndexError, KeyError, TypeError):
-            text, problem = None, "a malformed response (no message in its first choice)"
-        if problem is None and not isinstance(text, str):
-            problem = "a response with no text content"
-        elif problem is None and text == "":
-            problem = "an empty answer"
-        if problem is not None:
-            return CallResult(text=None, error=f"{problem} from {req.model}", attempts=attempts, seconds=time.perf_counter() - start)
-        usage = getattr(resp, "usage", None)
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost = 0.0 if providers.is_custom(req.model) else hosted.cost(litellm, resp, req.model)
-        if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
-            text = endpoints.unwrap_enum(text)  # sent as enum_schema, or free text: both fine
-        return CallResult(
-            text=text,
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost=cost,
-            attempts=attempts, seconds=time.perf_counter() - start,
-        )
+        result, believable = wire.read_response(litellm, req, resp)
+        if not believable:
+            self.accounting.note_unknown_usage(req.model)
+        return evolve(result, attempts=attempts, seconds=time.perf_counter() - start)
 
     def _cache_get(self, key: str) -> CachedAnswer | None:
         try:
             return self.cache.get(key) if self.cache is not None else None
-        except Exception as e:  # a broken cache costs a call, never a crash
-            log.warning("cache read failed: %s", e)
+        except Exception as e:  # a broken cache costs a call, never a crash (Cache warns itself)
+            log.debug("cache read failed: %s", e)
             return None
 
     def _cache_put(self, key: str, model: str, result: CallResult) -> None:
@@ -424,7 +434,7 @@ class Engine:
             assert self.cache is not None and result.text is not None
             self.cache.put(key, model, CachedAnswer(result.text, result.prompt_tokens, result.completion_tokens, result.cost))
         except Exception as e:
-            log.warning("cache write failed: %s", e)
+            log.debug("cache write failed: %s", e)
 
 
 def _per_loop(table: weakref.WeakKeyDictionary, size: int) -> asyncio.Semaphore:
@@ -484,10 +494,3 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         return os.cpu_count() or 1
-
-
-def to_response_format(schema: dict) -> dict:
-    """The litellm/OpenAI response_format for a JSON schema (already wrapped ones pass)."""
-    if schema.get("type") in ("json_schema", "json_object") and ("json_schema" in schema or schema["type"] == "json_object"):
-        return schema
-    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}

@@ -1,36 +1,70 @@
 """What a failed model call means: retry or not, how long to wait, how to report it.
 
     retryable, after = classify(exc)   # (retry?, Retry-After seconds or None)
-    describe(exc)                      # one line for CallResult.error, keys scrubbed
-    scrub(text)                        # anything that looks like an API key -> ***
+    describe(exc)                      # one line for CallResult.error, keys masked
+    remember_secret(key)               # a key promptc sends: masked everywhere from now on
+    scrub(text)                        # every known key (and key-shaped string) -> ***
 
 Retried: rate limits (429) and the other RETRYABLE_STATUS codes, server errors (5xx),
 timeouts, connection and transport errors; anything else (bad request, authentication,
-unknown model) fails at once. A failure in a worker process (workers.RemoteError) was
-classified and described in the worker already. Keys never reach an error message: the
-values of *_KEY / *_TOKEN / *_SECRET variables and key-shaped strings are replaced.
+unknown model) fails at once. A failure in a worker process arrives as a `RemoteError`
+(defined here, raised by workers.py), classified and described in the worker already.
+
+Keys never reach an error message, an answer, a log or a file. `scrub` masks:
+- every key the engine sends, whatever its name or shape: the engine gives each call's
+  `api_key` (from a model's `key_env`, or an `api_key` argument) and any other secret
+  argument (`*key*`, `*token*`, `*secret*`, `*password*`, `*credential*`) to
+  `remember_secret` before the call leaves;
+- the values of the variables providers read their keys from when none is passed:
+  names ending in `_KEY`, `_TOKEN`, `_SECRET`, `_PASSWORD` (OPENAI_API_KEY, HF_TOKEN,
+  AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...);
+- anything shaped like a key (`sk-...`, `...key-<16+ characters>`).
+A value shorter than MIN_SECRET characters is not masked: masking "none" (the placeholder
+sent to servers without authentication) or a 4-letter word would garble answers, and
+such a string protects nothing. A key is also masked in its JSON-escaped spelling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import re
+import threading
 import time
 from typing import Any
 
-from promptc.runtime import workers
-
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+AUTH_STATUS = frozenset({401, 403})  # the provider refuses the key: every call will fail alike
+MIN_SECRET = 8
+SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
+SECRET_ARG_WORDS = ("key", "token", "secret", "password", "credential")
+MASK = "***"
+
+
+class RemoteError(Exception):
+    """A call failed in a worker process; `retryable` / `retry_after` are the worker's
+    `classify` verdict, the message its `describe`."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ResponseTooLarge(Exception):
+    """A provider's response went past the byte limit; it was read no further."""
 
 
 def classify(e: BaseException) -> tuple[bool, float | None]:
     """(retryable?, Retry-After seconds or None) for an exception from a call."""
     if isinstance(e, (TimeoutError, asyncio.TimeoutError, ConnectionError)):
         return True, None
-    if isinstance(e, workers.RemoteError):  # classified in the worker, where the exception was
+    if isinstance(e, RemoteError):  # classified in the worker, where the exception was
         return e.retryable, e.retry_after
+    if cause(e, ResponseTooLarge) is not None:  # a failed attempt: another may be smaller
+        return True, None
     try:
         import openai
     except ImportError:  # pragma: no cover - litellm depends on openai
@@ -56,6 +90,29 @@ def classify(e: BaseException) -> tuple[bool, float | None]:
     return False, None
 
 
+def blames_provider(e: BaseException) -> bool:
+    """Whether a failure says the provider (not this request) is at fault: anything
+    retryable, a refused key (401/403) or an unknown model (404). A bad request (400,
+    422: a prompt too long, a schema refused) is the sample's own problem."""
+    if classify(e)[0]:
+        return True
+    if isinstance(e, RemoteError):
+        return False
+    status = getattr(e, "status_code", None)
+    return isinstance(status, int) and (status in AUTH_STATUS or status == 404)
+
+
+def cause(e: BaseException | None, kind: type) -> BaseException | None:
+    """The first exception of `kind` in `e`'s chain (`__cause__` / `__context__`), if any."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, kind):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def retry_after(e: BaseException) -> float | None:
     """Seconds from a Retry-After / retry-after-ms header on the error, if any."""
     headers: Any = None
@@ -73,45 +130,112 @@ def retry_after(e: BaseException) -> float | None:
         return None
     ms = get("retry-after-ms") or get("Retry-After-Ms")
     if ms:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
+        seconds = _seconds(ms, 1000.0)
+        if seconds is not None:
+            return seconds
     value = get("retry-after") or get("Retry-After")
     if not value:
         return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
+    seconds = _seconds(value, 1.0)
+    if seconds is not None:
+        return seconds
     try:
         when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    try:
+        return max(0.0, when.timestamp() - time.time())
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _seconds(text: Any, per_second: float) -> float | None:
+    try:
+        value = float(text) / per_second
     except (TypeError, ValueError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return value if value == value and value >= 0 else None  # NaN and negative: no header
 
 
-_SECRET = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|[A-Za-z0-9_\-]{0,8}key[-_][A-Za-z0-9_\-]{16,})")
+# --- keys ------------------------------------------------------------------------------------
+
+_SHAPED = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|[A-Za-z0-9_\-]{0,8}key[-_][A-Za-z0-9_\-]{16,})")
+_sent: set[str] = set()
+_lock = threading.Lock()
+_compiled: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
 
 
-def scrub(text: str) -> str:
-    """Remove anything that looks like an API key (and the values of *_KEY, *_TOKEN and
-    *_SECRET env vars, which covers the variables `key_env` declarations usually name)."""
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and name.endswith(("_KEY", "_TOKEN", "_SECRET")):
-            text = text.replace(value, "***")
-    return _SECRET.sub("***", text)
+def remember_secret(value: Any) -> None:
+    """Mask `value` (a key promptc is about to send) in everything `scrub` sees from now on."""
+    if isinstance(value, str) and len(value) >= MIN_SECRET and value not in _sent:
+        with _lock:
+            _sent.add(value)
+
+
+def remember_secrets(kwargs: dict[str, Any]) -> None:
+    """Remember every secret-looking argument of a provider call (`api_key`, tokens, ...)."""
+    for name, value in kwargs.items():
+        if isinstance(value, str) and any(w in name.lower() for w in SECRET_ARG_WORDS):
+            remember_secret(value)
+
+
+def secrets() -> frozenset[str]:
+    """Every value `scrub` masks by value: the keys sent, and the key variables' values."""
+    env = (v for k, v in list(os.environ.items()) if k.upper().endswith(SECRET_ENV_SUFFIXES))
+    with _lock:
+        sent = list(_sent)
+    return frozenset(v for v in (*sent, *env) if len(v) >= MIN_SECRET)
+
+
+def _pattern() -> re.Pattern[str] | None:
+    global _compiled
+    values = secrets()
+    known, pattern = _compiled
+    if values == known:
+        return pattern
+    spellings = set(values)
+    for v in values:
+        spellings.add(json.dumps(v)[1:-1])  # as it reads inside a JSON string
+        spellings.add(json.dumps(v, ensure_ascii=False)[1:-1])
+    # longest first, so that a key containing another is masked whole
+    alternatives = sorted((s for s in spellings if s), key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(s) for s in alternatives)) if alternatives else None
+    _compiled = (values, pattern)
+    return pattern
+
+
+def scrub(text: str, shapes: bool = True) -> str:
+    """`text` with every key promptc knows of masked, and (`shapes`) anything shaped like
+    one. Answers are scrubbed with shapes=False: a model may well write "turkey-sandwich-
+    with-extra-cheese", and the keys that matter there are the ones promptc sent."""
+    if not isinstance(text, str) or not text:
+        return text
+    pattern = _pattern()
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
+    return _SHAPED.sub(MASK, text) if shapes else text
+
+
+_TRACEBACK = re.compile(r"\s*Traceback \(most recent call last\)")
 
 
 def describe(e: BaseException) -> str:
-    """One line for a failed call's CallResult.error: type, message (500 chars at most), scrubbed."""
-    if isinstance(e, workers.RemoteError):  # described in the worker already
-        return scrub(str(e))
-    msg = str(e).strip() or repr(e)
-    msg = msg.split("\nTraceback", 1)[0]
-    if len(msg) > 500:
-        msg = msg[:500] + "…"
+    """One line for a failed call's CallResult.error: type, message (500 chars at most), keys
+    masked; a Python traceback inside the message (litellm puts some there) is cut off."""
+    if isinstance(e, RemoteError):  # described in the worker already
+        return scrub(one_line(str(e)))
+    big = cause(e, ResponseTooLarge)
+    if big is not None:
+        return scrub(one_line(str(big)))
+    msg = one_line(str(e)) or repr(e)
     name = type(e).__name__
     if not msg.startswith(("litellm.", name)):
         msg = f"{name}: {msg}"
     return scrub(msg)
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` up to any traceback, on one line, at most `limit` characters."""
+    text = _TRACEBACK.split(text, 1)[0]
+    text = " ".join(text.split())
+    return text[:limit] + "…" if len(text) > limit else text

@@ -1,7 +1,11 @@
 """One hosted call through litellm, with litellm's per-call extras cut to what promptc uses.
 
-    resp = hosted.complete(litellm, kwargs)   # litellm.completion(**kwargs), on any thread
-    hosted.cost(litellm, resp, model)         # its price in USD (0 when unknown)
+    resp = hosted.complete(litellm, kwargs, guard)   # litellm.completion(**kwargs), on any thread
+    hosted.cost(litellm, resp, model)                # its price in USD (0 when unknown)
+
+`guard` (a netguard.Guard) bounds what the call may read: its deadline and byte limit
+hold for the whole response, not per read, and `guard.abort()` stops it from another
+thread (netguard.py says how).
 
 The engine's threads (engine.py) and the worker processes (workers.py) both send hosted
 calls through `complete`; every call still is `litellm.completion`, so every provider
@@ -23,27 +27,42 @@ calls profiled):
   response of a model comes back unpriced and litellm's table does not know the model
   (`get_model_info` fails), the model is registered as free (`providers.register_price`),
   so every later call finds its price at once. Models in litellm's table are never touched.
+
+Why threads for hosted calls (bench/throughput.py, litellm 1.110.2, 2 cores):
+`litellm.acompletion` runs its synchronous request setup on the event loop's default
+executor, which has min(32, cores + 4) threads (6 here), and hands results back and
+forth between the loop and those threads under the GIL: from 8 calls in flight on,
+each call queues there, so per-call latency grows long before the CPU runs out
+(measured interleaved on one server: wall / ideal 1.6-1.75 -> 1.24-1.40 at 8 in
+flight, 4.4-4.7 -> 2.3-2.4 at 32, 9-11 -> 5-7 at 64). The synchronous path on a
+pool sized to the calls in flight (DSPy's design) has no such queue. Its CPU per
+call is litellm's (~5-7 ms here), ~10-20 % below DSPy's when DSPy goes through
+litellm (above), about twice DSPy's own lm15 client (bench/throughput.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from promptc.runtime import providers
+from promptc.runtime.netguard import Guard
 
 log = logging.getLogger(__name__)
 
 
-def complete(litellm: Any, kwargs: dict[str, Any]) -> Any:
-    """`litellm.completion(**kwargs)`, without the per-call work nobody uses (module doc)."""
-    if _listeners(litellm):
-        resp = litellm.completion(**kwargs)
-    else:
-        from litellm._internal_context import internal_sub_call
-
-        with internal_sub_call():
+def complete(litellm: Any, kwargs: dict[str, Any], guard: Guard | None = None) -> Any:
+    """`litellm.completion(**kwargs)`, without the per-call work nobody uses (module doc),
+    within `guard`'s deadline and byte limit."""
+    with guard.active() if guard is not None else contextlib.nullcontext():
+        if _listeners(litellm):
             resp = litellm.completion(**kwargs)
+        else:
+            from litellm._internal_context import internal_sub_call
+
+            with internal_sub_call():
+                resp = litellm.completion(**kwargs)
     model = kwargs.get("model")
     if isinstance(model, str) and model not in _checked and _priced_as(resp) is None:
         _checked.add(model)

@@ -40,6 +40,11 @@ from typing import Any
 
 from attrs import frozen
 
+from promptc.runtime import hosted, providers
+from promptc.runtime.accounting import reported_tokens
+from promptc.runtime.failures import RemoteError, classify, describe, remember_secrets
+from promptc.runtime.netguard import Guard
+
 log = logging.getLogger(__name__)
 
 START_SECONDS = 120.0  # a worker that has not imported litellm by then is broken
@@ -47,21 +52,13 @@ START_SECONDS = 120.0  # a worker that has not imported litellm by then is broke
 
 @frozen
 class Answer:
-    """A hosted call's outcome as a worker reports it."""
+    """A hosted call's outcome as a worker reports it. Token counts are the provider's,
+    None where it gave no whole number (the engine checks them against the request)."""
 
     text: str | None
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: int | None
+    completion_tokens: int | None
     cost: float
-
-
-class RemoteError(Exception):
-    """A call failed in a worker; `retryable` / `retry_after` are the worker's `classify`."""
-
-    def __init__(self, message: str, retryable: bool, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 class Workers:
@@ -100,8 +97,10 @@ class Workers:
             self.broken = True
             raise ConnectionError("promptc worker processes did not start")
 
-    async def complete(self, kwargs: dict[str, Any]) -> Answer:
-        """One attempt in a worker: the `Answer`, or RemoteError / ConnectionError."""
+    async def complete(self, kwargs: dict[str, Any], limits: tuple[float | None, int | None] = (None, None)) -> Answer:
+        """One attempt in a worker: the `Answer`, or RemoteError / ConnectionError.
+        `limits`: the attempt's (seconds, max response bytes), kept in the worker by a
+        netguard.Guard, so that its thread stops reading when the engine stops waiting."""
         if self.broken:
             raise ConnectionError("promptc worker process exited")
         loop = asyncio.get_running_loop()
@@ -112,7 +111,7 @@ class Workers:
             self._pending[cid] = (loop, fut, k)
         try:
             with self._send_locks[k]:
-                self._conns[k].send((cid, kwargs))
+                self._conns[k].send((cid, kwargs, limits))
         except (OSError, ValueError) as e:
             with self._lock:
                 self._pending.pop(cid, None)
@@ -216,9 +215,6 @@ def _spawn(threads: int) -> tuple[subprocess.Popen, Connection]:
 
 def serve(conn: Connection, threads: int) -> None:
     """A worker process: answer (id, kwargs) requests until None or the parent goes away."""
-    from promptc.runtime import hosted, providers
-    from promptc.runtime.failures import classify, describe
-
     litellm = providers.ensure_litellm()
     prices = conn.recv()
     for model, (inp, out) in prices.items():
@@ -232,17 +228,17 @@ def serve(conn: Connection, threads: int) -> None:
         except (OSError, ValueError):  # the parent is gone
             pass
 
-    def one(cid: int, kwargs: dict[str, Any]) -> None:
+    def one(cid: int, kwargs: dict[str, Any], limits: tuple[float | None, int | None] = (None, None)) -> None:
         try:
-            resp = hosted.complete(litellm, kwargs)
+            resp = hosted.complete(litellm, kwargs, Guard(*limits))
             try:
                 text = resp.choices[0].message.content
-            except (AttributeError, IndexError, KeyError):
+            except (AttributeError, IndexError, KeyError, TypeError):
                 text = None
-            usage = getattr(resp, "usage", None)
+            prompt_tokens, completion_tokens = reported_tokens(getattr(resp, "usage", None))
             outcome: tuple = (
-                "ok", text, int(getattr(usage, "prompt_tokens", 0) or 0),
-                int(getattr(usage, "completion_tokens", 0) or 0), hosted.cost(litellm, resp, kwargs["model"]),
+                "ok", text if isinstance(text, str) else None, prompt_tokens, completion_tokens,
+                hosted.cost(litellm, resp, kwargs["model"]),
             )
         except Exception as e:
             retryable, after = classify(e)
@@ -258,6 +254,7 @@ def serve(conn: Connection, threads: int) -> None:
                 break
             if msg is None:
                 break
+            remember_secrets(msg[1])  # so that this process's errors mask them too
             pool.submit(one, *msg)
 
 

@@ -1,0 +1,96 @@
+"""What crosses to litellm and back: a `CallRequest` as litellm's arguments, a provider's
+response as a `CallResult`.
+
+    kwargs = litellm_kwargs(req, extra_params, timeout, litellm)
+    result, believable = read_response(litellm, req, resp)   # attempts/seconds: the engine's
+
+`read_response` checks what the provider says: no choices, no text or an empty answer is
+a result with `error` (a failed attempt, never cached); the token counts and the cost go
+through `accounting.checked_usage` (`believable` False: they could not be true and are
+counted as 0); the text is scrubbed of every key promptc sent (a proxy may echo its
+request headers in the answer) before anything stores or shows it.
+
+Typed outputs: record/list/json outputs send their JSON schema as `response_format`, and
+enum outputs a one-field object schema (`endpoint.enum_schema`, unwrapped from the reply),
+where the provider takes one (`endpoint.supports_schema`); elsewhere the prompt's JSON
+instruction and the tolerant parser do the work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptc.runtime import endpoint as endpoints
+from promptc.runtime import hosted, providers
+from promptc.runtime.accounting import checked_usage, reported_tokens
+from promptc.runtime.failures import scrub
+from promptc.runtime.records import CallRequest, CallResult
+from promptc.runtime.workers import Answer
+
+
+def litellm_kwargs(req: CallRequest, extra_params: dict[str, Any], timeout: float, litellm: Any = None) -> dict[str, Any]:
+    """The `litellm.completion` arguments of `req` (see engine.py for what each provider gets)."""
+    ep = req.endpoint
+    kwargs: dict[str, Any] = {
+        **extra_params,
+        **endpoints.litellm_params(ep, req.model),
+        "model": req.model,
+        "messages": [dict(m) for m in req.messages],
+        "temperature": req.temperature,
+        "max_tokens": req.max_tokens,
+        "seed": req.seed,
+        "timeout": timeout,
+        "num_retries": 0,
+        "max_retries": 0,
+    }
+    if req.top_p is not None:
+        kwargs["top_p"] = req.top_p
+    if providers.is_custom(req.model):
+        if req.response_format is not None:
+            kwargs["response_format"] = to_response_format(req.response_format)
+        providers.register_price(req.model)
+        kwargs["extra_body"] = {"promptc": {"choices": list(req.choices)}}
+    elif (req.response_format is not None or req.choices) and endpoints.supports_schema(
+        litellm or providers.ensure_litellm(), req.model, ep
+    ):
+        schema = req.response_format if req.response_format is not None else endpoints.enum_schema(req.choices)
+        kwargs["response_format"] = to_response_format(schema)
+    return kwargs
+
+
+def read_response(litellm: Any, req: CallRequest, resp: Any) -> tuple[CallResult, bool]:
+    """(the answer of `resp`, or a result with `error`; whether its usage was believable)."""
+    if isinstance(resp, Answer):  # from a worker process
+        text, problem = resp.text, None
+        prompt, completion, cost = resp.prompt_tokens, resp.completion_tokens, resp.cost
+    else:
+        try:
+            choices = resp.choices
+            text = choices[0].message.content if choices else None
+            problem = "a response with no choices" if not choices else None
+        except (AttributeError, IndexError, KeyError, TypeError):
+            text, problem = None, "a malformed response (no message in its first choice)"
+        prompt = completion = cost = None
+    if problem is None and not isinstance(text, str):
+        problem = "a response with no text content"
+    elif problem is None and text == "":
+        problem = "an empty answer"
+    if problem is not None:
+        return CallResult(text=None, error=f"{problem} from {req.model}"), True
+    if not isinstance(resp, Answer):
+        prompt, completion = reported_tokens(getattr(resp, "usage", None))
+        cost = 0.0 if providers.is_custom(req.model) else hosted.cost(litellm, resp, req.model)
+    prompt, completion, cost, believable = checked_usage(
+        prompt, completion, cost, req.messages, req.max_tokens, text, req.response_format
+    )
+    text = scrub(text, shapes=False)
+    if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
+        text = endpoints.unwrap_enum(text)  # sent as enum_schema, or free text: both fine
+    return CallResult(text=text, prompt_tokens=prompt, completion_tokens=completion, cost=cost), believable
+
+
+def to_response_format(schema: dict) -> dict:
+    """The litellm/OpenAI response_format for a JSON schema (already wrapped ones pass)."""
+    if schema.get("type") in ("json_schema", "json_object") and ("json_schema" in schema or schema["type"] == "json_object"):
+        return schema
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
