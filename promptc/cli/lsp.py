@@ -12,6 +12,9 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", metavar="FILE", help="write the server's log to FILE (stdout is the protocol)")
+    parser.add_argument(
+        "--trust", action="store_true", help="import the Python the documents `use` (default: read it, never run it)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -24,5 +27,5 @@ def main(args: argparse.Namespace) -> int:
         logging.basicConfig(filename=args.log, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from promptc.lsp import serve
 
-    serve()
+    serve(trust=args.trust)
     return 0

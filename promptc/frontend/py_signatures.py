@@ -37,7 +37,7 @@ from attrs import Factory, field, frozen
 from promptc.bind import BindError
 from promptc.types import BOOL, FLOAT, INT, JSON, TEXT, Type, enum, list_of
 
-__all__ = ["Signature", "SignatureError", "read_signatures", "read_file", "MAX_SOURCE_BYTES"]
+__all__ = ["Signature", "SignatureError", "read_signatures", "read_file", "other_bindings", "MAX_SOURCE_BYTES"]
 
 MAX_SOURCE_BYTES = 4 * 1024 * 1024  # a `use`d Python file bigger than this is not read
 _MAX_DEPTH = 32  # nesting of annotations, aliases and string annotations read before giving up
@@ -113,6 +113,16 @@ def read_signatures(path: Path, text: str) -> dict[str, Signature]:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             out[stmt.name] = _signature(stmt, names, lines)
     return out
+
+
+def other_bindings(text: str) -> frozenset[str]:
+    """The module-level names `text` binds other than by `def` (imports, assignments,
+    classes): what only running the file could tell the type of. Empty if it does not parse."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return frozenset()
+    return frozenset(name for stmt in tree.body for name in _bound_names(stmt))
 
 
 # -- one function ------------------------------------------------------------------------
