@@ -89,11 +89,19 @@ def confined_file(module: str, root: Path) -> Path:
     if ".." in rel.parts or ".." in module.replace("\\", "/").split("/"):
         raise BindError(f"refusing to import '{module}' named by the artifact: a path out of its folder{hint}")
     base = root.resolve()
-    path = (base / rel).resolve()
+    try:  # a NUL, a name too long, a symlink loop: no file to import
+        path = (base / rel).resolve()
+        found = path.is_relative_to(base) and path.is_file()
+    except (OSError, RuntimeError, ValueError) as e:
+        raise BindError(f"cannot use module file {module[:200]!r} named by the artifact ({type(e).__name__}: {str(e)[:200]})") from None
     if not path.is_relative_to(base):
         raise BindError(f"refusing to import '{module}' named by the artifact: it resolves outside the artifact's folder{hint}")
-    if not path.is_file():
-        raise BindError(f"cannot find module file '{module}' in the artifact's folder {base}")
+    if not found:
+        raise BindError(
+            f"cannot find module file '{module}' in the artifact's folder {base}: copy '{module}' next to the "
+            "artifact, or, from code that imports the workflow's module, put the trained params on it with "
+            "`WORKFLOW.load(path)` (or `promptc.load(path, workflow=WORKFLOW)`)"
+        )
     return path
 
 
