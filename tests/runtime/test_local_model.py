@@ -117,14 +117,22 @@ def test_repeated_choices_and_schema_reuse_their_grammar(engine):
     assert model.grammars_built == before + 2
 
 
-def test_llama_threads_leave_a_core_free(monkeypatch):
+def test_one_single_threaded_instance_per_core(monkeypatch):
     monkeypatch.delenv(local.ENV_THREADS, raising=False)
+    monkeypatch.delenv(local.ENV_INSTANCES, raising=False)
     monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
-    assert local.llama_threads() == 1
+    assert (local.local_instances(), local.llama_threads()) == (2, 1)
     monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert local.llama_threads() == 4
-    monkeypatch.setenv(local.ENV_THREADS, "3")
-    assert local.llama_threads() == 3
+    assert (local.local_instances(), local.llama_threads()) == (local.MAX_INSTANCES, 1)
+    monkeypatch.setenv(local.ENV_THREADS, "3")  # threads given: the cores hold 5 such instances
+    assert (local.local_instances(), local.llama_threads()) == (5, 3)
+    monkeypatch.delenv(local.ENV_THREADS)
+    monkeypatch.setenv(local.ENV_INSTANCES, "2")  # instances given: they share the cores
+    assert (local.local_instances(), local.llama_threads()) == (2, 8)
+    monkeypatch.setenv(local.ENV_THREADS, "1")
+    assert (local.local_instances(), local.llama_threads()) == (2, 1)
+    monkeypatch.setenv(local.ENV_INSTANCES, "many")  # not an integer: ignored
+    assert local.local_instances() == local.MAX_INSTANCES
 
 
 def test_json_schema_constrains_the_answer(engine):
