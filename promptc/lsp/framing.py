@@ -15,7 +15,7 @@ incremental parser that
   wherever it is in the stream (a body that was not newline-terminated runs into it);
 - checks the body is JSON; when it is not because the announced length was wrong, takes
   the JSON value the body starts with and reads on from its end (too long a length), or
-  skips to the next header (too short);
+  skips to the next header, which may start inside what was read (too short, or cut);
 - never waits for bytes that are not coming: `stale()`, called when the stream has been
   idle for `IDLE_SECONDS` inside a body, ends that body with what arrived.
 
@@ -178,10 +178,9 @@ class Framer:
             out.append(Message(first))
             self.buf[0:0] = body[len(first):]
             return
-        at = _LENGTH_NAME.search(body)
-        if at is not None:  # too short a length (or garbage) before the next header
-            self.buf[0:0] = body[at.start():]
-        out.append(Problem(f"a message body that is not JSON ({len(body)} bytes: {_shown(body)})"))
+        # too short a length, a cut body, garbage: the next header may start inside it
+        self.buf[0:0] = body
+        self._resync(out, f"a message body that is not JSON ({len(body)} bytes: {_shown(body)})")
 
     def _resync(self, out: list[Event], why: str, drop: int = 0) -> None:
         del self.buf[:drop]
