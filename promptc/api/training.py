@@ -21,6 +21,7 @@ from typing import Any, Callable, Coroutine, Mapping, TypeVar
 from attrs import frozen
 
 from promptc.api.targets import target
+from promptc.api import tracking
 from promptc.data import Dataset, as_dataset, check_data
 from promptc.ir import Program
 from promptc.optim.trainer import Trainer
@@ -85,11 +86,14 @@ async def aoptimize(
     fields: Mapping[str, str] | None = None,
     trust_code: bool = False,
     progress: Callable[[dict], None] | None = None,
+    mlflow: str | bool | None = None,
 ) -> Trained:
     """`optimize` for code already inside an event loop."""
     for name, value in (("steps", steps), ("batch_size", batch_size), ("proposals", proposals)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, not {value}")
+    if mlflow:
+        tracking.require()
     goal = target(workflow, trust_code=trust_code)
     program = goal.program
     sets = {"train": train, "val": val, **({"test": test} if test is not None else {})}
@@ -122,7 +126,7 @@ async def aoptimize(
         "steps": result.steps_done,
         "stopped": result.stopped,
     }
-    return Trained(
+    trained = Trained(
         workflow=Workflow(result.program, cache_dir=cache_dir, no_cache=no_cache, search_dirs=goal.search_dirs),
         program=result.program,
         source=result.source,
@@ -135,6 +139,13 @@ async def aoptimize(
         new_calls=result.new_calls,
         test_accounting=result.test_accounting,
     )
+    if mlflow:
+        options = dict(
+            steps=steps, batch_size=batch_size, proposals=proposals, threshold=threshold, max_calls=max_calls,
+            max_tokens=max_tokens, max_cost=max_cost, seed=seed, concurrency=concurrency, run_dir=trained.run_dir,
+        )
+        tracking.log_run(trained, options, mlflow)
+    return trained
 
 
 def optimize(workflow: Any, train: Any, val: Any, **kw: Any) -> Trained:
@@ -146,7 +157,8 @@ def optimize(workflow: Any, train: Any, val: Any, **kw: Any) -> Trained:
     (.jsonl, .json, .csv, .parquet, a saved dataset folder). The keywords are
     `aoptimize`'s: steps, batch_size, proposals, threshold, max_calls, max_tokens,
     max_cost, run_dir, out, seed, resume, concurrency, engine, cache_dir, no_cache,
-    timeouts, fields ({input: column}), trust_code, progress.
+    timeouts, fields ({input: column}), trust_code, progress, mlflow (True: log the run
+    to ./mlruns; a tracking URI; see promptc.api.tracking).
 
     Raises `promptc.DataError` (before any call) when a row lacks an input or the answer.
     Works inside a running event loop too (a notebook cell): it then runs on a worker thread.

@@ -21,7 +21,11 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from promptc import __version__
+    from promptc.cli import logs
+
     parser = argparse.ArgumentParser(prog="promptc", description="Compile and train LLM workflows.")
+    parser.add_argument("--version", action="version", version=f"promptc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -32,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.add_arguments(p)
+        if name != "lsp":
+            logs.add_arguments(p)
         p.set_defaults(_module=mod)
     return parser
 
@@ -42,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help(sys.stderr)
         return 2
+    if args.command != "lsp":
+        from promptc.cli import logs
+
+        logs.configure(args.verbose, args.log_file)
     return int(args._module.main(args) or 0)
 
 

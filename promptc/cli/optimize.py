@@ -17,7 +17,8 @@ Exit codes: 0 done (also when a budget stopped the run: the reason is printed),
 from __future__ import annotations
 
 import argparse
-import logging
+import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -47,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="samples run at once (default 8)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the call cache")
     parser.add_argument("--cache-dir", default=".promptc/cache", help="call cache folder (default .promptc/cache)")
+    parser.add_argument("--mlflow", nargs="?", const=True, metavar="TRACKING_URI",
+                        help="log the run to MLflow (default store ./mlruns; needs pip install 'promptc[mlflow]')")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object on stdout (the live display stays on stderr)")
     from promptc.cli.run import add_timeout_argument
 
     add_timeout_argument(parser)
@@ -100,7 +105,6 @@ def main(args: argparse.Namespace) -> int:
     except DataError as e:
         return _error(str(e))
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run_dir = Path(args.run_dir or f"runs/{program.workflow.name}")
     console = Console(stderr=True)
     state: dict = {}
@@ -131,24 +135,57 @@ def main(args: argparse.Namespace) -> int:
                     threshold=args.grad_threshold, max_calls=args.max_calls, max_tokens=args.max_tokens,
                     max_cost=args.max_cost, run_dir=run_dir, seed=args.seed, resume=args.resume,
                     concurrency=args.concurrency, out=args.out, cache_dir=args.cache_dir, no_cache=args.no_cache,
-                    timeouts=timeouts, progress=progress,
+                    timeouts=timeouts, progress=progress, mlflow=args.mlflow,
                 )  # fmt: skip
         finally:
             if not console.is_terminal:
                 console.line()  # rich ends its last frame with a newline on a terminal only
+    except KeyboardInterrupt:
+        return _interrupted(run_dir, args.resume)
     except (DataError, ValueError) as e:
         return _error(str(e))
     except Exception as e:  # a failure of the run itself: one line, not a traceback
         return _error(f"training failed: {type(e).__name__}: {e}")
-    _report(trained, run_dir)
+    if args.json:
+        _report(trained, run_dir, sys.stderr)
+        sys.stdout.write(json.dumps(_as_json(trained, run_dir)) + "\n")
+    else:
+        _report(trained, run_dir, sys.stdout)
     return 0
 
 
-def _report(trained, run_dir: Path) -> None:
+def _interrupted(run_dir: Path, resuming: bool) -> int:
+    """Ctrl-C: one line naming the checkpoint and the command that continues; exit 130."""
+    argv = [a for a in sys.argv[1:]]
+    command = " ".join(shlex.quote(a) for a in ["promptc", *argv, *([] if resuming else ["--resume"])])
+    checkpoint = run_dir / "checkpoint.msgpack"
+    where = f"the last checkpoint is {checkpoint}" if checkpoint.exists() else "no round had finished"
+    sys.stderr.write(f"promptc optimize: interrupted; {where}; continue with: {command}\n")
+    return 130
+
+
+def _as_json(trained, run_dir: Path) -> dict:
+    totals = lambda table, key: sum(row.get(key, 0) for row in table.values())  # noqa: E731
+    return {
+        "stopped": trained.stopped,
+        "scores": dict(trained.scores),
+        "requests": totals(trained.accounting, "requests"),
+        "tokens": totals(trained.accounting, "prompt_tokens") + totals(trained.accounting, "completion_tokens"),
+        "cost": totals(trained.accounting, "cost"),
+        "new_calls": trained.new_calls,
+        "test_requests": totals(trained.test_accounting, "requests"),
+        "changed": list(trained.changed),
+        "artifact": str(trained.artifact) if trained.artifact else None,
+        "run_dir": str(run_dir),
+        "history": str(run_dir / "history.jsonl"),
+        "report": str(run_dir / "report.html"),
+    }
+
+
+def _report(trained, run_dir: Path, out) -> None:
     scores = trained.scores
     req = int(sum(c.get("requests", 0) for c in trained.accounting.values()))
     tok = int(sum(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in trained.accounting.values()))
-    out = sys.stdout
     out.write(f"{trained.stopped}: validation {scores['start_val']:.3f} -> {scores['best_val']:.3f}")
     if scores["test_best"] is not None:
         out.write(f", test {scores['test_start']:.3f} -> {scores['test_best']:.3f}")
