@@ -156,3 +156,22 @@ def test_a_decorated_workflow_trains_saves_and_loads_in_another_process(tmp_path
     second = run("load")
     assert second.returncode == 0, second.stderr
     assert second.stdout.split() == ['"LOC"', '"HUM"']  # the trained instruction, the module's own `tidy`
+
+
+def test_parquet_saved_datasets_and_dataframes(task_file, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    datasets = pytest.importorskip("datasets")
+    pd = pytest.importorskip("pandas")
+    from promptc.data import read_data
+
+    _train, val = data()
+    pq.write_table(pa.Table.from_pylist(val), tmp_path / "val.parquet")
+    assert list(read_data(tmp_path / "val.parquet")) == val
+    datasets.Dataset.from_list(val).save_to_disk(str(tmp_path / "val_ds"))
+    assert list(read_data(tmp_path / "val_ds")) == val
+    frame = pd.DataFrame(val)
+    ev = promptc.evaluate(str(task_file), frame, cache_dir=tmp_path / "cache")
+    assert ev.n == 4 and ev.rows[2].expected == val[2]["answer"]
+    ev_ds = promptc.evaluate(str(task_file), datasets.Dataset.from_list(val), cache_dir=tmp_path / "cache")
+    assert ev_ds.score == ev.score
