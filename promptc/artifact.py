@@ -43,9 +43,9 @@ from typing import Any
 import msgpack
 
 from promptc.codec import Codec, CodecError
-from promptc.ir import Message, Model, Param, Program, check_model_option
+from promptc.ir import Demo, Function, Message, Model, Param, Program, check_model_option
 from promptc.types import SCALARS, Type
-from promptc.verify import VerifyError, verify
+from promptc.verify import VerifyError, plain_data, verify
 
 MAGIC = "promptc-pfc"
 FORMAT = 2  # 1: positional converters (up to f0af8b3); 2: `promptc.codec`, records as field maps
@@ -144,12 +144,30 @@ def _model_options(m: Model) -> str | None:
     return None
 
 
+def _function_names(f: Function) -> str | None:
+    """Where a function is found: a module path no file system refuses outright, and a
+    plain Python name in it (not a dunder: `__class__` of a module is callable too)."""
+    if not f.module or "\x00" in f.module:
+        return f"has no usable module name ({_clip(repr(f.module), 60)})"
+    if not f.attr.isidentifier() or (f.attr.startswith("__") and f.attr.endswith("__")):
+        return f"names {_clip(repr(f.attr), 60)}, which is not a function's name"
+    return None
+
+
+def _demo_data(d: Demo) -> str | None:
+    if plain_data(d.inputs) and plain_data(d.output):
+        return None
+    return "holds a value that is not plain data (text, numbers, bools, lists, maps with text keys)"
+
+
 # record class -> a rule its values keep beyond their field types (None, or what a breach is)
 _CHECKS = {
     Type: lambda t: None if _valid_type(t) else f"is not a valid type: kind {_clip(repr(t.kind), 60)}",
     Param: lambda p: None if p.kind in ("prompt", "demos") else f"has unknown kind {_clip(repr(p.kind), 60)}",
     Message: lambda m: None if m.role in _ROLES else f"has unknown role {_clip(repr(m.role), 60)}",
     Model: _model_options,
+    Function: _function_names,
+    Demo: _demo_data,
 }
 _ROLES = ("system", "user", "assistant")
 CODEC = Codec(Program, _CHECKS)

@@ -61,7 +61,7 @@ _DATA = (str, int, float, bool, _NONE, list, tuple, dict)
 
 
 def _const(n: Node, v: "_Verifier") -> str | None:
-    return None if _plain_data(n.target) else "holds a constant that is not plain data (text, numbers, bools, lists, maps with text keys)"
+    return None if plain_data(n.target) else "holds a constant that is not plain data (text, numbers, bools, lists, maps with text keys)"
 
 
 def _llm(n: Node, v: "_Verifier") -> str | None:
@@ -121,8 +121,9 @@ def _shape_problem(n: Node, v: "_Verifier") -> str | None:
     return None if s.check is None else s.check(n, v)
 
 
-def _plain_data(value: Any) -> bool:
-    """Whether `value` is plain data (what a constant may be), walked without recursion."""
+def plain_data(value: Any) -> bool:
+    """Whether `value` is plain data (what a constant or a demo may hold: text, numbers,
+    bools, None, lists and tuples, maps with text keys), walked without recursion."""
     stack = [value]
     while stack:
         x = stack.pop()

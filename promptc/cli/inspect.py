@@ -39,11 +39,13 @@ def _need(ok: bool, what: str) -> None:
 def _check_param_data(name: Any, d: Any) -> None:
     _need(isinstance(name, str) and isinstance(d, dict), "source_params must map names to param values")
     _need(isinstance(d.get("kind", ""), str) and isinstance(d.get("text", ""), str), f"source param {name!r} is malformed")
+    nearest = d.get("nearest", 0)
+    _need(type(nearest) is int and 0 <= nearest < 2**31, f"the nearest setting of source param {name!r} is not a count")
     demos = d.get("demos", [])
     _need(isinstance(demos, (list, tuple)), f"the demos of source param {name!r} are not a list")
     for x in demos:
-        _need(isinstance(x, dict) and isinstance(x.get("inputs", []), (list, tuple)), f"a demo of {name!r} is malformed")
-        for kv in x.get("inputs", []):
+        _need(isinstance(x, dict) and isinstance(x.get("inputs"), (list, tuple)) and "output" in x, f"a demo of {name!r} is malformed")
+        for kv in x["inputs"]:
             _need(isinstance(kv, (list, tuple)) and len(kv) == 2 and isinstance(kv[0], str), f"a demo input of {name!r} is malformed")
 
 
@@ -120,27 +122,38 @@ def _show_user_code(program: Any, file: str, show: Any) -> None:
             verdict = "in the artifact's folder"
         except BindError as e:
             verdict = "refused unless --trust-code: " + str(e).split(": ", 1)[-1].split(";")[0]
-        show(f"  {module} ({verdict})")
+        show(f"  {_short(module, 200)} ({_short(verdict, 200)})")
 
 
 def main(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    from promptc.params_view import param_text, params_to_data
-
     try:
         from promptc.artifact import load_artifact
 
         program, extra = load_artifact(args.file)
         extra = _check_extra(extra or {})
     except _Malformed as e:
-        sys.stderr.write(f"promptc inspect: error: {args.file}: malformed .pfc extra section ({e})\n")
+        sys.stderr.write(f"promptc inspect: error: {args.file}: malformed .pfc extra section ({_short(str(e), 300)})\n")
         return 1
     except Exception as e:  # ArtifactError, OSError: one line
-        sys.stderr.write(f"promptc inspect: error: {e}\n")
+        sys.stderr.write(f"promptc inspect: error: {_short(str(e), 600)}\n")
         return 1
+    try:
+        _show(program, extra, args)
+    except Exception as e:  # what the checks above missed: still one line, never a traceback
+        sys.stdout.flush()
+        sys.stderr.write(f"promptc inspect: error: {args.file}: cannot show this artifact ({type(e).__name__}: {_short(str(e), 300)})\n")
+        return 1
+    return 0
+
+
+def _show(program: Any, extra: dict, args: argparse.Namespace) -> None:
+    """Print the artifact's params (diffed against the source's), user code, history."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from promptc.params_view import param_text, params_to_data
+
     console = Console(highlight=False)
     width = max(20, console.width - 2)
 
@@ -194,23 +207,30 @@ def main(args: argparse.Namespace) -> int:
         for k, v in sorted(filtered.items(), key=lambda kv: str(kv[0])):
             t.add_row(Text(_short(k)), Text(_short(_fmt(v))))
         console.print(t)
-    history = extra.get("history") or []
-    if history:
-        t = Table(title="history")
-        for col in ("step", "minibatch", "failing", "backward calls", "proposals", "accepted", "best val"):
-            t.add_column(col, justify="right")
+    _show_history(console, extra.get("history") or [], args.history, show)
+
+
+def _show_history(console: Any, history: list, proposals: bool, show: Any) -> None:
+    """The history table, then (with --history) every proposal of every step."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not history:
+        return
+    t = Table(title="history")
+    for col in ("step", "minibatch", "failing", "backward calls", "proposals", "accepted", "best val"):
+        t.add_column(col, justify="right")
+    for h in history:
+        cells = (
+            _fmt(h.get("step")), _fmt(h.get("minibatch_score")), _fmt(h.get("failing") or 0),
+            _fmt(h.get("backward_calls") or 0), str(len(h.get("proposals") or [])),
+            ", ".join(h.get("accepted") or []) or "-", _fmt(h.get("best")),
+        )
+        t.add_row(*(Text(_short(c)) for c in cells))
+    console.print(t)
+    if proposals:
         for h in history:
-            cells = (
-                _fmt(h.get("step")), _fmt(h.get("minibatch_score")), _fmt(h.get("failing") or 0),
-                _fmt(h.get("backward_calls") or 0), str(len(h.get("proposals") or [])),
-                ", ".join(h.get("accepted") or []) or "-", _fmt(h.get("best")),
-            )
-            t.add_row(*(Text(_short(c)) for c in cells))
-        console.print(t)
-        if args.history:
-            for h in history:
-                for p in h.get("proposals") or []:
-                    verdict = "accepted" if p.get("accepted") else p.get("reason") or "rejected"
-                    show(f"step {_fmt(h.get('step'))} {_fmt(p.get('param'))}: {verdict}")
-                    show(p.get("text") or "(no proposal)", "dim")
-    return 0
+            for p in h.get("proposals") or []:
+                verdict = "accepted" if p.get("accepted") else p.get("reason") or "rejected"
+                show(f"step {_fmt(h.get('step'))} {_fmt(p.get('param'))}: {verdict}")
+                show(p.get("text") or "(no proposal)", "dim")

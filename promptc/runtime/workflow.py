@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Coroutine, Iterable, Mapping, Sequence
@@ -34,7 +35,7 @@ from attrs import frozen
 from promptc.artifact import load_program, save as save_program
 from promptc.bind import ArtifactRoot, confine_calls
 from promptc.ir import Program
-from promptc.runtime.interpreter import Interpreter, forward
+from promptc.runtime.interpreter import Interpreter
 from promptc.runtime.records import Trace
 
 
@@ -155,16 +156,7 @@ class Workflow:
         """Run many samples concurrently. Errors are values: each `Result` has `.output`
         or `.error` (a missing or unknown input is an error of that sample too)."""
         batch = [dict(s) for s in samples]
-        self._interpreter()
-        traces = self._submit(
-            forward(
-                self._program,
-                batch,
-                self.engine,
-                concurrency=concurrency or self._concurrency,
-                search_dirs=self._search_dirs,
-            )
-        )
+        traces = self._submit(_rows(self._interpreter(), batch, concurrency or self._concurrency))
         return [Result(output=t.output, error=t.error, trace=t) for t in traces]
 
     def close(self) -> None:
@@ -209,7 +201,7 @@ class Workflow:
         # Built in the caller's thread: imports (litellm, user modules) never happen on
         # the loop thread, concurrently with the caller.
         if self._interp is None:
-            self._interp = Interpreter(self._program, self.engine, search_dirs=self._search_dirs)
+            self._interp = _RowInterpreter(self._program, self.engine, search_dirs=self._search_dirs)
         return self._interp
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -256,6 +248,42 @@ def load(
         search_dirs=search_dirs,
         concurrency=concurrency,
     )
+
+
+class _RowInterpreter(Interpreter):
+    """The interpreter of a served workflow: a node that raises what no handler expects
+    (a bug, or a program no check foresaw) fails its own sample with an error naming the
+    node, like any node error, and the other samples of a batch run on."""
+
+    async def run_node(self, node: Any, frame: Any) -> None:
+        start = time.perf_counter()
+        try:
+            await super().run_node(node, frame)
+        except Exception as e:
+            logging.getLogger(__name__).debug("node %s raised", node.name, exc_info=True)
+            self._fail(node, frame, _internal(e), start)
+
+
+async def _rows(interp: Interpreter, batch: list[dict[str, Any]], concurrency: int) -> list[Trace]:
+    """Every sample of `batch` through `interp`, `concurrency` at a time, in batch order;
+    a sample whose run raises (outside any node) is a failed sample, not a failed batch."""
+    sem = asyncio.Semaphore(max(1, int(concurrency)))
+
+    async def one(inputs: dict[str, Any]) -> Trace:
+        async with sem:
+            try:
+                return await interp.run(inputs)
+            except Exception as e:
+                logging.getLogger(__name__).debug("a sample raised", exc_info=True)
+                return Trace(inputs=tuple(inputs.items()), records=(), error=_internal(e))
+
+    return list(await asyncio.gather(*(one(s) for s in batch)))
+
+
+def _internal(e: Exception) -> str:
+    """One line for an exception no handler expected."""
+    text = " ".join(str(e).split())
+    return f"internal error ({type(e).__name__}: {text[:300]})"
 
 
 async def _cancel_pending() -> None:
