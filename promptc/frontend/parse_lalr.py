@@ -17,11 +17,12 @@ message. The driver never has to reproduce lark's errors.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Iterator
 
 from lark import Lark, Token
+from lark.lexer import PatternStr, UnlessCallback
 from lark.parsers.lalr_analysis import Shift
-from lark.utils import TextSlice
 
 
 class Refused(Exception):
@@ -34,12 +35,21 @@ _Reduce = tuple[int, str, "Callable[[list], Any] | None"]
 
 
 class _Lexer:
-    __slots__ = ("match", "callback", "newlines", "ignore")
+    """One state's scanner: lark's terminals for that state, in lark's order, as one regex;
+    lark's keyword check of a NAME (its `UnlessCallback`) as a dict lookup."""
+
+    __slots__ = ("match", "keywords", "newlines", "ignore")
 
     def __init__(self, basic: Any) -> None:
         scanner = basic.scanner  # built on first use; it also fills `basic.callback`
-        self.match = scanner.match
-        self.callback: dict[str, Callable[[Token], Token]] = dict(basic.callback)
+        pattern = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in scanner.terminals)
+        self.match = re.compile(pattern, basic.g_regex_flags).match
+        self.keywords: dict[str, dict[str, str]] = {}
+        for kind, cb in basic.callback.items():
+            words = getattr(cb, "scanner", None)
+            assert isinstance(cb, UnlessCallback) and words is not None, f"unexpected lexer callback for {kind}"
+            assert all(isinstance(t.pattern, PatternStr) and not t.pattern.flags for t in words.terminals)
+            self.keywords[kind] = {t.pattern.value: t.name for t in words.terminals}
         self.newlines: frozenset[str] = basic.newline_types
         self.ignore: frozenset[str] = basic.ignore_types
 
@@ -126,32 +136,40 @@ class Driver:
     def _tokens(self, text: str, stack: list[int]) -> Iterator[Token]:
         """lark's contextual lexer: the scanner of the parser's state when each token starts."""
         lexers = self.lexers
-        whole = TextSlice(text, 0, len(text))
+        new = str.__new__
         end = len(text)
         pos = 0
         line = 1
         line_start = 0
         while pos < end:
             lx = lexers[stack[-1]]
-            res = lx.match(whole, pos)
-            if not res:
+            m = lx.match(text, pos)
+            if m is None:
                 raise Refused
-            value, kind = res
+            kind = m.lastgroup
+            value = m.group()
             start, first_line, column = pos, line, pos - line_start + 1
-            pos += len(value)
+            pos = m.end()
             if kind in lx.newlines:
                 k = value.count("\n")
                 if k:
                     line += k
                     line_start = start + value.rindex("\n") + 1
-            cb = lx.callback.get(kind)
-            if kind in lx.ignore and cb is None:
+            if kind in lx.ignore:
                 continue
-            tok = Token(kind, value, start, first_line, column, line, pos - line_start + 1, pos)
-            if cb is not None:
-                tok = cb(tok)
-            if kind not in lx.ignore:
-                yield tok
+            words = lx.keywords.get(kind)
+            if words is not None:
+                kind = words.get(value, kind)
+            tok = new(Token, value)  # what Token(...) makes, without its argument checks
+            tok.type = kind
+            tok.value = value
+            tok.start_pos = start
+            tok.line = first_line
+            tok.column = column
+            tok.end_line = line
+            tok.end_column = pos - line_start + 1
+            tok.end_pos = pos
+            yield tok
 
 
 def _passes_child(rule: Any, callback: Callable[[list], Any]) -> bool:
