@@ -10,7 +10,11 @@ Prints the mean score and a summary line on stdout:
 
     exact_match 0.650 · n=20 · errors 0 · calls 20 (cache hits 0) · tokens 3,456 in / 40 out
 
-`--out FILE.jsonl` also writes one row per sample: output, expected, score, error.
+`--out FILE.jsonl` also writes one row per sample: output, expected, score, error, as
+each row finishes (in dataset order), so a stopped run keeps what it finished (with an
+llm judge as the metric, the rows are written once the judge has scored them all).
+A model that fails call after call ends the eval early (runtime/breaker.py): one line
+naming it and its last error, exit 1.
 Exit codes: 0 ok, 1 a compile/load/run error, 2 bad usage.
 """
 
@@ -21,6 +25,7 @@ import sys
 
 from promptc.cli.run import (
     CliError,
+    RowWriter,
     add_engine_arguments,
     calls_summary,
     escape,
@@ -74,25 +79,28 @@ def _main(args: argparse.Namespace) -> int:
     if not any(field in row for row in batch):
         raise CliError(f"{args.data}: no row has the expected-answer field '{field}'")
     engine = make_cli_engine(args)
-    traces = run_batch(program, batch, engine, args.concurrency, search_dirs, label="evaluating")
-    if isinstance(metric, Judge):  # an llm judge: its calls go to the same engine
-        import asyncio
+    judge = isinstance(metric, Judge)  # an llm judge: its calls go to the same engine
+    scores: list = [None] * len(batch)
 
-        scores = asyncio.run(ascore(program, traces, batch, metric, engine=engine))
-    else:
-        scores = score(program, traces, batch, metric)
+    def row(i: int, t: object) -> dict:
+        return {"output": t.output, "expected": batch[i].get(field), "score": scores[i], "error": t.error}
+
+    with RowWriter(args.out) if args.out else _NoRows() as out:
+
+        def finished(i: int, t: object) -> None:
+            if not judge:
+                scores[i] = score(program, [t], [batch[i]], metric)[0]
+                out.add(i, row(i, t))
+
+        traces = run_batch(program, batch, engine, args.concurrency, search_dirs, label="evaluating", on_trace=finished)
+        if judge:
+            import asyncio
+
+            scores[:] = asyncio.run(ascore(program, traces, batch, metric, engine=engine))
+            for i, t in enumerate(traces):
+                out.add(i, row(i, t))
     mean = summarize(scores)
     errors = [t for t in traces if not t.ok]
-    if args.out:
-        from promptc.runtime.data import write_jsonl
-
-        write_jsonl(
-            args.out,
-            (
-                {"output": t.output, "expected": row.get(field), "score": s, "error": t.error}
-                for t, row, s in zip(traces, batch, scores)
-            ),
-        )
     out = Console(highlight=False, soft_wrap=True)
     out.print(escape(f"{name} {mean:.3f} · n={len(traces)} · errors {len(errors)} · {calls_summary(engine)}"))
     if errors:
@@ -100,3 +108,14 @@ def _main(args: argparse.Namespace) -> int:
         err.print(f"[dim]first error: {escape(errors[0].error)}[/dim]")
     sys.stdout.flush()
     return 0
+
+
+class _NoRows:
+    def __enter__(self) -> _NoRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def add(self, index: int, row: object) -> None:
+        pass

@@ -7,6 +7,11 @@ writes one JSON line per row, in order, `{"output": ..., "error": ...}` to `--ou
 stdout); failed samples are rows with an error, the exit code stays 0. A summary line
 (samples, errors, calls, cache hits, tokens) goes to stderr.
 
+Rows are written as they finish (in dataset order: a row waits for the rows before it),
+each line flushed, so an interrupted or stopped run keeps every row it finished. When the
+engine stops asking a model that failed call after call (runtime/breaker.py), the run
+ends there: one line naming the model and its last error, exit 1.
+
 `--input` values are parsed as JSON when they parse (`--input k=3`, `--input
 'ctx=[["t", ["s"]]]'`), else taken as text; a `text` input always keeps the raw string.
 Values are then cast to the declared input types.
@@ -106,17 +111,13 @@ def _main(args: argparse.Namespace) -> int:
         sys.stdout.write(format_value(trace.output) + "\n")
         return 0
 
-    from promptc.runtime.data import dumps_line, write_jsonl
-
     batch = read_data(args.data)
     engine = make_cli_engine(args)
-    traces = run_batch(program, batch, engine, args.concurrency, search_dirs)
-    rows = [{"output": t.output, "error": t.error} for t in traces]
-    if args.out:
-        write_jsonl(args.out, rows)
-    else:
-        for row in rows:
-            sys.stdout.write(dumps_line(row) + "\n")
+    with RowWriter(args.out) as out:
+        traces = run_batch(
+            program, batch, engine, args.concurrency, search_dirs,
+            on_trace=lambda i, t: out.add(i, {"output": t.output, "error": t.error}),
+        )
     errors = sum(1 for t in traces if not t.ok)
     line = f"n={len(traces)} · errors {errors} · {calls_summary(engine)}"
     if args.out:
@@ -127,18 +128,30 @@ def _main(args: argparse.Namespace) -> int:
 
 # -- shared with `promptc eval` ------------------------------------------------------
 def guarded(command: str, body: Any) -> int:
-    """Run a subcommand body: user errors print one line, never a traceback."""
+    """Run a subcommand body: user errors print one line, never a traceback; the library's
+    warnings (a cache that cannot be written, ...) print as `promptc CMD: warning: ...`."""
+    import logging
+
+    from promptc.runtime.failures import scrub
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"promptc {command}: warning: %(message)s"))
+    logger = logging.getLogger("promptc")
+    logger.addHandler(handler)
     try:
         return int(body() or 0)
     except CliError as e:
-        sys.stderr.write(f"promptc {command}: error: {e}\n")
+        sys.stderr.write(f"promptc {command}: error: {scrub(str(e))}\n")
         return e.code
     except KeyboardInterrupt:
         sys.stderr.write(f"promptc {command}: interrupted\n")
         return 130
     except Exception as e:  # a bug: one line, with what to report
-        sys.stderr.write(f"promptc {command}: internal error ({type(e).__name__}): {e}; please report it\n")
+        sys.stderr.write(f"promptc {command}: internal error ({type(e).__name__}): {scrub(str(e))}; please report it\n")
         return 1
+    finally:
+        logger.removeHandler(handler)
 
 
 def load_program(file: str, trust_code: bool = False) -> tuple[Any, tuple[Any, ...]]:
@@ -215,12 +228,16 @@ def read_data(path: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 
 def make_cli_engine(args: argparse.Namespace) -> Any:
+    from promptc.runtime.cache import CacheError
     from promptc.runtime.engine import make_engine
 
     kw: dict[str, Any] = {"no_cache": bool(args.no_cache), **parse_timeouts(args.timeout)}
     if args.cache_dir:
         kw["cache_dir"] = args.cache_dir
-    return make_engine(**kw)
+    try:
+        return make_engine(**kw)
+    except CacheError as e:
+        raise CliError(str(e)) from None
 
 
 def run_batch(
@@ -232,22 +249,20 @@ def run_batch(
     *,
     show_progress: bool = True,
     label: str = "running",
+    on_trace: Any = None,
 ) -> list[Any]:
-    """Run the forward program on a batch with a rich progress bar on stderr."""
+    """Run the forward program on a batch with a rich progress bar on stderr;
+    `on_trace(index, trace)` as each row finishes. The engine's circuit breaker ends the
+    batch (the rows still running are dropped) with its one line as a CliError."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from promptc.bind import BindError
-    from promptc.runtime.interpreter import ProgramError, forward
-
-    async def go(progress_cb: Any) -> list[Any]:
-        return await forward(
-            program, batch, engine, concurrency=concurrency, search_dirs=search_dirs, progress=progress_cb
-        )
+    from promptc.runtime.interpreter import ProgramError
 
     try:
         if not show_progress:
-            return asyncio.run(go(None))
+            return _run_rows(program, batch, engine, concurrency, search_dirs, None, on_trace)
         console = Console(stderr=True)
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -259,9 +274,101 @@ def run_batch(
             disable=not console.is_terminal,
         ) as bar:
             task = bar.add_task(label, total=len(batch))
-            return asyncio.run(go(lambda done, total: bar.update(task, completed=done)))
+            progress = lambda done: bar.update(task, completed=done)  # noqa: E731
+            return _run_rows(program, batch, engine, concurrency, search_dirs, progress, on_trace)
     except (ProgramError, BindError) as e:
         raise CliError(str(e)) from None
+
+
+def _run_rows(
+    program: Any, batch: list[dict[str, Any]], engine: Any, concurrency: int, search_dirs: Sequence[Path],
+    progress: Any, on_trace: Any,
+) -> list[Any]:
+    from promptc.runtime.interpreter import Interpreter
+
+    async def go() -> list[Any]:
+        interp = Interpreter(program, engine, search_dirs=search_dirs)
+        sem = asyncio.Semaphore(max(1, concurrency))
+        traces: list[Any] = [None] * len(batch)
+        done = 0
+
+        async def one(i: int, inputs: dict[str, Any]) -> None:
+            nonlocal done
+            async with sem:
+                traces[i] = await interp.run(inputs)
+            done += 1
+            if on_trace is not None:
+                on_trace(i, traces[i])
+            if progress is not None:
+                progress(done)
+
+        work = asyncio.ensure_future(asyncio.gather(*(one(i, row) for i, row in enumerate(batch))))
+        loop = asyncio.get_running_loop()
+        stop = engine.when_tripped(lambda _: loop.call_soon_threadsafe(work.cancel)) if hasattr(engine, "when_tripped") else None
+        try:
+            await work
+        except asyncio.CancelledError:
+            if getattr(engine, "tripped", None) is None:
+                raise
+        finally:
+            if stop is not None:
+                stop()
+        return traces
+
+    traces = asyncio.run(go())
+    tripped = getattr(engine, "tripped", None)
+    if tripped is not None:
+        raise CliError(tripped.message())
+    return traces
+
+
+class RowWriter:
+    """JSON Lines to a file (or stdout), one row at a time in index order, each flushed.
+
+    A row that holds text JSON cannot carry as UTF-8 (a lone surrogate from the dataset)
+    is written with \\u escapes instead of failing the file."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._next = 0
+        self._waiting: dict[int, Any] = {}
+        self._f: Any = None
+
+    def __enter__(self) -> RowWriter:
+        if self.path is None:
+            self._f = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
+        else:
+            target = Path(self.path)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(target, "wb")
+            except OSError as e:
+                raise CliError(f"cannot write {self.path}: {e.strerror or e}") from None
+        return self
+
+    def add(self, index: int, row: Any) -> None:
+        self._waiting[index] = row
+        while self._next in self._waiting:
+            self._write(self._waiting.pop(self._next))
+            self._next += 1
+
+    def _write(self, row: Any) -> None:
+        try:
+            line = (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        except UnicodeEncodeError:
+            line = (json.dumps(row, ensure_ascii=True, default=str) + "\n").encode("ascii")
+        if self._f is None:  # a text-only stdout (tests)
+            sys.stdout.write(line.decode("utf-8"))
+            sys.stdout.flush()
+            return
+        if self.path is None:
+            sys.stdout.flush()
+        self._f.write(line)
+        self._f.flush()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.path is not None and self._f is not None:
+            self._f.close()
 
 
 def calls_summary(engine: Any) -> str:
@@ -272,6 +379,9 @@ def calls_summary(engine: Any) -> str:
         line += f" · ${t.cost:.4f}"
     if t.retries:
         line += f" · retries {t.retries:,}"
+    warning = engine.accounting.usage_warning() if hasattr(engine.accounting, "usage_warning") else ""
+    if warning:
+        line += f" · warning: {warning}"
     return line
 
 

@@ -18,16 +18,29 @@ diskcache:
 - the file is one inspectable table (`sqlite3 .promptc/cache/calls.sqlite`).
 
 Connections are per thread (sqlite3 objects must not cross threads), opened lazily.
+
+A cache never stops a run (`Cache.mode` says what it does: "rw", "ro" or "off"):
+- a folder that cannot be created (under a file, under /proc, no permission) is a
+  `CacheError`: one line naming it, which the CLI prints;
+- a `calls.sqlite` that is not a database (garbage, a zero or damaged header, truncated,
+  a folder of that name) is set aside, renamed `calls.sqlite.corrupt-<time>` with a
+  warning, and a fresh one is started; one found damaged mid-run is left alone and the
+  cache is off for the rest of the run (one warning);
+- one that cannot be written (a read-only folder or file, a full disk, a lock held past
+  `timeout`, at open or at any `put`) is read from, and nothing new is stored (one warning
+  naming the folder); one that cannot even be read is off (one warning).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
+from urllib.parse import quote
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +48,11 @@ from attrs import frozen
 
 from promptc.runtime.records import CallRequest
 
+log = logging.getLogger(__name__)
+
 DEFAULT_DIR = ".promptc/cache"
 FILENAME = "calls.sqlite"
+MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -82,29 +98,108 @@ class CachedAnswer:
     cost: float = 0.0
 
 
+class CacheError(Exception):
+    """The cache folder cannot exist; the message names it."""
+
+
 class Cache:
     """A persistent map cache_key -> answer, shared safely by threads and processes."""
 
-    def __init__(self, directory: str | os.PathLike[str] = DEFAULT_DIR, *, timeout: float = 60.0) -> None:
+    def __init__(self, directory: str | os.PathLike[str] = DEFAULT_DIR, *, timeout: float = 10.0) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / FILENAME
         self._timeout = timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self._connect()  # create the schema now, so errors show up at construction
+        self.mode = "rw"
+        self._uri = f"file:{quote(str(self.path.absolute()))}"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CacheError(f"cache folder {self.directory}: cannot be created ({_reason(e)})") from None
+        if not self.directory.is_dir():
+            raise CacheError(f"cache folder {self.directory}: not a folder")
+        self._open()
+
+    # --- opening: corrupt files set aside, unwritable ones read --------------------------
+
+    def _open(self) -> None:
+        damage = _damage(self.path)
+        if damage is not None:
+            self._set_aside(damage)
+        try:
+            self._connect()  # create the schema now, so problems show up at construction
+            return
+        except sqlite3.OperationalError as e:
+            problem = e
+        except sqlite3.DatabaseError as e:  # not a database after all: set it aside, start afresh
+            self.close()
+            self._set_aside(str(e))
+            try:
+                self._connect()
+                return
+            except sqlite3.Error as again:
+                problem = again
+        self.close()
+        self._read_only(problem)
+
+    def _set_aside(self, why: str) -> None:
+        if self.mode == "off":
+            return
+        aside = self.path.with_name(f"{FILENAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        try:
+            os.replace(self.path, aside)
+            for extra in ("-wal", "-shm"):
+                side = self.path.with_name(FILENAME + extra)
+                if side.exists():
+                    os.replace(side, aside.with_name(aside.name + extra))
+        except OSError as e:
+            self._off(f"{self.path} is damaged ({why}) and cannot be set aside ({_reason(e)})")
+            return
+        log.warning("cache %s was damaged (%s): moved to %s, starting a fresh one", self.path, why, aside.name)
+
+    def _read_only(self, problem: BaseException) -> None:
+        """The cache cannot be written: read it if it can be read, else no cache."""
+        if self.mode == "off":
+            return
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            for suffix in ("?mode=ro", "?immutable=1"):
+                self._uri = f"file:{quote(str(self.path.absolute()))}{suffix}"
+                self.mode = "ro"
+                try:
+                    self._connect().execute("SELECT max(rowid) FROM calls").fetchone()
+                except sqlite3.Error:
+                    self.close()
+                    continue
+                log.warning("cache folder %s cannot be written (%s): reading answers from it, storing none",
+                            self.directory, _reason(problem))
+                return
+        self._off(f"cache folder {self.directory} cannot be used ({_reason(problem)})")
+
+    def _off(self, message: str) -> None:
+        if self.mode != "off":
+            self.mode = "off"
+            log.warning("%s: running without a cache", message)
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
+        if self.mode == "off":
+            raise sqlite3.OperationalError("the cache is off")
         # check_same_thread=False only so close() can close them all; each is used by its own thread.
-        conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
-        self._setup(conn, "PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        self._setup(conn, _SCHEMA)
+        conn = sqlite3.connect(self._uri, timeout=self._timeout, isolation_level=None, check_same_thread=False, uri=True)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            if self.mode == "rw":
+                self._setup(conn, "PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._setup(conn, _SCHEMA)
+                conn.execute("SELECT max(rowid) FROM calls").fetchone()  # reads the last page
+        except BaseException:
+            conn.close()
+            raise
         self._local.conn = conn
         with self._all_lock:
             self._all.append(conn)
@@ -131,20 +226,41 @@ class Cache:
             delay = min(delay * 2, 0.2)
 
     def get(self, key: str) -> CachedAnswer | None:
-        row = self._connect().execute(
-            "SELECT text, prompt_tokens, completion_tokens, cost FROM calls WHERE key = ?", (key,)
-        ).fetchone()
+        """The stored answer, or None (also when the cache cannot be read: a miss costs a call)."""
+        if self.mode == "off":
+            return None
+        try:
+            row = self._connect().execute(
+                "SELECT text, prompt_tokens, completion_tokens, cost FROM calls WHERE key = ?", (key,)
+            ).fetchone()
+        except sqlite3.OperationalError as e:  # locked past the timeout: this once, a miss
+            log.debug("cache read failed: %s", e)
+            return None
+        except sqlite3.DatabaseError as e:
+            self._off(f"cache {self.path} is damaged ({e})")
+            return None
         if row is None:
             return None
         return CachedAnswer(text=row[0], prompt_tokens=row[1], completion_tokens=row[2], cost=row[3])
 
     def put(self, key: str, model: str, answer: CachedAnswer) -> None:
-        """Store one answer; committed (and kill -9 safe) when this returns."""
-        self._connect().execute(
-            "INSERT OR REPLACE INTO calls (key, model, text, prompt_tokens, completion_tokens, cost, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, model, answer.text, answer.prompt_tokens, answer.completion_tokens, answer.cost, time.time()),
-        )
+        """Store one answer; committed (and kill -9 safe) when this returns. A cache that
+        cannot be written is read from now on (one warning)."""
+        if self.mode != "rw":
+            return
+        try:
+            self._connect().execute(
+                "INSERT OR REPLACE INTO calls (key, model, text, prompt_tokens, completion_tokens, cost, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, model, answer.text, answer.prompt_tokens, answer.completion_tokens, answer.cost, time.time()),
+            )
+        except sqlite3.OperationalError as e:  # read-only, full, locked past the timeout
+            if self.mode == "rw":
+                self.mode = "ro"
+                log.warning("cache folder %s cannot be written (%s): reading answers from it, storing no more",
+                            self.directory, _reason(e))
+        except sqlite3.DatabaseError as e:
+            self._off(f"cache {self.path} is damaged ({e})")
 
     def lookup(self, req: CallRequest) -> CachedAnswer | None:
         return self.get(cache_key(req))
@@ -153,17 +269,20 @@ class Cache:
         self.put(cache_key(req), req.model, answer)
 
     def __len__(self) -> int:
+        if self.mode == "off":
+            return 0
         return int(self._connect().execute("SELECT COUNT(*) FROM calls").fetchone()[0])
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
 
     def stats(self) -> dict[str, Any]:
-        rows = self._connect().execute("SELECT model, COUNT(*) FROM calls GROUP BY model").fetchall()
+        rows = [] if self.mode == "off" else self._connect().execute("SELECT model, COUNT(*) FROM calls GROUP BY model").fetchall()
         return {"path": str(self.path), "entries": sum(n for _, n in rows), "by_model": dict(rows)}
 
     def clear(self) -> None:
-        self._connect().execute("DELETE FROM calls")
+        if self.mode == "rw":
+            self._connect().execute("DELETE FROM calls")
 
     def close(self) -> None:
         with self._all_lock:
@@ -174,3 +293,39 @@ class Cache:
 
     def __repr__(self) -> str:
         return f"Cache({str(self.path)!r})"
+
+
+def _damage(path: Path) -> str | None:
+    """Why `path` cannot be an sqlite database (None: it can, or it does not exist yet).
+    Cheap: the 100-byte header and the file's size, never a scan."""
+    if not os.path.lexists(path):
+        return None
+    if path.is_dir():
+        return "a folder, not a file"
+    if not path.is_file():
+        return "not a regular file"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError:
+        return None  # unreadable: opening it says so
+    if size == 0:
+        return None  # sqlite makes an empty file a new database
+    if len(head) < 100 or not head.startswith(MAGIC):
+        return "not an sqlite database"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1):
+        return "a damaged header"
+    pages = int.from_bytes(head[28:32], "big")
+    valid = head[24:28] == head[92:96]  # the page count is valid only then
+    if size % page or (valid and pages and size < page * pages):
+        return f"truncated: {size:,} bytes of {page * pages:,}"
+    return None
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
