@@ -33,10 +33,11 @@ class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process):
         self.proc = proc
         self.next_id = 0
+        self.killed = False
 
     @property
     def alive(self) -> bool:
-        return self.proc.returncode is None
+        return not self.killed and self.proc.returncode is None
 
     async def ask(self, source: str, file: str) -> dict[str, Any]:
         self.next_id += 1
@@ -47,14 +48,17 @@ class _Worker:
             await self.proc.stdin.drain()
             answer = await self.proc.stdout.readline()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
+            self.kill()
             raise WorkerGone(str(e)) from None
         if not answer:
+            self.killed = True
             code = await self.proc.wait()
             raise WorkerGone(f"exit code {code}")
         return json.loads(answer)
 
     def kill(self) -> None:
-        if self.alive:
+        self.killed = True
+        if self.proc.returncode is None:
             try:
                 self.proc.kill()
             except ProcessLookupError:
@@ -70,6 +74,7 @@ class CompilePool:
         self._running: dict[str, _Worker] = {}
         self._spare: list[_Worker] = []
         self._starting: asyncio.Task | None = None
+        self._booting: _Worker | None = None
         self._closed = False
 
     def start(self) -> None:
@@ -83,6 +88,9 @@ class CompilePool:
             if self._version.get(uri) != version or self._closed:
                 return None
             worker = await self._take()
+            if self._version.get(uri) != version or self._closed:
+                self._release(worker)
+                return None
             self._running[uri] = worker
             try:
                 answer = await asyncio.wait_for(worker.ask(source, file), self.timeout)
@@ -111,9 +119,10 @@ class CompilePool:
 
     async def close(self) -> None:
         self._closed = True
-        for w in [*self._running.values(), *self._spare]:
+        workers = [*self._running.values(), *self._spare, *([self._booting] if self._booting else [])]
+        for w in workers:
             w.kill()
-        for w in [*self._running.values(), *self._spare]:
+        for w in workers:
             try:
                 await asyncio.wait_for(w.proc.wait(), 5)
             except asyncio.TimeoutError:
@@ -153,9 +162,16 @@ class CompilePool:
         proc = await asyncio.create_subprocess_exec(
             *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=_LINE_LIMIT
         )
-        w = _Worker(proc)
-        if self._closed:
+        w = self._booting = _Worker(proc)
+        assert proc.stdout is not None
+        try:
+            ready = await proc.stdout.readline()  # the worker has imported the compiler
+        finally:
+            self._booting = None
+        if self._closed or not ready:
             w.kill()
+            if not ready:
+                log.error("a compile worker did not start (exit code %s)", await proc.wait())
             return
         self._spare.append(w)
 

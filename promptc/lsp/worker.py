@@ -14,7 +14,8 @@ fail with an error instead of running it. The protocol streams are private file
 descriptors: fd 0 and 1 point at /dev/null and stderr, so code that reads stdin or prints
 (a trusted user module at import) cannot corrupt the conversation.
 
-Request: `{"id": N, "source": TEXT, "file": PATH}`. Answer: `{"id": N, "diagnostics":
+Once ready (the compiler imported, the parser built) it writes `{"ready": true}`. Request:
+`{"id": N, "source": TEXT, "file": PATH}`. Answer: `{"id": N, "diagnostics":
 [[severity, message, span], ...], "index": Index-as-JSON}`, or `{"id": N, "crash": TEXT}`.
 """
 
@@ -37,7 +38,13 @@ _OWN_PACKAGES = ("promptc", "promptc.stdlib", "promptc.grammar")
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _serve(sys.argv[1:] if argv is None else argv)
+    except (BrokenPipeError, KeyboardInterrupt):  # the server is gone: nothing to answer
+        return 0
+
+
+def _serve(argv: list[str]) -> int:
     trust = "--trust" in argv
     requests, answers = _private_streams()
     _limit_memory()
@@ -46,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from promptc.lsp.analysis import analyze, build_index
     from promptc.lsp.index import span_json, to_json
 
+    analyze("workflow w(q: text) -> text { return q }\n", "<warm-up>", trust=trust)  # builds the parser
+    _write(answers, {"ready": True})
     for line in requests:
         if not line.strip():
             continue
