@@ -15,6 +15,13 @@ at most one batch.
 Budgets count requests, not only the calls that reached a model: a resumed run (whose
 earlier requests come from the cache) stops exactly where the uninterrupted run did.
 
+A batch of calls (a forward pass, a backward pass, one proposal) is bracketed by
+`spending()`: it raises `BudgetExhausted` before the batch if the budget is already spent,
+and after it if any of its calls was refused, so the trainer abandons the round:
+
+    with metered.spending():
+        traces = await forward(program, rows, metered)
+
 The test evaluation at the end of a run uses its own `Budgeted` with no limits and its
 own accounting, so it is never refused by the training budget and is reported apart.
 """
@@ -22,6 +29,8 @@ own accounting, so it is never refused by the training budget and is reported ap
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from attrs import frozen
 
@@ -94,6 +103,14 @@ class Budgeted:
             )
             self._reserved -= 1
         return res
+
+    @contextmanager
+    def spending(self) -> Iterator[None]:
+        """Around a batch of calls: `check()` before it, `verify()` after it (not when the
+        batch raised: its own exception goes on)."""
+        self.check()
+        yield
+        self.verify()
 
     def check(self) -> None:
         """Before a batch of calls: raise `BudgetExhausted` if a request was refused or a

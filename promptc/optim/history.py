@@ -1,12 +1,15 @@
-"""History entries: one JSON-able dict per training step (what `history.jsonl` holds).
+"""The history of a training run: one typed `Round` per round, with its `Attempt`s.
 
-`Round` is one entry as the trainer builds it, with its `Attempt`s; `Round.to_data()` is
-the dict.
+The trainer builds `Round` records and keeps them in its state (promptc.optim.state),
+which the checkpoint saves through the codec like any other record. `entry(round)` is the
+one view of a round as a JSON-able dict: what `history.jsonl`, the `.pfc`'s `history`
+extra, the report and `promptc inspect --history` read. Its keys:
 
-Keys: step, batch (train indices), minibatch_scores, minibatch_score, failing,
-backward_calls, gradients ({param: count}), proposals ([{param, kind, index, text,
-reason, failing_before, failing_after, val, val_complete, accepted}]), accepted (param
-names), val, best, accounting ({phase: {requests, errors, prompt_tokens,
+step, kind, batch (train indices), minibatch_scores, minibatch_score, failing,
+backward_calls, gradients ({param: count}), proposals ([{param, kind, text, accepted,
+reason, rejections, val, val_rows, failing_before, failing_after, gain, race, signature}],
+the last five only when known), accepted (param names), filtered ({filter: replies
+refused}), val, best, accounting ({phase: {requests, errors, prompt_tokens,
 completion_tokens, cost}}), seconds.
 """
 
@@ -14,10 +17,43 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from attrs import field, frozen
 
+from promptc.runtime.accounting import Accounting
+
 VOLATILE = ("seconds",)
+
+
+@frozen
+class Race:
+    """How a demo search went (successive halving on training rows)."""
+
+    entrants: int
+    first_rows: int
+    evaluations: int  # (candidate, row) evaluations run
+    standing: tuple[tuple[str, float, int], ...]  # (what, mean, rows) per entrant, best first (at most 8)
+
+
+@frozen
+class Spend:
+    """What one phase of a round asked for (requests count cache hits: a resumed run's
+    history is the uninterrupted run's)."""
+
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+def spent(acc: Accounting) -> dict[str, Spend]:
+    """`acc` by phase."""
+    return {
+        p: Spend(c.requests, c.errors, c.prompt_tokens, c.completion_tokens, float(c.cost))
+        for p, c in acc.by_phase().items()
+    }
 
 
 @frozen
@@ -25,34 +61,23 @@ class Attempt:
     """One proposal and what became of it (a history entry's `proposals` item)."""
 
     param: str
-    kind: str
-    text: str | None
+    kind: str  # "prompt" | "demos"
+    text: str | None  # None: the optimizer proposed nothing (see `reason`)
     accepted: bool = False
     reason: str = ""
     rejections: tuple[str, ...] = ()  # filters that refused optimizer replies on the way
-    failing_before: float | None = None
-    failing_after: float | None = None
-    val: float | None = None
+    failing_before: float | None = None  # the failing minibatch samples' total score, before
+    failing_after: float | None = None  # ... and with the candidate
+    val: float | None = None  # the candidate's mean on the validation rows it was scored on
     val_rows: int = 0
-    gain: float | None = None
-    info: dict = field(factory=dict)
-
-    def to_data(self) -> dict:
-        d = {
-            "param": self.param, "kind": self.kind, "text": self.text, "accepted": self.accepted,
-            "reason": self.reason, "rejections": list(self.rejections), "val": self.val, "val_rows": self.val_rows,
-        }
-        if self.failing_before is not None:
-            d["failing_before"], d["failing_after"] = self.failing_before, self.failing_after
-        if self.gain is not None:
-            d["gain"] = round(self.gain, 6)
-        d.update(self.info)
-        return d
+    gain: float | None = None  # mean paired gain over the incumbent (promptc.optim.gate)
+    race: Race | None = None  # a demo search's race
+    signature: str | None = None  # a demo candidate's value (promptc.optim.race.Choice.key)
 
 
 @frozen
 class Round:
-    """One history entry."""
+    """One round of training (one history entry)."""
 
     step: int
     kind: str  # "demos" | "prompts"
@@ -62,27 +87,52 @@ class Round:
     minibatch_scores: tuple[float, ...] = ()
     failing: int = 0  # minibatch samples below the gradient threshold
     backward_calls: int = 0
-    gradients: dict = field(factory=dict)
-    accounting: dict = field(factory=dict)
+    gradients: dict[str, int] = field(factory=dict)  # gradients per param
+    accounting: dict[str, Spend] = field(factory=dict)  # by phase
     seconds: float = 0.0
 
     @property
     def accepted(self) -> list[str]:
         return [a.param for a in self.attempts if a.accepted]
 
-    def to_data(self) -> dict:
-        filters: dict[str, int] = {}
-        for a in self.attempts:
-            for f in a.rejections:
-                filters[f] = filters.get(f, 0) + 1
-        return {
-            "step": self.step, "kind": self.kind, "batch": list(self.batch),
-            "minibatch_scores": list(self.minibatch_scores),
-            "minibatch_score": (sum(self.minibatch_scores) / len(self.minibatch_scores)) if self.minibatch_scores else None,
-            "failing": self.failing, "backward_calls": self.backward_calls, "gradients": dict(self.gradients),
-            "proposals": [a.to_data() for a in self.attempts], "accepted": self.accepted, "filtered": filters,
-            "val": self.best, "best": self.best, "accounting": self.accounting, "seconds": self.seconds,
-        }
+
+def _proposal(a: Attempt) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "param": a.param, "kind": a.kind, "text": a.text, "accepted": a.accepted,
+        "reason": a.reason, "rejections": list(a.rejections), "val": a.val, "val_rows": a.val_rows,
+    }
+    if a.failing_before is not None:
+        d["failing_before"], d["failing_after"] = a.failing_before, a.failing_after
+    if a.gain is not None:
+        d["gain"] = round(a.gain, 6)
+    if a.race is not None:
+        r = a.race
+        d["race"] = {"entrants": r.entrants, "first_rows": r.first_rows, "evaluations": r.evaluations,
+                     "standing": [list(s) for s in r.standing]}
+    if a.signature is not None:
+        d["signature"] = a.signature
+    return d
+
+
+def entry(r: Round) -> dict[str, Any]:
+    """The round as a history entry (the keys of the module doc)."""
+    filters: dict[str, int] = {}
+    for a in r.attempts:
+        for f in a.rejections:
+            filters[f] = filters.get(f, 0) + 1
+    accounting = {
+        p: {"requests": s.requests, "errors": s.errors, "prompt_tokens": s.prompt_tokens,
+            "completion_tokens": s.completion_tokens, "cost": s.cost}
+        for p, s in r.accounting.items()
+    }
+    return {
+        "step": r.step, "kind": r.kind, "batch": list(r.batch),
+        "minibatch_scores": list(r.minibatch_scores),
+        "minibatch_score": (sum(r.minibatch_scores) / len(r.minibatch_scores)) if r.minibatch_scores else None,
+        "failing": r.failing, "backward_calls": r.backward_calls, "gradients": dict(r.gradients),
+        "proposals": [_proposal(a) for a in r.attempts], "accepted": r.accepted, "filtered": filters,
+        "val": r.best, "best": r.best, "accounting": accounting, "seconds": r.seconds,
+    }
 
 
 def stable(history: list[dict]) -> list[dict]:
@@ -101,3 +151,6 @@ def write_jsonl(path: str | Path, history: list[dict]) -> None:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
+__all__ = ["Attempt", "Race", "Round", "Spend", "entry", "read_jsonl", "spent", "stable", "write_jsonl"]

@@ -16,7 +16,9 @@ from pathlib import Path
 from attrs import field, frozen
 
 from promptc.ir import Program
-from promptc.optim import checkpoint, history as hist
+from promptc.optim import history as hist
+from promptc.optim.history import Round
+from promptc.params_view import params_to_data
 from promptc.runtime.accounting import Accounting
 
 
@@ -26,15 +28,20 @@ class Result:
     source: Program
     start_val: float
     best_val: float
-    history: tuple[dict, ...]
+    rounds: tuple[Round, ...]
     steps_done: int
     stopped: str
-    accounting: dict
+    accounting: dict  # phase_table of the training
     test_start: float | None = None
     test_best: float | None = None
     test_accounting: dict = field(factory=dict)
     artifact: str | None = None
     new_calls: int = 0  # requests of THIS process that reached a model (not the cache)
+
+    @property
+    def history(self) -> list[dict]:
+        """The rounds as history entries (what history.jsonl holds: promptc.optim.history.entry)."""
+        return [hist.entry(r) for r in self.rounds]
 
 
 def phase_table(acc: Accounting, *, stable: bool = False) -> dict:
@@ -66,19 +73,20 @@ def write(result: Result, run_dir: Path, out: Path) -> Path:
         "steps": result.steps_done,
         "stopped": result.stopped,
     }
+    history = result.history
     filters: dict[str, int] = {}
-    for h in result.history:
+    for h in history:
         for f, n in (h.get("filtered") or {}).items():
             filters[f] = filters.get(f, 0) + n
     extra = {
-        "history": hist.stable(list(result.history)),
+        "history": hist.stable(history),
         "scores": scores,
         "filtered": filters,
-        "source_params": checkpoint.params_to_data(result.source),
+        "source_params": params_to_data(result.source),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     artifact.save(result.program, out, extra=extra)
-    hist.write_jsonl(run_dir / "history.jsonl", list(result.history))
+    hist.write_jsonl(run_dir / "history.jsonl", history)
     accounting = dict(result.accounting)
     for phase, row in result.test_accounting.items():
         accounting[f"{phase} (not in the budget)"] = row
@@ -96,7 +104,7 @@ def write(result: Result, run_dir: Path, out: Path) -> Path:
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     (run_dir / "report.html").write_text(
-        report.render(result.source, result.program, list(result.history), scores, accounting, filters=filters),
+        report.render(result.source, result.program, history, scores, accounting, filters=filters),
         encoding="utf-8",
     )
     return out

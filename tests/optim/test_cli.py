@@ -167,7 +167,7 @@ def test_sigkill_then_resume(tmp_path):
     while time.time() < deadline:
         if ckpt.exists():
             try:
-                if checkpoint.load(tmp_path / "run")["step"] >= 1:
+                if checkpoint.load(tmp_path / "run", len(train), len(val)).step >= 1:
                     break
             except Exception:
                 pass

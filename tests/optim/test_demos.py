@@ -11,7 +11,7 @@ from attrs import evolve
 
 from promptc.compiler import compile_file
 from promptc.ir import Demo
-from promptc.optim import demos as demo_opt
+from promptc.optim import demos as demo_opt, race as race_lib
 from promptc.runtime.evaluate import score
 from promptc.runtime.interpreter import forward
 from tests.optim.helpers import Engine, trec_like
@@ -106,9 +106,9 @@ def _pool(labels_per_row):
 def test_candidate_sets_cover_the_labels_and_include_the_current_set():
     labels = ("A", "B", "C")
     pool = _pool(["A"] * 10 + ["B"] * 3 + ["C"] * 2)
-    current = demo_opt.Choice((Demo((("question", "q0"),), "A"),))
-    sets = demo_opt.candidates(pool, current, 6, labels, 12, random.Random(1))
-    assert sets[0] == current and sets[1] == demo_opt.Choice()  # the incumbent, and no demos at all
+    current = race_lib.Choice((Demo((("question", "q0"),), "A"),))
+    sets = race_lib.candidates(pool, current, 6, labels, 12, random.Random(1))
+    assert sets[0] == current and sets[1] == race_lib.Choice()  # the incumbent, and no demos at all
     assert len(sets) == 12 and len({s.signature() for s in sets}) == 12
     # the pool is big enough (15 >= 2 x 6) for nearest-neighbour choices at 6 and 3
     assert [(s.nearest, len(s.demos)) for s in sets[2:4]] == [(6, 15), (3, 15)]
@@ -123,16 +123,16 @@ def test_candidate_sets_cover_the_labels_and_include_the_current_set():
 def test_context_window_caps_the_set_size():
     pool = demo_opt.Pool(tuple(
         demo_opt.PoolEntry(Demo((("question", "x" * 300),), "A"), "labeled", i) for i in range(8)))
-    sets = demo_opt.candidates(pool, demo_opt.Choice(), 8, ("A",), 4, random.Random(0), context=500)
+    sets = race_lib.candidates(pool, race_lib.Choice(), 8, ("A",), 4, random.Random(0), context=500)
     assert max(s.nearest or len(s.demos) for s in sets) == 2  # ~112 tokens a demo, half of 500 holds 2
 
 
 def test_the_race_finds_the_best_set_and_never_scores_a_set_on_its_own_rows():
     pool = _pool(["A", "B"] * 20)
-    sets = demo_opt.candidates(pool, demo_opt.Choice(), 4, ("A", "B"), 12, random.Random(3))
+    sets = race_lib.candidates(pool, race_lib.Choice(), 4, ("A", "B"), 12, random.Random(3))
     good = sets[7]  # pretend this one fixed set is much better than the rest
     assert good.nearest == 0
-    seen: list[tuple[demo_opt.Choice, list[int]]] = []
+    seen: list[tuple[race_lib.Choice, list[int]]] = []
 
     async def evaluate(choice, rows):
         seen.append((choice, rows))
@@ -140,36 +140,36 @@ def test_the_race_finds_the_best_set_and_never_scores_a_set_on_its_own_rows():
 
     order = list(range(40))
     random.Random(0).shuffle(order)
-    result = asyncio.run(demo_opt.race(sets, pool, order, 4, evaluate))
+    result = asyncio.run(race_lib.race(sets, pool, order, 4, evaluate))
     assert result.winner == good and not result.is_current
     for choice, rows in seen:
         if not choice.nearest:
             assert not set(rows) & pool.rows(choice.demos)
-    assert result.calls_rows == sum(len(r) for _, r in seen) <= demo_opt.halving_cost(12, 4, 36)
+    assert result.calls_rows == sum(len(r) for _, r in seen) <= race_lib.halving_cost(12, 4, 36)
 
 
 def test_the_current_set_wins_ties():
     pool = _pool(["A", "B"] * 10)
-    sets = demo_opt.candidates(pool, demo_opt.Choice(), 2, ("A", "B"), 6, random.Random(0))
+    sets = race_lib.candidates(pool, race_lib.Choice(), 2, ("A", "B"), 6, random.Random(0))
 
     async def evaluate(choice, rows):
         return [0.5] * len(rows)
 
-    result = asyncio.run(demo_opt.race(sets, pool, list(range(20)), 2, evaluate))
-    assert result.is_current and result.winner == demo_opt.Choice()
+    result = asyncio.run(race_lib.race(sets, pool, list(range(20)), 2, evaluate))
+    assert result.is_current and result.winner == race_lib.Choice()
 
 
 def test_race_plans_fit_the_budget():
-    assert demo_opt.plan(None, 50) == demo_opt.plan(demo_opt.UNBOUNDED_RACE_CALLS, 50)
+    assert race_lib.plan(None, 50) == race_lib.plan(race_lib.UNBOUNDED_RACE_CALLS, 50)
     for budget in (30, 80, 160, 400):
-        count, first = demo_opt.plan(budget, 50)
-        assert demo_opt.halving_cost(count, first, 50) <= budget
-    assert demo_opt.plan(160, 50) == (8, 8)  # 160 calls: 8 sets, the first cut on 8 rows
-    assert demo_opt.plan(400, 50)[0] >= 12  # more calls: more sets
-    assert demo_opt.plan(5, 50) is None
+        count, first = race_lib.plan(budget, 50)
+        assert race_lib.halving_cost(count, first, 50) <= budget
+    assert race_lib.plan(160, 50) == (8, 8)  # 160 calls: 8 sets, the first cut on 8 rows
+    assert race_lib.plan(400, 50)[0] >= 12  # more calls: more sets
+    assert race_lib.plan(5, 50) is None
     # a workflow with three calls per row gets fewer candidates for the same budget
-    count, first = demo_opt.plan(160, 50, 3.0)
-    assert demo_opt.halving_cost(count, first, 50, 3.0) <= 160 and (count, first) != demo_opt.plan(160, 50)
+    count, first = race_lib.plan(160, 50, 3.0)
+    assert race_lib.halving_cost(count, first, 50, 3.0) <= 160 and (count, first) != race_lib.plan(160, 50)
 
 
 def test_nearest_demos_are_chosen_per_call_and_never_the_question_itself():
@@ -201,7 +201,7 @@ def test_a_nearest_pool_renders_per_call_and_survives_the_artifact(tmp_path):
     pool = tuple(Demo((("question", q),), lab) for q, lab in [
         ("How many legs does a spider have?", "NUM"), ("Who wrote Hamlet?", "HUM"),
         ("Where is Paris?", "LOC"), ("What is an atom?", "DESC")])
-    program = program.with_param(demo_opt.Choice(pool, 1).of(program.param("shots")))
+    program = program.with_param(race_lib.Choice(pool, 1).of(program.param("shots")))
     msgs = render_messages(program, program.llm("classify"), {"question": "Where is Rome?"})
     assert [m["content"] for m in msgs if m["role"] == "assistant"] == ["LOC"]
     artifact.save(program, tmp_path / "t.pfc")
@@ -213,21 +213,21 @@ def test_a_paired_race_draws_fixed_sets_from_the_rows_it_does_not_race_on():
     pool = _pool(["A", "B"] * 20)
     order = list(range(40))
     random.Random(2).shuffle(order)
-    race_rows, draw_from = demo_opt.split_rows(order, pool)
+    race_rows, draw_from = race_lib.split_rows(order, pool)
     assert race_rows == order[:20] and {e.row for e in draw_from.entries} == set(order[20:])
-    sets = demo_opt.candidates(pool, demo_opt.Choice(), 4, ("A", "B"), 10, random.Random(0), draw_from=draw_from)
+    sets = race_lib.candidates(pool, race_lib.Choice(), 4, ("A", "B"), 10, random.Random(0), draw_from=draw_from)
     for s in sets:
         if s.nearest:
             assert len(s.demos) == 40  # a nearest pool keeps every demo
         else:
             assert not pool.rows(s.demos) & set(race_rows)
     # too few rows for two halves: the race uses all of them, each fixed set skips its own
-    assert demo_opt.split_rows(order[:10], pool) == (order[:10], None)
+    assert race_lib.split_rows(order[:10], pool) == (order[:10], None)
 
 
 def test_a_value_the_gate_refused_is_not_raced_again():
     pool = _pool(["A", "B"] * 10)
-    first = demo_opt.candidates(pool, demo_opt.Choice(), 2, ("A", "B"), 6, random.Random(0))
+    first = race_lib.candidates(pool, race_lib.Choice(), 2, ("A", "B"), 6, random.Random(0))
     refused = first[3]
-    again = demo_opt.candidates(pool, demo_opt.Choice(), 2, ("A", "B"), 6, random.Random(0), exclude={refused.key()})
+    again = race_lib.candidates(pool, race_lib.Choice(), 2, ("A", "B"), 6, random.Random(0), exclude={refused.key()})
     assert refused not in again and len(again) == 6

@@ -85,7 +85,7 @@ def test_interrupt_and_resume_is_lossless(tmp_path):
     part = Script().register()
     first = make(tmp_path, "part", "cache_part", steps=3, stop_after=1).fit()
     assert first.stopped == "interrupted after step 1"
-    assert checkpoint.load(tmp_path / "part")["step"] == 1
+    assert checkpoint.load(tmp_path / "part", 8, 4).step == 1
     res = make(tmp_path, "part", "cache_part", steps=3, resume=True).fit()
     assert _artifact_state(res.artifact) == _artifact_state(full.artifact)
     assert part.total() == ref.total()  # no call was made twice
@@ -103,7 +103,7 @@ def test_stop_in_the_middle_of_a_step_then_resume(tmp_path):
     part = Script().register()
     stopped = make(tmp_path, "part", "cache_part", steps=2, max_calls=9).fit()
     assert stopped.stopped.startswith("budget") and stopped.steps_done == 0
-    assert checkpoint.load(tmp_path / "part")["step"] == 0
+    assert checkpoint.load(tmp_path / "part", 8, 4).step == 0
     # resumed without the budget: the abandoned step's calls come from the cache
     res = make(tmp_path, "part", "cache_part", steps=2, resume=True).fit()
     assert _artifact_state(res.artifact)[0] == _artifact_state(full.artifact)[0]
