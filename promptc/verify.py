@@ -9,7 +9,10 @@ loop bodies too; every argument and guard defined before use, loop placeholders 
 their body only); the output is defined; a `loop` node carries a `Loop` and no other
 node does. After `resolve`: `llm`/`call` targets exist. After `typecheck`: every node is
 typed and every guard is a bool value. After `unroll`: no loop is left. The backward
-program references only existing nodes and params. Linear in the program's size.
+program references only existing nodes and params, each gradient node reads as many
+values as its op does, and a `grad` node applies the rule of its forward node's kind
+(a select's with its condition and two branches, an llm's naming a known llm). Linear in
+the program's size.
 
 Checked always, whatever passes a program claims (a `.pfc` can claim any): the *shape* of
 every node, from one table keyed by op (`SHAPES`, which covers `OPS`, and `GRAD_SHAPES`,
@@ -95,7 +98,7 @@ def _prim(n: Node, v: "_Verifier") -> str | None:
 
 SHAPES: dict[str, Shape] = {
     "input": Shape(0, 0, (str,), "the name of a workflow argument", _input),
-    "const": Shape(0, 0, _DATA, "a constant", _const),
+    "const": Shape(0, 0, _DATA, "plain data", _const),
     "llm": Shape(0, None, (str,), "the name of an llm", _llm),
     "call": Shape(0, None, (str,), "the name of a function", _call),
     "field": Shape(1, 1, (str,), "a field name"),
@@ -115,9 +118,9 @@ def _shape_problem(n: Node, v: "_Verifier") -> str | None:
     k = len(n.args)
     if k < s.least or (s.most is not None and k > s.most):
         want = f"{s.least}" if s.least == s.most else f"{s.least} or more" if s.most is None else f"{s.least} to {s.most}"
-        return f"reads {k} argument(s); a {n.op} node reads {want}"
+        return f"reads {k} argument(s); {n.op} nodes read {want}"
     if type(n.target) not in s.target:
-        return f"has a target of type {type(n.target).__name__}; a {n.op} node's target is {s.what}"
+        return f"has a target of type {type(n.target).__name__}; the target of {n.op} nodes is {s.what}"
     return None if s.check is None else s.check(n, v)
 
 
@@ -180,7 +183,7 @@ def _verify_backward(program: Program) -> None:
         least, most = GRAD_SHAPES[g.op]
         if len(g.args) < least or (most is not None and len(g.args) > most):
             want = f"{least}" if most == least else f"{least} or more"
-            raise VerifyError(f"gradient node '{g.name}' reads {len(g.args)} value(s); a {g.op} node reads {want}")
+            raise VerifyError(f"gradient node '{g.name}' reads {len(g.args)} value(s); {g.op} nodes read {want}")
         if g.op == "grad":
             _verify_rule(g, nodes, llms)
         defined.add(g.name)

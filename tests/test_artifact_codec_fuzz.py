@@ -41,6 +41,7 @@ from promptc.cli import main as cli_main
 from promptc.compiler import compile_source
 from promptc.ir import Demo
 from promptc.runtime.interpreter import ProgramError
+from promptc.runtime import scripted
 from promptc.runtime.records import CallResult
 from promptc.runtime.workflow import PromptcRunError, Result, load
 from tests.bounds import bounded
@@ -104,17 +105,24 @@ EXTRA = {
 }
 
 
+def answer(messages: list, options: dict) -> str:
+    """The model's answer, in the shape the request asks for."""
+    if options.get("response_format") is not None:
+        return '{"label": " yes ", "score": 0.9}'
+    if options.get("choices"):
+        return str(options["choices"][0])
+    return "ok " + str(len(messages))
+
+
+scripted.register("fuzz", answer)  # what `promptc run` calls through the real engine
+
+
 class Engine:
-    """Answers every request at once, in the shape it asks for (the engine interface)."""
+    """Answers every request at once (the engine interface, for `promptc.load`)."""
 
     async def call(self, req) -> CallResult:
-        if req.response_format is not None:
-            text = '{"label": " yes ", "score": 0.9}'
-        elif req.choices:
-            text = str(req.choices[0])
-        else:
-            text = "ok " + str(len(req.messages))
-        return CallResult(text=text, prompt_tokens=3, completion_tokens=1)
+        options = {"response_format": req.response_format, "choices": req.choices}
+        return CallResult(text=answer(list(req.messages), options), prompt_tokens=3, completion_tokens=1)
 
 
 @functools.cache
@@ -313,8 +321,9 @@ def _one_line(e: BaseException) -> None:
     assert msg and "\n" not in msg and "Traceback" not in msg, f"{type(e).__name__}: {msg!r}"
 
 
-def check_mutant(data: bytes, folder: Path, capsys) -> str:
-    """What the mutant did: 'refused', 'ran' (or a failed assertion / an escaped exception)."""
+def check_mutant(data: bytes, folder: Path, capsys, cli_run: bool = False) -> str:
+    """What the mutant did: 'refused', 'ran' (or a failed assertion / an escaped exception).
+    With `cli_run`, `promptc run` runs it too, through the real engine."""
     path = folder / "m.pfc"
     path.write_bytes(data)
     code = cli_main(["inspect", str(path)])
@@ -323,6 +332,13 @@ def check_mutant(data: bytes, folder: Path, capsys) -> str:
     assert "Traceback" not in out.err + out.out, out.err[-2000:]
     if code == 1:
         assert out.err.count("\n") == 1, out.err[-2000:]
+    if cli_run:
+        rows = folder / "rows.jsonl"
+        rows.write_text('{"q": "hi", "xs": ["a"]}\n{"q": "hi", "xs": []}\n{"q": 5}\n')
+        code = cli_main(["run", str(path), "--data", str(rows), "--no-cache", "--cache-dir", str(folder / "cache")])
+        out = capsys.readouterr()
+        assert code in (0, 1), (code, out.err[-2000:])
+        assert "Traceback" not in out.err and "internal error" not in out.err, out.err[-2000:]
     try:
         wf = load(path, engine=Engine())
     except REFUSED as e:
@@ -370,7 +386,7 @@ def test_codec_level_mutants_load_run_or_are_refused(folder, capsys):
         data, changes = mutant(seed)
         try:
             with bounded(10, None, timed=True):
-                got = check_mutant(data, folder, capsys)
+                got = check_mutant(data, folder, capsys, cli_run=seed % 10 == 0)
         except Exception as e:  # the finding: reported with the seed that rebuilds it
             failures.append(f"seed {seed} {changes}: {type(e).__name__}: {_short(str(e))}")
             got = "failed"

@@ -10,6 +10,7 @@ import time
 import msgpack
 import pytest
 
+import promptc
 from promptc import artifact
 from promptc.artifact import ArtifactError, dumps, loads
 from promptc.compiler import compile_source
@@ -101,3 +102,37 @@ def test_envelope_with_huge_fields_is_refused():
 def test_malformed_extra_is_an_artifact_error(extra):
     with pytest.raises(ArtifactError):
         loads(with_extra(extra))
+
+
+def resealed(change) -> bytes:
+    """The program's codec data changed by `change(data)`, in an envelope with a valid checksum."""
+    p = program()
+    data = artifact.program_to_data(p)
+    change(data)
+    return envelope(artifact._pack({"program": data, "extra": {}}), p.source_hash)
+
+
+def _node(data, op):
+    return next(n for n in data["workflow"]["nodes"] if n["op"] == op)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: _node(d, "input").update(target=["q"]), r"node 'q' \(input\) has a target of type list"),
+        (lambda d: _node(d, "llm").update(args=[]), r"calls llm 'f' with 0 argument\(s\); it takes 1"),
+        (lambda d: _node(d, "llm").update(op="index", target=0, args=[]), r"\(index\) reads 0 argument\(s\); index nodes read 1"),
+        (lambda d: _node(d, "llm").update(op="prim", target="and", args=["q"]), r"applies 'and' to 1 operand\(s\); it takes 2"),
+        (lambda d: _node(d, "llm").update(op="const", target=b"\x00", args=[]), "target of type bytes"),
+        (lambda d: d["functions"].append({"name": "g", "module": "x\x00.py", "attr": "g"}), "no usable module name"),
+        (lambda d: d["functions"].append({"name": "g", "module": "x.py", "attr": "__class__"}), "not a function's name"),
+    ],
+    ids=["input-target-list", "llm-no-args", "index-no-args", "and-one-arg", "const-bytes", "module-nul", "dunder-attr"],
+)
+def test_mutants_through_the_codec_are_refused_at_load_with_one_line(tmp_path, change, message):
+    # the issue's examples: each crashed `promptc run` with IndexError / TypeError
+    path = tmp_path / "m.pfc"
+    path.write_bytes(resealed(change))
+    with pytest.raises(ArtifactError, match=message) as e:
+        promptc.load(path)
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(path))

@@ -8,7 +8,9 @@ import msgpack
 import pytest
 from attrs import evolve
 
+import promptc
 from promptc import artifact
+from promptc.bind import BindError
 from promptc.cli import main
 from promptc.compiler import compile_source
 
@@ -149,3 +151,55 @@ def test_undeclared_references_are_refused(tmp_path, capsys, change, message):
     artifact.save(change(program()), path)
     code, _, err = inspect(path, capsys)
     assert code == 1 and message in err and err.count("\n") == 1
+
+
+def _sealed(tmp_path, data, extra=None, name="m.pfc"):
+    path = tmp_path / name
+    path.write_bytes(envelope(msgpack.packb({"program": data, "extra": extra or {}}, use_bin_type=True), data["source_hash"]))
+    return path
+
+
+def _calling(module: str) -> dict:
+    """The program's data with its llm node replaced by a call of `g` from `module`."""
+    data = artifact.program_to_data(program())
+    data["functions"] = [{"name": "g", "module": module, "attr": "g", "params": [["s", {"kind": "text"}]]}]
+    node = next(n for n in data["workflow"]["nodes"] if n["op"] == "llm")
+    node.update(op="call", target="g")
+    data.pop("backward", None)  # it applied the llm's rule
+    return data
+
+
+def test_a_module_name_with_a_nul_is_one_line(tmp_path, capsys):
+    code, out, err = inspect(_sealed(tmp_path, _calling("he\x00lp.py")), capsys)
+    assert code == 1 and out == "" and err.count("\n") == 1 and "no usable module name" in err
+
+
+@pytest.mark.parametrize("module", ["x" * 300 + ".py", "a/" * 3000 + "x.py", "loop.py"], ids=["long-name", "long-path", "symlink-loop"])
+def test_user_code_that_cannot_be_looked_at_is_said_so(tmp_path, capsys, module):
+    (tmp_path / "loop.py").symlink_to(tmp_path / "loop.py")
+    path = _sealed(tmp_path, _calling(module))
+    code, out, err = inspect(path, capsys)
+    assert code == 0 and err == "" and "(nofileofthatnamecanbeimported)" in "".join(out.split())  # folded
+    with pytest.raises(BindError, match="cannot use module file") as e:
+        promptc.load(path)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "demo",
+    [{"inputs": [["q", "x"]]}, {"output": "y"}, {"inputs": "q", "output": "y"}],
+    ids=["no-output", "no-inputs", "inputs-text"],
+)
+def test_a_stored_demo_without_its_parts_is_one_line(tmp_path, capsys, demo):
+    extra = {"source_params": {"instr": {"kind": "demos", "text": "", "demos": [demo]}}}
+    code, out, err = inspect(write(tmp_path, extra=extra), capsys)
+    assert code == 1 and out == "" and err.count("\n") == 1 and "malformed .pfc extra section" in err
+
+
+def test_what_the_checks_miss_is_still_one_line(tmp_path, capsys, monkeypatch):
+    # a last resort: a failure while showing (here a stand-in bug) is one line, exit 1
+    import promptc.params_view as view
+
+    monkeypatch.setattr(view, "param_text", lambda d: 1 / 0)
+    code, out, err = inspect(write(tmp_path), capsys)
+    assert code == 1 and err.count("\n") == 1 and "cannot show this artifact (ZeroDivisionError" in err

@@ -121,7 +121,10 @@ def _show_user_code(program: Any, file: str, show: Any) -> None:
             confined_file(module, root)
             verdict = "in the artifact's folder"
         except BindError as e:
-            verdict = "refused unless --trust-code: " + str(e).split(": ", 1)[-1].split(";")[0]
+            if str(e).startswith("cannot use module file"):  # no file can have that name
+                verdict = "no file of that name can be imported"
+            else:
+                verdict = "refused unless --trust-code: " + str(e).split(": ", 1)[-1].split(";")[0]
         show(f"  {_short(module, 200)} ({_short(verdict, 200)})")
 
 
