@@ -41,6 +41,7 @@ workflow. Types, arities and imports are the passes' business.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from typing import Iterable
 
@@ -57,11 +58,18 @@ from promptc.types import Type
 
 def lower(module: A.Module) -> Program:
     """Lower a parsed module to IR; errors carry the module's source text."""
+    # The lowering allocates many small records that all stay alive: the cyclic GC would
+    # only rescan them (as in `parse`, it is paused, and runs again as usual afterwards).
+    gc_was_on = gc.isenabled()
+    gc.disable()
     try:
         check_depth(module)  # the lowering recurses on nesting: bound it first
         return _Lowering(module).program()
     except CompileError as e:
         raise e.with_source(module.source)
+    finally:
+        if gc_was_on:
+            gc.enable()
 
 
 def source_hash(text: str) -> str:

@@ -8,7 +8,8 @@ node made inside an `if` branch carries the branch's guard.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+import itertools
+from typing import Any, Iterable, Iterator
 
 from promptc.build import Builder, Names
 from promptc.errors import CompileError, Span
@@ -20,32 +21,68 @@ _KIND_WORD = {"model": "a model", "param": "a param", "function": "a function", 
 
 
 class Scope:
-    """Variables visible at one point: a stack of dicts, innermost last."""
+    """Variables visible at one point: a stack of frames (name -> (value, span, order)),
+    innermost last.
 
-    def __init__(self, frames: list[dict[str, tuple[str, Span]]] | None = None):
+    Every rebinding is written to a journal that a scope shares with its children, so
+    that an `if` can list what a branch changed and undo it in time proportional to the
+    changes, whatever the number of variables in scope. `order` numbers the definitions:
+    it sorts changed variables in the order they were declared.
+    """
+
+    def __init__(self, frames: list[dict[str, tuple[str, Span, int]]] | None = None,
+                 journal: list[tuple[dict, str, tuple[str, Span, int]]] | None = None,
+                 counter: Iterator[int] | None = None):
         self.frames = frames or [{}]
+        self.journal = journal if journal is not None else []
+        self.counter = counter if counter is not None else itertools.count()
 
-    def lookup(self, name: str) -> tuple[str, Span] | None:
+    def lookup(self, name: str) -> tuple[str, Span, int] | None:
         for f in reversed(self.frames):
             if name in f:
                 return f[name]
         return None
 
     def define(self, name: str, value: str, span: Span) -> None:
-        self.frames[-1][name] = (value, span)
+        self.frames[-1][name] = (value, span, next(self.counter))
 
     def rebind(self, name: str, value: str) -> None:
         for f in reversed(self.frames):
             if name in f:
-                f[name] = (value, f[name][1])
+                old = f[name]
+                self.journal.append((f, name, old))
+                f[name] = (value, old[1], old[2])
                 return
         raise KeyError(name)
 
     def child(self) -> "Scope":
-        return Scope(self.frames + [{}])
+        return Scope(self.frames + [{}], self.journal, self.counter)
 
     def names(self) -> list[str]:
         return [n for f in self.frames for n in f]
+
+    def undo(self, mark: int) -> dict[str, tuple[str, str, tuple[int, int]]]:
+        """Undo the rebindings journaled since `mark` (a length of the journal), and return
+        the variables of this scope they changed: name -> (value before, value after, sort
+        key), in no particular order."""
+        mine = {id(f) for f in self.frames}
+        journal = self.journal
+        changed: dict[str, tuple[str, str, tuple[int, int]]] = {}
+        for f, name, old in journal[mark:]:
+            if id(f) in mine and name not in changed:
+                changed[name] = (old[0], f[name][0], self._declared(name))
+        for f, name, old in reversed(journal[mark:]):
+            f[name] = old
+        del journal[mark:]
+        return changed
+
+    def _declared(self, name: str) -> tuple[int, int]:
+        """Where `name` first appears, outermost frame first (a loop body's placeholder
+        sorts as the variable it stands for)."""
+        for i, f in enumerate(self.frames):
+            if name in f:
+                return i, f[name][2]
+        raise KeyError(name)
 
 
 class ExprLowering:

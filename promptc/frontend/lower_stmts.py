@@ -115,25 +115,26 @@ class StmtLowering(ExprLowering):
         else:
             g_then = self.emit(out, "if.then", op="prim", args=(outer, cond), target="and", span=span, guard=None)
             g_else = self.emit(out, "if.else", op="guard", args=(outer, cond), span=span, guard=None)
-        before = {v: scope.lookup(v)[0] for v in dict.fromkeys(scope.names())}  # type: ignore[index]
         saved_at = self.assigned_at
         branches = []
         for guard, body in ((g_then, s.body), (g_else, s.orelse)):
             self.guard = guard
             self.assigned_at = {}
+            mark = len(scope.journal)
             try:
                 inner = scope.child()
                 for st in body:
                     self.stmt(st, inner, out, loop)
             finally:
                 self.guard = outer
-            after = {v: scope.lookup(v)[0] for v in before}  # type: ignore[index]
-            branches.append((after, dict(self.assigned_at)))
-            for v, value in before.items():  # the other branch starts from the old values
-                scope.rebind(v, value)
+            # what the branch changed, undone: the other branch starts from the old values
+            branches.append((scope.undo(mark), self.assigned_at))
         (then_vals, then_at), (else_vals, else_at) = branches
-        for v, old in before.items():
-            a, b = then_vals[v], else_vals[v]
+        changed = {**else_vals, **then_vals}  # name -> (before, after, declaration order)
+        for v in sorted(changed, key=lambda v: changed[v][2]):
+            old = changed[v][0]
+            a = then_vals[v][1] if v in then_vals else old
+            b = else_vals[v][1] if v in else_vals else old
             if a == old and b == old:
                 continue
             where = then_at.get(v) or else_at.get(v) or s.span
@@ -248,7 +249,7 @@ class StmtLowering(ExprLowering):
 
 def _assigned_outside(body: Iterable[A.Stmt], scope: Scope, extra: Iterable = ()) -> list[str]:
     """Variables declared outside `body` and assigned inside it (nested loops included), in order."""
-    found: list[str] = []
+    found: dict[str, None] = {}
 
     def scan(stmts: Iterable[A.Stmt], local: set[str]) -> None:
         for s in stmts:
@@ -256,7 +257,7 @@ def _assigned_outside(body: Iterable[A.Stmt], scope: Scope, extra: Iterable = ()
                 local.add(s.name)
             elif isinstance(s, A.Assign):
                 if s.name not in local and scope.lookup(s.name) is not None and s.name not in found:
-                    found.append(s.name)
+                    found[s.name] = None
             elif isinstance(s, (A.For, A.ForEach)):
                 scan(s.body, local | {s.var})
             elif isinstance(s, A.LoopMax):
@@ -266,7 +267,7 @@ def _assigned_outside(body: Iterable[A.Stmt], scope: Scope, extra: Iterable = ()
                 scan(s.orelse, set(local))
 
     scan(body, set())
-    return found
+    return list(found)
 
 
 def _stmt_span(s: A.Stmt) -> Span:

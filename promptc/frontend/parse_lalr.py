@@ -82,13 +82,14 @@ class Driver:
                     found = reductions[id(arg)] = (len(arg.expansion), str(arg.origin.name), None if _passes_child(arg, cb) else cb)
                 out[sym] = found
             self.states[state] = out
+        self.units: dict[tuple[int, int, str], int] = {}  # filled by `_through` as met
 
     def run(self, text: str) -> Any:
         """The value of the start rule for `text`; `Refused` where lark would raise."""
         states = self.states
+        units = self.units
         stack = [self.start]
         out: list[Any] = []
-        last: Token | None = None
         for tok in self.postlex.process(self._tokens(text, stack)):
             kind = tok.type
             while True:
@@ -100,9 +101,12 @@ class Driver:
                     out.append(tok)
                     break
                 size, origin, cb = act
-                if cb is None:
-                    del stack[-1]  # the child is the value: it stays where it is
-                elif size:
+                if cb is None:  # a chain of pass-through rules: the value stays, the state moves
+                    key = (stack[-2], stack[-1], kind)
+                    top = units.get(key)
+                    stack[-1] = top if top is not None else self._through(key)
+                    continue
+                if size:
                     children = out[-size:]
                     del out[-size:]
                     del stack[-size:]
@@ -110,10 +114,21 @@ class Driver:
                 else:
                     out.append(cb([]))
                 stack.append(states[stack[-1]][origin])
-            last = tok
-        return self._finish(stack, out, last)
+        return self._finish(stack, out)
 
-    def _finish(self, stack: list[int], out: list[Any], last: Token | None) -> Any:
+    def _through(self, key: tuple[int, int, str]) -> int:
+        """The state after every pass-through reduction that `kind` triggers on top of
+        `below, top` (each pops one state and goes to a new one from `below`): a name in
+        an expression goes through seven of them."""
+        below, top, kind = key
+        while True:
+            act = self.states[top].get(kind)
+            if act is None or act.__class__ is int or act[2] is not None:
+                self.units[key] = top
+                return top
+            top = self.states[below][act[1]]
+
+    def _finish(self, stack: list[int], out: list[Any]) -> Any:
         states, end = self.states, self.end
         while True:
             act = states[stack[-1]].get("$END")
