@@ -23,6 +23,7 @@ SERVER = [sys.executable, "-c", "import sys; from promptc.cli import main; sys.e
 TOOLS = '''\
 import pathlib
 pathlib.Path(__file__).with_name("RAN").write_text("tools.py was imported")
+print("tools.py prints at import")  # trusted, this runs in the worker: it must not reach the protocol
 
 import promptc
 
@@ -99,7 +100,8 @@ async def test_an_untrusted_workspace_runs_nothing_and_says_what_it_did_not_chec
     h = await untrusted.text_document_hover_async(T.HoverParams(T.TextDocumentIdentifier(doc.as_uri()), _pos(text, "shout(q")))
     assert "shout(text: text, times: int) -> text" in h.contents.value and "Upper-case the text." in h.contents.value
     loc = await untrusted.text_document_definition_async(T.DefinitionParams(T.TextDocumentIdentifier(doc.as_uri()), _pos(text, "shout(q")))
-    assert loc.uri.endswith("/tools.py") and loc.range.start.line == 5
+    def_line = next(i for i, ln in enumerate(TOOLS.splitlines()) if ln.startswith("def shout"))
+    assert loc.uri.endswith("/tools.py") and loc.range.start == T.Position(def_line, 4)
     # a type error against the source-read signature is still found
     bad = text.replace("shout(q)", "shout(q, q)")
     uri = doc.as_uri()

@@ -130,3 +130,14 @@ async def test_superseded_compiles_answer_none_and_only_the_last_runs(tmp_path):
         assert answers[:4] == [None] * 4 and answers[4]["diagnostics"] == []
     finally:
         await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_any_text_travels_to_the_worker_and_back(tmp_path):
+    pool = CompilePool()
+    try:
+        text = SMALL.replace('"{q}"', '"{q} \udfff é 𝄞"')
+        ((severity, message, span),) = (await pool.compile("a", text, str(tmp_path / "a.pflow")))["diagnostics"]
+        assert severity == "error" and "lone surrogate" in message and span[1:3] == [1, 42]
+    finally:
+        await pool.close()

@@ -41,10 +41,10 @@ class _Worker:
 
     async def ask(self, source: str, file: str) -> dict[str, Any]:
         self.next_id += 1
-        line = json.dumps({"id": self.next_id, "source": source, "file": file}, ensure_ascii=False)
+        line = json.dumps({"id": self.next_id, "source": source, "file": file})  # ASCII, surrogates escaped
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(line.encode("utf-8", "surrogateescape") + b"\n")
+            self.proc.stdin.write(line.encode("ascii") + b"\n")
             await self.proc.stdin.drain()
             answer = await self.proc.stdout.readline()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError) as e:
@@ -170,7 +170,7 @@ class CompilePool:
             self._booting = None
         if self._closed or not ready:
             w.kill()
-            if not ready:
+            if not ready and not self._closed:
                 log.error("a compile worker did not start (exit code %s)", await proc.wait())
             return
         self._spare.append(w)

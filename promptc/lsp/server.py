@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from promptc.errors import Span
-from promptc.lsp import framing
+from promptc.lsp.framing import run_stream
 from promptc.lsp.index import Index, definition, from_json, hover, line_text, span_from
 from promptc.lsp.pool import CompilePool
 
@@ -51,7 +51,7 @@ def serve(*, trust: bool = False, stdin: BinaryIO | None = None, stdout: BinaryI
 
     async def main() -> None:
         try:
-            await framing.run_stream(stdin.fileno(), on_message, lambda text: _problem(server, text, logged=True))
+            await run_stream(stdin.fileno(), on_message, lambda text: _problem(server, text, logged=True))
         finally:
             await state.close()
 

@@ -71,7 +71,7 @@ def _serve(argv: list[str]) -> int:
 
 
 def _write(out: BinaryIO, answer: dict) -> None:
-    out.write(json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogateescape") + b"\n")
+    out.write(json.dumps(answer).encode("ascii") + b"\n")  # ASCII: a lone surrogate travels escaped
     out.flush()
 
 
