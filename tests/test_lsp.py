@@ -122,3 +122,20 @@ async def test_go_to_definition(client: LanguageClient):
     assert loc.uri.endswith("/retrieval.py")
     lines = Path(loc.uri.removeprefix("file://")).read_text().splitlines()
     assert lines[loc.range.start.line].lstrip().startswith("def retrieve(")
+
+
+def test_an_imported_workflow_hovers_and_goes_to_its_declaration(tmp_path):
+    from promptc.lsp.analysis import analyze, build_index
+    from promptc.lsp.index import definition, hover
+
+    (tmp_path / "other.pflow").write_text(
+        'model m = "scripted/echo"\nllm g(q: text) -> text via m { user "{q}" }\n'
+        "workflow inner(q: text, n: int) -> text {\n  return g(q)\n}\n"
+    )
+    text = 'use "other.pflow" { inner }\n\nworkflow w(q: text) -> text {\n  return inner(q, 3)\n}\n'
+    a = analyze(text, str(tmp_path / "main.pflow"))
+    assert a.error is None and a.notes == ()
+    index = build_index(a)
+    assert "workflow inner(q: text, n: int) -> text" in hover(index, 4, 10)
+    span = definition(index, 4, 10)
+    assert (Path(span.file).name, span.line, span.col) == ("other.pflow", 3, 10)

@@ -158,3 +158,14 @@ def test_analysis_without_a_client(tmp_path):
     line, col = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
     assert "loud: text" in hover(index, line, col) and "let in workflow `w`" in hover(index, line, col)
     assert definition(index, line, col).line == 4
+
+
+def test_a_name_bound_other_than_by_def_is_a_note_not_an_error(tmp_path):
+    (tmp_path / "tools.py").write_text("from os.path import join as helper\n\ndef f(x: str) -> str:\n    return x\n")
+    text = 'use "tools.py" { helper, f }\n\nworkflow w(q: text) -> text {\n  return f(helper(q))\n}\n'
+    a = analyze(text, str(tmp_path / "d.pflow"))
+    (note,) = a.diagnostics()
+    assert note.severity == "information" and "'helper' is not a `def` of tools.py" in note.message
+    assert (note.span.line, note.span.col) == (1, 18)
+    trusted = analyze(text, str(tmp_path / "d.pflow"), trust=True)
+    assert trusted.diagnostics() == [] and trusted.program is not None

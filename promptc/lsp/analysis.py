@@ -28,7 +28,8 @@ from promptc.compiler import compile_source
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
 from promptc.frontend.parser import parse
-from promptc.frontend.py_signatures import Signature, SignatureError, other_bindings, read_file
+from promptc.frontend.limits import decode_source
+from promptc.frontend.py_signatures import MAX_SOURCE_BYTES, Signature, SignatureError, other_bindings, read_file
 from promptc.lsp.index import Index, ModelScope, Scope, Symbol, code
 
 log = logging.getLogger(__name__)
@@ -115,9 +116,9 @@ def _untrusted_notes(module: A.Module, file: str) -> Iterator[Diagnostic]:
 # -- the Python files a document uses (read, never imported) ------------------------------------
 
 
-def python_path(module: str, file: str) -> Path | None:
-    """The file behind `use MODULE` (std modules: promptc's own), looked up as the compiler
-    does (the document's folder, then the working directory); None if there is none."""
+def module_path(module: str, file: str) -> Path | None:
+    """The file behind `use MODULE` (std modules: promptc's own; a `.py` or `.pflow` path:
+    the document's folder, then the working directory); None if there is none."""
     if module.startswith("std."):
         try:
             return Path(str(resources.files("promptc.stdlib").joinpath(module[4:] + ".py")))
@@ -134,17 +135,35 @@ def python_path(module: str, file: str) -> Path | None:
 
 
 def _signatures(module: str, file: str) -> dict[str, Signature] | None:
-    path = python_path(module, file)
+    path = module_path(module, file)
     if path is None:
         return None
+    if module.endswith(".pflow"):
+        return _workflows(path)
     try:
         return read_file(path)
     except SignatureError:
         return None  # the compiler reports it
 
 
+def _workflows(path: Path) -> dict[str, Signature] | None:
+    """The workflow a `use "x.pflow"` imports, as a signature (read and parsed, not compiled)."""
+    try:
+        if path.stat().st_size > MAX_SOURCE_BYTES:
+            return None
+        module = parse(decode_source(path.read_bytes(), str(path)), str(path))
+    except (OSError, ValueError, CompileError, RecursionError):
+        return None
+    out = {}
+    for wf in module.items:
+        if isinstance(wf, A.WorkflowDecl):
+            at = wf.name_span or wf.span
+            out[wf.name] = Signature(wf.name, tuple((p.name, p.type) for p in wf.params), wf.returns, "", at.line, at.col)
+    return out
+
+
 def _binds(module: str, file: str, name: str) -> bool:
-    path = python_path(module, file)
+    path = module_path(module, file)
     try:
         text = path.read_text(encoding="utf-8", errors="replace") if path else ""
     except OSError:
@@ -210,7 +229,7 @@ def _import_symbol(a: Analysis, use: A.Use, item: A.ImportName, sigs: dict[str, 
     """An imported name: the function's signature and docstring, and its `def` (read from
     the Python file's source; the compiled program's types when it compiled)."""
     sig = sigs.get(item.attr)
-    path = python_path(use.module, a.file)
+    path = module_path(use.module, a.file)
     target = Span(str(path), sig.line, sig.col, sig.line, sig.col + len(sig.name)) if sig and path else item.span
     fn = next((f for f in a.program.functions if f.name == item.local), None) if a.program is not None else None
     if fn is not None:
@@ -221,7 +240,8 @@ def _import_symbol(a: Analysis, use: A.Use, item: A.ImportName, sigs: dict[str, 
         module = use.module if use.module.startswith("std.") else f'"{use.module}"'
         return Symbol(code(f"use {module} {{ {item.attr} }}"), target)
     args = ", ".join(f"{n}: {t}" for n, t in params)
-    text = code(f"{item.local}({args}) -> {returns}") + f"\n\nfrom `{use.module}`"
+    kind = "workflow " if use.module.endswith(".pflow") or (sig is not None and sig.workflow) else ""
+    text = code(f"{kind}{item.local}({args}) -> {returns}") + f"\n\nfrom `{use.module}`"
     return Symbol(text + (f"\n\n{doc.strip()}" if doc else ""), target)
 
 

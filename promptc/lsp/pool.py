@@ -81,9 +81,12 @@ class CompilePool:
         """Start the spare worker now (the first compile then does not wait for it)."""
         self._refill()
 
-    async def compile(self, uri: str, source: str, file: str) -> dict[str, Any] | None:
+    async def compile(self, uri: str, source: str, file: str, *, delay: float = 0.0) -> dict[str, Any] | None:
+        """`delay`: wait that long first, so a burst of edits compiles once, after the last."""
         version = self._version[uri] = self._version.get(uri, 0) + 1
         self.cancel(uri, bump=False)
+        if delay > 0:
+            await asyncio.sleep(delay)
         async with self._slots:
             if self._version.get(uri) != version or self._closed:
                 return None

@@ -1,7 +1,8 @@
 """`serve()`: the analysis, the compile workers and the framing wired to pygls.
 
 The request loop never compiles: `didOpen`/`didChange` hand the document to the
-`CompilePool` (a worker process; the next edit of the same document cancels it) and
+`CompilePool` (a worker process; the next edit of the same document cancels it; a change
+waits `EDIT_DELAY` for the next keystroke first, so typing does not restart workers) and
 publish its diagnostics when it answers; hover and definition answer from the last
 `Index` of the document at once. The stream is read by `promptc.lsp.framing` instead of
 pygls' reader, so malformed or absurd headers are logged and skipped.
@@ -25,6 +26,7 @@ from promptc.lsp.pool import CompilePool
 log = logging.getLogger(__name__)
 
 _SEVERITY = {"error": 1, "warning": 2, "information": 3, "hint": 4}
+EDIT_DELAY = 0.1  # seconds a change waits for the next keystroke before it is compiled
 
 
 def serve(*, trust: bool = False, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:  # pragma: no cover - run through a real client in tests/test_lsp*.py
@@ -111,10 +113,10 @@ def _build(trust: bool) -> tuple[Any, _State]:
         log.info("workspace %s", "trusted: documents' Python is imported" if state.trust else "untrusted: no user code runs")
         state.compiler()
 
-    async def refresh(uri: str) -> None:
+    async def refresh(uri: str, delay: float = 0.0) -> None:
         doc = server.workspace.get_text_document(uri)
         version, source = doc.version, doc.source
-        answer = await state.compiler().compile(uri, source, uri_to_path(uri))
+        answer = await state.compiler().compile(uri, source, uri_to_path(uri), delay=delay)
         if answer is None or uri not in server.workspace.text_documents:
             return  # superseded by a newer version, or closed
         if answer.get("crash"):
@@ -130,7 +132,7 @@ def _build(trust: bool) -> tuple[Any, _State]:
 
     @server.feature(T.TEXT_DOCUMENT_DID_CHANGE)
     async def did_change(ls: LanguageServer, params: T.DidChangeTextDocumentParams) -> None:
-        await refresh(params.text_document.uri)
+        await refresh(params.text_document.uri, delay=EDIT_DELAY)
 
     @server.feature(T.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: LanguageServer, params: T.DidCloseTextDocumentParams) -> None:
