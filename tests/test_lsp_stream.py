@@ -143,3 +143,20 @@ def test_the_end_of_the_stream_is_a_clean_exit(server, tmp_path, ending):
     assert server.proc.wait(timeout=20) in (0, 1)
     log = (tmp_path / "lsp.log").read_text()
     assert "the client closed the connection" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fuzzed_corruption_leaves_the_server_answering(server, seed):
+    """Random header corruptions (tests/test_lsp_framing.py's generator), each followed by a
+    request that must be answered; bounded: a cut body waits at most the 2 s idle time."""
+    import random
+
+    from tests.test_lsp_framing import _corruptions
+
+    rng = random.Random(seed)
+    t0 = time.monotonic()
+    for i in range(6):
+        server.send(_corruptions(rng, json.dumps({"jsonrpc": "2.0", "id": 500 + i, "method": "$/nothing"}).encode()))
+        assert server.probe(10 + i)["result"] is None
+    assert server.close() == 0
+    assert time.monotonic() - t0 < 60
