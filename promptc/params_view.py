@@ -1,49 +1,30 @@
 """A program's param values as plain data, and as the text a person reads.
 
 What training changes in a program is its params: prompt texts, demos, the `nearest`
-setting. `params_to_data` gives them as msgpack-able data by param name (the trainer's
-checkpoint, the `.pfc`'s `source_params` extra), `apply_params` puts them back, and
-`param_text` shows one as text (`promptc inspect` and the report diff these). Neutral
-ground: both the CLI and `promptc.optim` import it, so showing an artifact does not load
-training code.
+setting. `params_to_data` gives them as plain data by param name (a view, one way: the
+`.pfc`'s `source_params` extra that `promptc inspect` diffs against; the trainer's
+checkpoint keeps the params as records, promptc.optim.state), and `param_text` shows one
+as text (`promptc inspect` and the report diff these). Neutral ground: both the CLI and
+`promptc.optim` import it, so showing an artifact does not load training code.
 """
 
 from __future__ import annotations
 
 import json
 
-from attrs import evolve
-
 from promptc.ir import Demo, Program
 
 
-def demo_to_data(d: Demo) -> dict:
+def _demo(d: Demo) -> dict:
     return {"inputs": [[k, v] for k, v in d.inputs], "output": d.output}
-
-
-def demo_from_data(d: dict) -> Demo:
-    return Demo(inputs=tuple((k, v) for k, v in d["inputs"]), output=d["output"])
 
 
 def params_to_data(program: Program) -> dict:
     """The values of every param of a program (what training changes)."""
     return {
-        p.name: {"kind": p.kind, "text": p.text, "demos": [demo_to_data(d) for d in p.demos], "nearest": p.nearest}
+        p.name: {"kind": p.kind, "text": p.text, "demos": [_demo(d) for d in p.demos], "nearest": p.nearest}
         for p in program.params
     }
-
-
-def apply_params(program: Program, data: dict) -> Program:
-    """`program` with the param values of `data` (names not in the program are ignored)."""
-    for p in program.params:
-        d = data.get(p.name)
-        if d is None:
-            continue
-        program = program.with_param(
-            evolve(p, text=d.get("text", p.text), demos=tuple(demo_from_data(x) for x in d.get("demos", ())),
-                   nearest=int(d.get("nearest", 0)))
-        )
-    return program
 
 
 def param_text(d: dict) -> str:

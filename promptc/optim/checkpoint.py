@@ -37,7 +37,7 @@ import msgpack
 from promptc.codec import CodecError
 from promptc.optim.demos import ORIGINS
 from promptc.optim.history import Attempt, Round
-from promptc.optim.state import CODEC, Evaluation, TrainState
+from promptc.optim.state import CODEC, TrainState
 
 __all__ = ["FILE", "FORMAT", "LOCK", "MAGIC", "CheckpointError", "RunFolderBusy", "hold", "load", "problem", "save"]
 

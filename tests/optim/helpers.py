@@ -12,6 +12,7 @@ from typing import Callable
 
 from promptc.optim import templates
 from promptc.compiler import run_passes
+from promptc.ir import Program
 from promptc.runtime.records import CallRequest, CallResult
 from promptc.types import TEXT
 from promptc.build import ProgramBuilder
@@ -45,7 +46,7 @@ def kind(req: CallRequest) -> str:
     return "task"
 
 
-def trec_like(model: str = "scripted/x") -> "Program":
+def trec_like(model: str = "scripted/x") -> Program:
     """question -> classify (instruction, answer_format, shots) -> strip -> first_word."""
     b = ProgramBuilder()
     b.model("task", model)
@@ -66,7 +67,7 @@ def trec_like(model: str = "scripted/x") -> "Program":
     return run_passes(b.build())
 
 
-def two_step(model: str = "scripted/x") -> "Program":
+def two_step(model: str = "scripted/x") -> Program:
     """for i in 0..2 { q = refine(q) } with a trainable `style` prompt: the same param at two steps."""
     b = ProgramBuilder()
     b.model("task", model)

@@ -45,3 +45,31 @@ def test_accounting_by_phase():
     by = b.accounting.by_phase()
     assert by["forward"].requests == 2 and by["validate"].requests == 1
     b.check()  # no limit: nothing raised
+
+
+def test_spending_brackets_a_batch_of_calls():
+    def batch(b: Budgeted, n: int):
+        async def go():
+            with b.spending():
+                return await asyncio.gather(*(b.call(req()) for _ in range(n)))
+
+        return asyncio.run(go())
+
+    engine = Engine(lambda r: "ok")
+    b = Budgeted(engine, Limits(calls=3))
+    assert all(r.ok for r in batch(b, 3))  # a batch that reaches the limit exactly is complete
+    with pytest.raises(BudgetExhausted, match="max_calls=3"):  # spent before the batch: no call made
+        batch(b, 1)
+    assert len(engine.requests) == 3
+    with pytest.raises(BudgetExhausted, match="max_calls=2"):  # a call of the batch was refused: raised after it
+        batch(Budgeted(Engine(lambda r: "ok"), Limits(calls=2)), 3)
+    refused = Budgeted(Engine(lambda r: "ok"), Limits(calls=1))
+
+    async def failing_batch():
+        with refused.spending():
+            await asyncio.gather(refused.call(req()), refused.call(req()))  # the second is refused
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):  # the batch's own error goes on, not the budget's
+        asyncio.run(failing_batch())
+    assert refused.refused
