@@ -173,7 +173,7 @@ def test_race_plans_fit_the_budget():
 
 
 def test_nearest_demos_are_chosen_per_call_and_never_the_question_itself():
-    from promptc.runtime.nearest import select
+    from promptc.runtime.nearest import pool_order, select
 
     pool = tuple(Demo((("question", q),), lab) for q, lab in [
         ("How many legs does a spider have?", "NUM"), ("Who wrote Hamlet?", "HUM"),
@@ -184,13 +184,14 @@ def test_nearest_demos_are_chosen_per_call_and_never_the_question_itself():
     # each label's nearest first (NUM, HUM, LOC), then the nearest other: the second NUM
     assert len(questions) == 4 and {d.output for d in got} == {"NUM", "HUM", "LOC"}
     assert {"How many legs does a spider have?", "How many moons does Mars have?"} <= set(questions)
-    assert questions[-1].startswith("How many")  # most similar last
+    rank = pool_order(pool, 4)  # shown in the pool's fixed order (shared prompt prefixes)
+    assert [rank[pool.index(d)] for d in got] == sorted(rank[pool.index(d)] for d in got)
     got = select(pool, {"question": "Who wrote Hamlet?"}, 2)
     assert "Who wrote Hamlet?" not in {dict(d.inputs)["question"] for d in got}
-    assert dict(got[-1].inputs)["question"] == "Who painted the Mona Lisa?"  # most similar last
+    assert "Who painted the Mona Lisa?" in {dict(d.inputs)["question"] for d in got}
     # free-text outputs (all different): simply the nearest
     texts = tuple(Demo((("q", f"alpha beta {i}"),), f"out {i}") for i in range(3)) + (Demo((("q", "gamma"),), "x"),)
-    assert [d.output for d in select(texts, {"q": "alpha beta 1"}, 2)] == ["out 2", "out 0"]  # never "gamma"
+    assert [d.output for d in select(texts, {"q": "alpha beta 1"}, 2)] == ["out 0", "out 2"]  # never "gamma"
 
 
 def test_a_nearest_pool_renders_per_call_and_survives_the_artifact(tmp_path):
