@@ -126,11 +126,12 @@ class Engine:
 
 
 @functools.cache
-def base() -> tuple[dict, str]:
-    """The base program as the codec's data (with two demos), and its source hash."""
+def base(until: str | None = None) -> tuple[dict, str]:
+    """The base program as the codec's data (with two demos), and its source hash; with
+    `until`, as the passes up to that one left it (loops and all, before `unroll`)."""
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "helpers.py").write_text(HELPERS)
-        p = compile_source(SRC, str(Path(d) / "base.pflow"))
+        p = compile_source(SRC, str(Path(d) / "base.pflow"), until=until)
     shots = evolve(p.param("shots"), demos=(Demo((("q", "Is it?"),), "yes"), Demo((("q", "No?"),), "no")))
     p = p.with_param(shots)
     return artifact.program_to_data(p), p.source_hash
@@ -276,7 +277,7 @@ def _short(v: Any) -> str:
 def mutant(seed: int) -> tuple[bytes, list[str]]:
     """The `.pfc` bytes of mutant `seed` (valid envelope and checksum) and what was changed."""
     rng = random.Random(seed)
-    program, source_hash = base()
+    program, source_hash = base("typecheck" if seed % 8 == 7 else None)  # some with their loops
     body = {"program": copy.deepcopy(program), "extra": copy.deepcopy(EXTRA)}
     changes = [_change(rng, body) for _ in range(rng.choice((1, 1, 1, 2, 3)))] if seed >= 0 else []
     claimed = body["program"].get("source_hash") if type(body["program"]) is dict else None
