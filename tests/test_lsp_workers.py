@@ -141,3 +141,13 @@ async def test_any_text_travels_to_the_worker_and_back(tmp_path):
         assert severity == "error" and "lone surrogate" in message and span[1:3] == [1, 42]
     finally:
         await pool.close()
+
+
+@pytest.mark.asyncio
+async def test_workers_that_cannot_start_are_an_error_not_a_hang(tmp_path):
+    pool = CompilePool(command=[sys.executable, "-c", "raise SystemExit(3)"])
+    try:
+        ((severity, message, _),) = (await pool.compile("a", SMALL, str(tmp_path / "a.pflow")))["diagnostics"]
+        assert severity == "error" and "the compiler cannot start" in message
+    finally:
+        await pool.close()

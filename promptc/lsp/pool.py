@@ -54,7 +54,11 @@ class _Worker:
             self.killed = True
             code = await self.proc.wait()
             raise WorkerGone(f"exit code {code}")
-        return json.loads(answer)
+        data = json.loads(answer)
+        if data.get("id") != self.next_id:  # never expected: a worker is killed when a compile is abandoned
+            self.kill()
+            raise WorkerGone(f"answer {data.get('id')} to request {self.next_id}")
+        return data
 
     def kill(self) -> None:
         self.killed = True
@@ -66,8 +70,9 @@ class _Worker:
 
 
 class CompilePool:
-    def __init__(self, *, trust: bool = False, size: int = 2, timeout: float = 30.0):
+    def __init__(self, *, trust: bool = False, size: int = 2, timeout: float = 30.0, command: list[str] | None = None):
         self.trust = trust
+        self.command = command or [sys.executable, "-m", "promptc.lsp.worker", *(["--trust"] if trust else [])]
         self.timeout = timeout
         self._slots = asyncio.Semaphore(size)
         self._version: dict[str, int] = {}
@@ -90,15 +95,19 @@ class CompilePool:
         async with self._slots:
             if self._version.get(uri) != version or self._closed:
                 return None
-            worker = await self._take()
+            try:
+                worker = await self._take()
+            except WorkerGone as e:
+                return _stopped("error", f"the compiler cannot start ({e})")
             if self._version.get(uri) != version or self._closed:
                 self._release(worker)
                 return None
             self._running[uri] = worker
+            answered = False
             try:
                 answer = await asyncio.wait_for(worker.ask(source, file), self.timeout)
+                answered = True
             except asyncio.TimeoutError:
-                worker.kill()
                 return _stopped("warning", f"compiling stopped after {self.timeout:g} s (the document is too slow to check)")
             except WorkerGone as e:
                 if self._version.get(uri) != version or self._closed:
@@ -108,6 +117,8 @@ class CompilePool:
             finally:
                 if self._running.get(uri) is worker:
                     del self._running[uri]
+                if not answered:  # timed out, died, or this task was cancelled mid-compile
+                    worker.kill()
                 self._release(worker)
         return answer if self._version.get(uri) == version else None
 
@@ -135,8 +146,10 @@ class CompilePool:
 
     # -- workers ------------------------------------------------------------------------------
 
-    async def _take(self) -> _Worker:
-        while True:
+    async def _take(self, attempts: int = 3) -> _Worker:
+        """A started worker: a spare, else the one starting; `WorkerGone` when `attempts`
+        workers in a row fail to start."""
+        for _ in range(attempts):
             while self._spare:
                 w = self._spare.pop()
                 if w.alive:
@@ -144,8 +157,13 @@ class CompilePool:
                     return w
             if self._starting is None or self._starting.done():
                 self._refill()
-            assert self._starting is not None
-            await asyncio.shield(self._starting)
+            if self._starting is None:  # closed
+                break
+            try:
+                await asyncio.shield(self._starting)
+            except OSError as e:
+                log.error("cannot start a compile worker: %s", e)
+        raise WorkerGone(f"no compile worker started after {attempts} attempts")
 
     def _release(self, worker: _Worker) -> None:
         if worker.alive and not self.trust and not self._closed:
@@ -161,9 +179,8 @@ class CompilePool:
             self._starting = asyncio.ensure_future(self._spawn())
 
     async def _spawn(self) -> None:
-        args = [sys.executable, "-m", "promptc.lsp.worker"] + (["--trust"] if self.trust else [])
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=_LINE_LIMIT
+            *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=_LINE_LIMIT
         )
         w = self._booting = _Worker(proc)
         assert proc.stdout is not None
