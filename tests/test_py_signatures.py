@@ -5,6 +5,7 @@ give the types that importing the module and reading its evaluated annotations g
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -230,6 +231,10 @@ def test_read_file_decodes_like_python_and_refuses_what_it_cannot_read(tmp_path)
         read_file(bad)
     with pytest.raises(SignatureError, match="cannot read 'missing.py'"):
         read_file(tmp_path / "missing.py")
+    fifo = tmp_path / "fifo.py"
+    os.mkfifo(fifo)
+    with pytest.raises(SignatureError, match="not a regular file"):
+        read_file(fifo)
     big = tmp_path / "big.py"
     big.write_bytes(b"#" * (MAX_SOURCE_BYTES + 1))
     with pytest.raises(SignatureError, match="over 4 MB"):

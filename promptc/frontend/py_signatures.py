@@ -78,6 +78,8 @@ def read_file(path: Path) -> dict[str, Signature]:
     """`read_signatures` of the file at `path` (decoded as Python decodes source: a BOM or
     a coding cookie, else UTF-8); an unreadable file is a `SignatureError`."""
     try:
+        if not path.is_file():  # a folder, a FIFO (opening it would wait for a writer), a device
+            raise SignatureError(f"cannot read '{path.name}': not a regular file")
         with open(path, "rb") as f:
             data = f.read(MAX_SOURCE_BYTES + 1)
     except OSError as e:
