@@ -267,6 +267,10 @@ class Loop:
     results: tuple[tuple[str, str], ...] = ()
     items: str | None = None
     item: str | None = None
+    # Where the source says it (for errors): the `break if` statement, and the last
+    # assignment of each carried variable in one iteration (variable, span).
+    brk_span: Span | None = None
+    update_spans: tuple[tuple[str, Span], ...] = ()
 
 
 @frozen

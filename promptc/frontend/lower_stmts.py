@@ -103,6 +103,8 @@ class StmtLowering(ExprLowering):
         """`if c { A } else { B }` -> A's nodes guarded by c, B's by not c, then one
         `select(c, value after A, value after B)` per variable declared before the `if`
         that either branch assigns (a branch that does not assign it passes the old value).
+        The select's span is the assignment that changed the variable (the `if` and its
+        condition when both branches assign it): where typecheck reports a merge of two types.
 
         Under an enclosing guard g (a branch inside a branch): A is guarded by `and(g, c)`,
         B by `guard(g, c)` (g and not c), and the selects by g."""
@@ -137,7 +139,9 @@ class StmtLowering(ExprLowering):
             b = else_vals[v][1] if v in else_vals else old
             if a == old and b == old:
                 continue
-            where = then_at.get(v) or else_at.get(v) or s.span
+            # the statement a type error of the merge points at: the one assignment that
+            # changed the variable, or the `if` itself when both branches assign it
+            where = _head(s.span, s.cond.span) if v in then_at and v in else_at else then_at.get(v) or else_at.get(v) or s.span
             sel = self.emit(out, f"{v}.merge", op="select", args=(cond, a, b), target=v, span=where, guard=outer)
             scope.rebind(v, sel)
             saved_at[v] = where
@@ -229,6 +233,8 @@ class StmtLowering(ExprLowering):
                 self.index_vars.discard(index_var)
         updates = tuple((v, inner.lookup(v)[0]) for v in carried_vars)  # type: ignore[index]
         results = tuple((v, self.names.fresh(v)) for v in carried_vars)
+        # the statements typecheck points at: the last assignment of each carried variable
+        update_spans = tuple((v, self.assigned_at[v]) for v in carried_vars if v in self.assigned_at)
         lp = Loop(
             label=label,
             kind=kind,
@@ -241,6 +247,8 @@ class StmtLowering(ExprLowering):
             updates=updates,
             brk=brk_value,
             results=results,
+            brk_span=brk.span if brk is not None else None,
+            update_spans=update_spans,
         )
         out.emit("loop", hint=f"loop.{label}", target=label, span=span, loop=lp, guard=self.guard)
         for v, r in results:
@@ -274,5 +282,8 @@ def _stmt_span(s: A.Stmt) -> Span:
     return s.span
 
 
-def _head(span: Span, width: int) -> Span:
+def _head(span: Span, width: int | Span) -> Span:
+    """The first `width` columns of `span`, or its start up to the end of a span inside it."""
+    if isinstance(width, Span):
+        return Span(span.file, span.line, span.col, width.end_line, width.end_col)
     return Span(span.file, span.line, span.col, span.line, span.col + width)

@@ -25,7 +25,7 @@ def _strip(x: Any) -> Any:
         changes = {}
         for f in attrs.fields(type(x)):
             v = getattr(x, f.name)
-            nv = None if f.name in ("span", "output_span") else _strip(v)
+            nv = None if f.name in ("span", "output_span", "brk_span") else () if f.name == "update_spans" else _strip(v)
             if nv is not v:
                 changes[f.name] = nv
         return attrs.evolve(x, **changes) if changes else x

@@ -23,6 +23,7 @@ The workflow's output must fit its declared return type.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from attrs import evolve
@@ -97,6 +98,7 @@ class _Checker:
         self.llms = {l.name: l for l in program.llms}
         self.functions = {f.name: f for f in program.functions}
         self._table = table
+        self.spans: dict[str, Any] = {}  # node name -> its span, for errors about a value
 
     def table(self) -> FunctionTable:
         """The functions as the compile driver bound them for the resolve pass."""
@@ -108,8 +110,8 @@ class _Checker:
         for n in nodes:
             if n.guard is not None:
                 g = env.get(n.guard)
-                if g is not None and g.kind != "bool":
-                    raise CompileError(f"a guard must be bool, got {g}", n.span)
+                if g is not None and g.kind != "bool":  # a branch's guard is checked where it is made
+                    raise CompileError(f"the condition of an `if` must be bool, got {g}", self.spans.get(n.guard, n.span))
             get = env.get
             arg_types = [get(a) for a in n.args]
             for a, t in zip(n.args, arg_types):
@@ -123,6 +125,8 @@ class _Checker:
                     raise CompileError(f"unknown node kind '{n.op}'", n.span)
                 n = evolve(n, type=rule(self, n, arg_types))
             env.set(n.name, n.type)
+            if n.span is not None:
+                self.spans[n.name] = n.span
             out.append(n)
         return tuple(out)
 
@@ -145,17 +149,20 @@ class _Checker:
                 raise CompileError(f"`for {lp.label} in LIST max N` needs a list, got {lt}", n.span)
             body_env.set(lp.item, (lt.elem or JSON) if lt.kind == "list" else JSON)
         body = self.nodes(lp.body, body_env)
+        assigned = dict(lp.update_spans)  # the statements at fault, as the source says them
         for var, upd in lp.updates:
             t = body_env.get(upd)
             want = carried_types.get(var)
             if t is None or want is None:
                 raise CompileError(f"unknown loop variable '{var}'", n.span)
             if not fits(t, want):
-                raise CompileError(f"loop variable '{var}' is {want}, but the loop assigns it {t}", _span_of(lp.body, upd, n))
+                raise CompileError(
+                    f"loop variable '{var}' is {want}, but the loop assigns it {t}", assigned.get(var) or _span_of(lp.body, upd, n)
+                )
         if lp.brk is not None:
             t = body_env.get(lp.brk)
             if t is None or t.kind != "bool":
-                raise CompileError(f"`break if` needs a bool condition, got {t}", _span_of(lp.body, lp.brk, n))
+                raise CompileError(f"`break if` needs a bool condition, got {t}", lp.brk_span or _span_of(lp.body, lp.brk, n))
         for var, res in lp.results:
             env.set(res, carried_types[var])
         return evolve(n, loop=evolve(lp, body=body))
@@ -290,8 +297,10 @@ def _prim(c: _Checker, n: Node, args: list[Type]) -> Type:
             return BOOL
         raise CompileError(f"operator '{sym}' compares two numbers or two texts, got {args[0]} and {args[1]}", n.span)
     if op in ("and", "or", "not"):
+        if _BRANCH_GUARD.search(n.name):
+            _check_condition(args[-1], n)
         for t in args:
-            if t.kind not in ("bool", "json") and n.name.startswith("if."):  # the guards of a branch
+            if t.kind not in ("bool", "json") and n.name.startswith("if."):  # `if a and b`: the condition
                 raise CompileError(f"the condition of an `if` must be bool, got {t}", n.span)
             if t.kind not in ("bool", "json"):
                 raise CompileError(f"operator '{sym}' expects bool, got {t}", n.span)
@@ -314,12 +323,28 @@ def _prim(c: _Checker, n: Node, args: list[Type]) -> Type:
 def _guard(c: _Checker, n: Node, args: list[Type]) -> Type:
     if len(args) != 2:
         raise CompileError(f"guard takes 2 operands, got {len(args)}", n.span)
+    if _BRANCH_GUARD.search(n.name):
+        _check_condition(args[-1], n)
     for t in args:
         if t.kind not in ("bool", "json"):
             if n.name.startswith("if."):  # the guard of an `else` branch (lowering names it)
                 raise CompileError(f"the condition of an `if` must be bool, got {t}", n.span)
             raise CompileError(f"a guard operand must be bool, got {t}", n.span)
     return BOOL
+
+
+# The guards the lowering of `if c { A } else { B }` makes from c: `if.else` (not c, or
+# g and not c under an enclosing guard g) and `if.then` (g and c), named so (with a
+# numeric suffix, and a workflow's prefix once inlined).
+_BRANCH_GUARD = re.compile(r"(?:^|\.)if\.(?:then|else)(?:\.\d+)?$")
+
+
+def _check_condition(t: Type, n: Node) -> None:
+    """The condition of an `if` is a bool: `json` is refused too (its truth would be
+    Python's, decided at run time), unlike an operand of `and`/`or`/`not`."""
+    if t.kind != "bool":
+        hint = " (compare it, e.g. `if x == true`)" if t.kind == "json" else ""
+        raise CompileError(f"the condition of an `if` must be bool, got {t}{hint}", n.span)
 
 
 def _select(c: _Checker, n: Node, args: list[Type]) -> Type:
