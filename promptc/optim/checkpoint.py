@@ -15,7 +15,8 @@ checkpoint, truncated or corrupt data, a checkpoint started by an older promptc 
 was a hand-built map: such a run cannot be resumed), a value of the wrong type (the codec
 names where), and a value out of the range the run could have produced (`problem`: round
 numbers that do not count 1, 2, 3, ..., row indices outside the training set, scores
-outside [0, 1], score lists of the wrong length, negative counts, a bad random state).
+outside [0, 1], score lists of the wrong length, negative counts, a bad random state, a
+param showing more nearest demos than it holds).
 
 `hold(run_dir)` locks the run folder for one run (an exclusive `flock` on `run.lock`,
 released when the run ends or its process dies); a second run on the same folder is
@@ -25,6 +26,7 @@ refused with the process id that holds it.
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import os
 import tempfile
@@ -40,6 +42,8 @@ from promptc.optim.history import Attempt, Round
 from promptc.optim.state import CODEC, TrainState
 
 __all__ = ["FILE", "FORMAT", "LOCK", "MAGIC", "CheckpointError", "RunFolderBusy", "hold", "load", "problem", "save"]
+
+log = logging.getLogger(__name__)
 
 FILE = "checkpoint.msgpack"
 LOCK = "run.lock"
@@ -126,6 +130,9 @@ def problem(state: TrainState, train_rows: int, val_rows: int) -> str | None:
             return f"the {name} scores do not fit the {val_rows} validation rows"
     if state.history and state.best is None:
         return "rounds without a best score"
+    for p in state.program.params:
+        if not 0 <= p.nearest <= len(p.demos):
+            return f"param {_clip(p.name)!r} shows {p.nearest} nearest of {len(p.demos)} demos"
     if not (1.0 <= state.calls_per_row < 1e9):
         return f"calls per row {state.calls_per_row!r} is out of range"
     for i, r in enumerate(state.history):
@@ -213,13 +220,18 @@ def hold(run_dir: str | Path) -> Iterator[Path]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
         raise RunFolderBusy(
             f"{run_dir}: in use by another promptc run (process {_clip(holder, 20)}); "
             "wait for it to end or use another --run-dir"
         ) from None
+    except OSError as e:  # a file system without locks: run unlocked, and say so
+        log.warning("%s: cannot lock the run folder (%s); another run could use it at the same time", run_dir, e)
+        os.close(fd)
+        yield run_dir
+        return
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -115,6 +115,7 @@ def test_malformed_checkpoint_fields(tmp_path, saved, path, value, says):
     (("rng", "internal", 0), 2**40, "bad random state"),
     (("accounting", 0, "counts", "calls"), -5, "negative or non-finite accounting"),
     (("history", 0, "attempts", 0, "val_rows"), 10**9, "a validation score out of range"),
+    (("program", "params", 0, "nearest"), 3, "param 'instruction' shows 3 nearest of 0 demos"),
 ])
 def test_values_out_of_range_are_refused(tmp_path, saved, path, value, says):
     err = resume_error(tmp_path, mutated(saved, _set(path, value)))
