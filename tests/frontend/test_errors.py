@@ -232,3 +232,148 @@ def test_import_cycle(tmp_path):
           use "a.pflow" { a }
                           ^
         """)
+
+
+# ---- type errors in loops and branches: the caret is on the statement at fault ----------
+# (not on the statement that last defined the value), in the words of the source.
+
+LOOPS = """\
+use std.text { strip }
+model task = "scripted/echo"
+llm count(q: text) -> int via task { user "{q}" }
+llm judge(q: text) -> json via task { user "{q}" }
+workflow qa(question: text, c: bool) -> text {
+  let n = count(question)
+  let j = judge(question)
+BODY
+  return question
+}
+"""
+
+
+def loops(body: str) -> str:
+    return render(LOOPS.replace("BODY", textwrap.indent(textwrap.dedent(body).strip("\n"), "  ")))
+
+
+def test_break_if_on_a_value_defined_earlier_points_at_the_break():
+    assert loops("""
+        loop max 3 {
+          question = strip(question)
+          break if n
+        }
+        """) == golden("""
+        qa.pflow:10:5: error: `break if` needs a bool condition, got int
+              break if n
+              ^~~~~~~~~~
+        """)
+
+
+def test_break_if_on_a_variable_of_the_body_points_at_the_break():
+    # (before: the caret was on `question = strip(question)`, which defined the value)
+    assert loops("""
+        loop max 3 {
+          question = strip(question)
+          break if question
+        }
+        """) == golden("""
+        qa.pflow:10:5: error: `break if` needs a bool condition, got text
+              break if question
+              ^~~~~~~~~~~~~~~~~
+        """)
+
+
+def test_loop_variable_reassigned_with_another_type_points_at_the_assignment():
+    # (before: the caret was on the `for` line)
+    assert loops("""
+        for i in 0..3 {
+          question = strip(question)
+          question = n
+        }
+        """) == golden("""
+        qa.pflow:10:5: error: loop variable 'question' is text, but the loop assigns it int
+              question = n
+              ^~~~~~~~~~~~
+        """)
+
+
+def test_loop_variable_assigned_in_both_branches_of_the_body_points_at_the_if():
+    assert loops("""
+        loop max 2 {
+          if c {
+            question = strip(question)
+          } else {
+            question = n
+          }
+        }
+        """) == golden("""
+        qa.pflow:9:5: error: 'question' is text after one branch of the `if` and int after the other (a variable keeps one type)
+              if c {
+              ^~~~
+        """)
+
+
+def test_merge_where_only_the_else_branch_changes_the_type_points_at_it():
+    assert loops("""
+        if c {
+          let t = strip(question)
+        } else {
+          question = n
+        }
+        """) == golden("""
+        qa.pflow:11:5: error: 'question' is text after one branch of the `if` and int after the other (a variable keeps one type)
+              question = n
+              ^~~~~~~~~~~~
+        """)
+
+
+def test_merge_where_both_branches_assign_points_at_the_if():
+    # Which branch is wrong depends on what the variable was meant to be: the caret is on
+    # the `if` whose branches disagree (before: on the first branch's assignment).
+    assert loops("""
+        if c {
+          question = strip(question)
+        } else {
+          question = n
+        }
+        """) == golden("""
+        qa.pflow:8:3: error: 'question' is text after one branch of the `if` and int after the other (a variable keeps one type)
+            if c {
+            ^~~~
+        """)
+
+
+def test_merge_in_a_nested_branch_points_at_the_inner_assignment():
+    assert loops("""
+        if c {
+          if c {
+            question = n
+          }
+        }
+        """) == golden("""
+        qa.pflow:10:7: error: 'question' is int after one branch of the `if` and text after the other (a variable keeps one type)
+                question = n
+                ^~~~~~~~~~~~
+        """)
+
+
+@pytest.mark.parametrize("body, line, col", [
+    ("if j {\n  question = strip(question)\n}", 8, 6),
+    ("if j {\n}", 8, 6),  # nothing in the branch (before: compiled)
+    ("if j {\n  question = strip(question)\n} else {\n  question = strip(question)\n}", 8, 6),
+    ("if c {\n  question = strip(question)\n} else if j {\n  question = strip(question)\n}", 10, 13),  # (before: compiled)
+    ("if c {\n  if j {\n    question = strip(question)\n  }\n}", 9, 8),
+    ("loop max 2 {\n  if j {\n    question = strip(question)\n  }\n}", 9, 8),
+])
+def test_an_if_on_a_json_value_is_refused_at_its_condition(body, line, col):
+    # before: "a guard must be bool, got json" at the first statement of the branch
+    head, excerpt, caret = loops(body).splitlines()
+    assert head == (
+        f"qa.pflow:{line}:{col}: error: the condition of an `if` must be bool, got json (compare it, e.g. `if x == true`)"
+    )
+    assert excerpt.strip().endswith("if j {") and caret.strip() == "^"
+    assert excerpt.index("j") == caret.index("^")
+
+
+def test_an_if_on_a_comparison_of_a_json_value_compiles():
+    src = LOOPS.replace("BODY", "  if j == true {\n    question = strip(question)\n  }")
+    assert compile_source(src, "qa.pflow").workflow.name == "qa"

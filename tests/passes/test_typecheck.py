@@ -168,6 +168,65 @@ def test_loop_update_must_fit_variable():
     assert e.message == "loop variable 'q' is text, but the loop assigns it int"
 
 
+def _with_loop_spans(program, **spans):
+    """`program` whose loop node records the source statements of its break and updates."""
+    from attrs import evolve
+
+    from promptc.errors import Span
+
+    def at(line):
+        return Span("f.pflow", line, 3, line, 9)
+
+    wf = program.workflow
+    nodes = tuple(
+        evolve(n, loop=evolve(n.loop, brk_span=at(spans["brk"]) if "brk" in spans else None,
+                              update_spans=tuple((v, at(line)) for v, line in spans.get("updates", {}).items())))
+        if n.loop is not None else n
+        for n in wf.nodes
+    )
+    return evolve(program, workflow=evolve(wf, nodes=nodes))
+
+
+def test_loop_errors_point_at_the_statements_the_loop_records():
+    p = _with_loop_spans(_prog(lambda w: _agent(w, brk_type_text=True)), brk=7)
+    with pytest.raises(CompileError) as e:
+        typecheck(p)
+    assert e.value.message == "`break if` needs a bool condition, got text" and e.value.span.line == 7
+    p = _with_loop_spans(_prog(lambda w: _agent(w, update_int=True)), updates={"q": 5})
+    with pytest.raises(CompileError) as e:
+        typecheck(p)
+    assert e.value.message == "loop variable 'q' is text, but the loop assigns it int" and e.value.span.line == 5
+
+
+def test_without_recorded_statements_loop_errors_fall_back_to_the_value():
+    p = _prog(lambda w: _agent(w, update_int=True))
+    with pytest.raises(CompileError) as e:
+        typecheck(p)
+    body = p.workflow.nodes[-1].loop.body
+    assert e.value.span == next(n.span for n in body if n.name == "one")
+
+
+@pytest.mark.parametrize("guard_op", ["not", "guard"])
+def test_a_branch_condition_must_be_bool_not_json(guard_op):
+    # `if c` lowers to `if.else = not(c)` (or `guard(g, c)` inside another branch): c is
+    # checked there, so an `if` whose branches hold nothing is checked too
+    def build(w):
+        j = w.call("f", w.input("q"), name="j")
+        if guard_op == "not":
+            w.prim("not", j, name="if.else")
+        else:
+            w.add_node("guard", (w.input("g"), j), name="wf.if.else.2")  # as inlined from a workflow `wf`
+        return j
+
+    kw = dict(inputs=(("q", TEXT), ("g", BOOL)))
+    e = error(build, fn_returns=JSON, **kw)
+    assert e.message == "the condition of an `if` must be bool, got json (compare it, e.g. `if x == true`)"
+    assert e.span == _prog(build, fn_returns=JSON, **kw).node("if.else" if guard_op == "not" else "wf.if.else.2").span
+    check(build, fn_returns=BOOL, **kw)  # a bool condition is fine
+    # elsewhere, `not` of a json value is dynamic, as before
+    assert check(lambda w: w.prim("not", w.call("f", w.input("q")), name="n"), fn_returns=JSON).nodes[-1].type == BOOL
+
+
 def test_loop_index_is_int():
     def build(w):
         q = w.input("q")
