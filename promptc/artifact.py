@@ -219,6 +219,8 @@ def _check_references(program: Program) -> None:
             raise ArtifactError(f"malformed .pfc payload (node '{_clip(n.name, 60)}' calls undeclared '{_clip(str(n.target), 60)}')")
     t = program.train
     if t is not None:
+        if t.metric not in functions and t.metric not in llms:
+            raise ArtifactError(f"malformed .pfc payload (train metric is undeclared '{_clip(t.metric, 60)}')")
         for role, name in (("teacher", t.teacher), ("backward", t.backward), ("optimizer", t.optimizer)):
             if name is not None and name not in models:
                 raise ArtifactError(f"malformed .pfc payload (train {role} is undeclared model '{_clip(name, 60)}')")

@@ -126,8 +126,10 @@ def _node(data, op):
         (lambda d: _node(d, "llm").update(op="const", target=b"\x00", args=[]), "target of type bytes"),
         (lambda d: d["functions"].append({"name": "g", "module": "x\x00.py", "attr": "g"}), "no usable module name"),
         (lambda d: d["functions"].append({"name": "g", "module": "x.py", "attr": "__class__"}), "not a function's name"),
+        (lambda d: d.update(train={"workflow": "w", "metric": "ghost"}), "train metric is undeclared 'ghost'"),
     ],
-    ids=["input-target-list", "llm-no-args", "index-no-args", "and-one-arg", "const-bytes", "module-nul", "dunder-attr"],
+    ids=["input-target-list", "llm-no-args", "index-no-args", "and-one-arg", "const-bytes", "module-nul", "dunder-attr",
+         "metric"],
 )
 def test_mutants_through_the_codec_are_refused_at_load_with_one_line(tmp_path, change, message):
     # the examples: each crashed `promptc run` with IndexError / TypeError
