@@ -20,7 +20,6 @@ over them is promptc.optim.race, driven by the demo optimizer.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, Awaitable, Callable, Sequence
 
 from attrs import frozen
@@ -29,8 +28,6 @@ from promptc.ir import Demo, Program
 from promptc.optim.roles import teacher_model, with_model
 from promptc.runtime.parse import coerce
 from promptc.runtime.records import Trace
-
-log = logging.getLogger(__name__)
 
 ORIGINS = ("labeled", "trace", "teacher")
 
