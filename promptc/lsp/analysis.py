@@ -4,7 +4,7 @@ Program, the diagnostics to publish and the `Index` hover and definition answer 
 Runs in the compile worker (`promptc.lsp.worker`), never on the server's request loop.
 
 **Workspace trust.** By default (`trust=False`) nothing of the user's runs: the document is
-compiled with `compile_source(..., trust_code=False)`, which types the Python functions a
+compiled as `compile_source(..., trust_code=False)` compiles it, which types the Python functions a
 workflow `use`s from their source (`promptc.frontend.py_signatures`) instead of importing
 them. What only running the code could check is said in an information diagnostic at the
 imported name: a `@promptc.workflow` function (inlining it builds its program by importing
@@ -24,13 +24,14 @@ from typing import Any, Iterator
 import attrs
 from attrs import frozen
 
-from promptc.compiler import compile_source
+from promptc.compiler import Loader
 from promptc.errors import CompileError, Span
 from promptc.frontend import ast as A
 from promptc.frontend.parser import parse
-from promptc.frontend.limits import decode_source
+from promptc.frontend.limits import check_text, decode_source, strip_bom
+from promptc.frontend.lower import lower
 from promptc.frontend.py_signatures import MAX_SOURCE_BYTES, Signature, SignatureError, other_bindings, read_file
-from promptc.lsp.index import Index, ModelScope, Scope, Symbol, code
+from promptc.lsp.index import Index, ModelScope, Scope, code, entry
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +66,25 @@ class Analysis:
 
 
 def analyze(source: str, file: str, *, trust: bool = False) -> Analysis:
-    """Parse and compile `source` (named `file`, which resolves `use "x.py"`)."""
+    """Parse and compile `source` (named `file`, which resolves `use "x.py"`).
+
+    The steps of `compile_source(source, file, trust_code=trust)`, parsing once: the AST
+    is kept for the index, and the lowered program goes through the same `Loader`."""
     module = program = error = None
     notes: tuple[Diagnostic, ...] = ()
+    source = strip_bom(source)
+    loader = Loader(trust_code=trust)
+    loader.sources[file] = source
     try:
+        check_text(source, file)
         module = parse(source, file)
         if not trust:
             notes = tuple(_untrusted_notes(module, file))
-        program = compile_source(source, file, trust_code=trust)
+        program = loader.passes(lower(module), source=source)
     except CompileError as e:
         error = e
+    except RecursionError:  # as the driver: `limits.check_depth` keeps inputs far from this
+        error = CompileError("the workflow is nested too deeply to compile", Span(file, 1, 1))
     except Exception as e:  # a compiler bug must not take the editor's server down
         log.exception("compiling %s failed", file)
         error = CompileError(f"internal compiler error: {type(e).__name__}: {e}", Span(file, 1, 1))
@@ -178,7 +188,7 @@ def build_index(a: Analysis) -> Index:
     """Everything hover and go-to-definition answer for this version of the document."""
     if a.module is None:
         return Index(a.source, a.file, {})
-    decls: dict[str, Symbol] = {}
+    decls: dict[str, list] = {}
     models: list[ModelScope] = []
     workflows: list[Scope] = []
     types = _value_types(a)
@@ -197,7 +207,7 @@ def build_index(a: Analysis) -> Index:
             models.append(ModelScope(item.name, item.span, (end.line, end.end_col or end.col)))
         if isinstance(item, A.WorkflowDecl):
             workflows.append(Scope(item.name, item.span, _locals(item, types)))
-        decls.setdefault(item.name, Symbol(_decl_hover(item), item.name_span or item.span))
+        decls.setdefault(item.name, entry(_decl_hover(item), item.name_span or item.span))
     return Index(a.source, a.file, decls, tuple(models), tuple(workflows))
 
 
@@ -225,7 +235,7 @@ def _decl_hover(decl: Any) -> str | None:
     return None
 
 
-def _import_symbol(a: Analysis, use: A.Use, item: A.ImportName, sigs: dict[str, Signature]) -> Symbol:
+def _import_symbol(a: Analysis, use: A.Use, item: A.ImportName, sigs: dict[str, Signature]) -> list:
     """An imported name: the function's signature and docstring, and its `def` (read from
     the Python file's source; the compiled program's types when it compiled)."""
     sig = sigs.get(item.attr)
@@ -238,22 +248,22 @@ def _import_symbol(a: Analysis, use: A.Use, item: A.ImportName, sigs: dict[str, 
         params, returns, doc = sig.params, sig.returns, sig.doc
     else:
         module = use.module if use.module.startswith("std.") else f'"{use.module}"'
-        return Symbol(code(f"use {module} {{ {item.attr} }}"), target)
+        return entry(code(f"use {module} {{ {item.attr} }}"), target)
     args = ", ".join(f"{n}: {t}" for n, t in params)
     kind = "workflow " if use.module.endswith(".pflow") or (sig is not None and sig.workflow) else ""
     text = code(f"{kind}{item.local}({args}) -> {returns}") + f"\n\nfrom `{use.module}`"
-    return Symbol(text + (f"\n\n{doc.strip()}" if doc else ""), target)
+    return entry(text + (f"\n\n{doc.strip()}" if doc else ""), target)
 
 
-def _locals(wf: A.WorkflowDecl, types: dict[str, str]) -> dict[str, Symbol]:
-    out: dict[str, Symbol] = {}
+def _locals(wf: A.WorkflowDecl, types: dict[str, str]) -> dict[str, list]:
+    out: dict[str, list] = {}
     where = f"workflow `{wf.name}`"
     for p in wf.params:
-        out.setdefault(p.name, Symbol(code(f"{p.name}: {p.type}") + f"\n\nargument in {where}", p.span))
+        out.setdefault(p.name, entry(code(f"{p.name}: {p.type}") + f"\n\nargument in {where}", p.span))
     for kind, name, span in _bindings(wf.body):
         if name not in out:
             typ = types.get(name)
-            out[name] = Symbol(code(f"{name}: {typ}" if typ else name) + f"\n\n{kind} in {where}", span)
+            out[name] = entry(code(f"{name}: {typ}" if typ else name) + f"\n\n{kind} in {where}", span)
     return out
 
 

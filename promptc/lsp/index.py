@@ -37,6 +37,12 @@ class Symbol:
     target: Span | None
 
 
+def entry(hover: str | None, target: Span | None) -> list:
+    """A name as the index holds it, in its JSON form (`[hover, span]`): a document's
+    index can hold tens of thousands of names, and the server decodes only the one asked."""
+    return [hover, span_json(target)]
+
+
 @frozen
 class ModelScope:
     """A `model` declaration: inside it, after its name, an option name hovers as an option."""
@@ -52,14 +58,14 @@ class Scope:
 
     name: str
     span: Span
-    symbols: dict[str, Symbol]
+    symbols: dict[str, list]  # name -> `entry`
 
 
 @frozen
 class Index:
     source: str
     file: str
-    decls: dict[str, Symbol]
+    decls: dict[str, list]  # name -> `entry`
     models: tuple[ModelScope, ...] = ()
     workflows: tuple[Scope, ...] = ()
 
@@ -89,13 +95,13 @@ def definition(index: Index, line: int, col: int) -> Span | None:
 
 
 def _lookup(index: Index, word: str, line: int, col: int) -> Symbol | None:
+    found = None
     for scope in index.workflows:
         if inside(scope.span, line, col):
-            local = scope.symbols.get(word)
-            if local is not None:
-                return local
+            found = scope.symbols.get(word)
             break
-    return index.decls.get(word)
+    found = found or index.decls.get(word)
+    return None if found is None else Symbol(found[0], span_from(found[1]))
 
 
 # -- helpers shared with the analysis --------------------------------------------------------
@@ -149,21 +155,13 @@ def span_from(data: Any) -> Span | None:
     return None if data is None else Span(str(data[0]), int(data[1]), int(data[2]), data[3], data[4])
 
 
-def _symbols_json(symbols: dict[str, Symbol]) -> dict:
-    return {n: [s.hover, span_json(s.target)] for n, s in symbols.items()}
-
-
-def _symbols_from(data: dict) -> dict[str, Symbol]:
-    return {n: Symbol(h, span_from(t)) for n, (h, t) in data.items()}
-
-
 def to_json(index: Index) -> dict:
     return {
         "source": index.source,
         "file": index.file,
-        "decls": _symbols_json(index.decls),
+        "decls": index.decls,
         "models": [[m.name, span_json(m.span), list(m.name_end)] for m in index.models],
-        "workflows": [[w.name, span_json(w.span), _symbols_json(w.symbols)] for w in index.workflows],
+        "workflows": [[w.name, span_json(w.span), w.symbols] for w in index.workflows],
     }
 
 
@@ -171,7 +169,7 @@ def from_json(data: dict) -> Index:
     return Index(
         source=data["source"],
         file=data["file"],
-        decls=_symbols_from(data["decls"]),
+        decls=data["decls"],
         models=tuple(ModelScope(n, span_from(s), (e[0], e[1])) for n, s, e in data["models"]),
-        workflows=tuple(Scope(n, span_from(s), _symbols_from(syms)) for n, s, syms in data["workflows"]),
+        workflows=tuple(Scope(n, span_from(s), syms) for n, s, syms in data["workflows"]),
     )
