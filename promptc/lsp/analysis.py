@@ -35,6 +35,7 @@ from promptc.lsp.index import Index, ModelScope, Scope, code, entry
 
 log = logging.getLogger(__name__)
 
+NOT_A_DEF = "is not a `def` of"
 TRUST_HINT = 'trust the workspace to check it: the initialization option {"trust": true}, or `promptc lsp --trust`'
 
 
@@ -88,8 +89,10 @@ def analyze(source: str, file: str, *, trust: bool = False) -> Analysis:
     except Exception as e:  # a compiler bug must not take the editor's server down
         log.exception("compiling %s failed", file)
         error = CompileError(f"internal compiler error: {type(e).__name__}: {e}", Span(file, 1, 1))
-    if error is not None and any(_same_place(n.span, error.span) for n in notes):
-        error = None  # the note at that name says why (only running the code could check it)
+    if error is not None and "has no function" in error.message and any(
+        _same_place(n.span, error.span) and NOT_A_DEF in n.message for n in notes
+    ):
+        error = None  # the note at that name says why (only running the code could find it)
     return Analysis(source, file, module, program, error, notes, trust)
 
 
@@ -117,7 +120,7 @@ def _untrusted_notes(module: A.Module, file: str) -> Iterator[Diagnostic]:
             elif sig is None and _binds(use.module, file, item.attr):
                 yield Diagnostic(
                     "information",
-                    f"'{item.attr}' is not a `def` of {use.module}: what it is can only be found by running the "
+                    f"'{item.attr}' {NOT_A_DEF} {use.module}: what it is can only be found by running the "
                     f"file, which this untrusted workspace does not do; {TRUST_HINT}",
                     item.span,
                 )
