@@ -3,8 +3,9 @@
 The hostile classes (issue 11) also bound time and memory per input: depth (nesting of
 expressions, statements and types), size (loop bounds, nested loops, huge lines),
 unicode (surrogates, BOM, line separators lark does not count), control characters and
-huge numbers. A few hundred cases run by default; `PROMPTC_FUZZ_SCALE=10` runs ten times
-as many.
+huge numbers; and (issue 23) the shapes that were quadratic in the front end (many `if`s
+over many variables, loops carrying many variables, huge enums and records). A few
+hundred cases run by default; `PROMPTC_FUZZ_SCALE=10` runs ten times as many.
 """
 
 from __future__ import annotations
@@ -174,6 +175,112 @@ def hostile(draw):
 def test_hostile_inputs_give_located_errors_in_bounded_time_and_memory(case):
     i, _kind, src = case
     _check_bounded(src, str(EXAMPLES[i]))
+
+
+# ---- shapes that were quadratic in the front end (issue 23) -------------------------------
+#
+# Many `if`s over many variables (the `if` lowering once snapshot every variable in scope
+# per `if`), branches nested in branches and loops, loops carrying many variables, long
+# `else if` chains, and record types and enums with thousands of fields or labels
+# (duplicates were found by list scans), with a duplicate or a type error placed anywhere
+# or nowhere. At these sizes a quadratic stage takes tens of seconds; each case must
+# compile or fail located within the same time and memory bounds as the hostile inputs.
+
+
+def _ifs(draw, n: int) -> str:
+    nvars = draw(st.integers(1, n))
+    lines = ["use std.text { strip }", "workflow w(x: text, c: bool, d: bool) -> text {"]
+    lines += [f"  let v{i} = strip(x)" for i in range(nvars)]
+    shape = draw(st.sampled_from(["flat", "else", "nested", "in_loop", "chain"]))
+    if shape == "chain":  # if c {..} else if d {..} else if ... : nested ifs, one level per `else if`
+        k = min(n, 90)  # the nesting limit is 100 levels
+        parts = [f"if c {{ v{i % nvars} = strip(v{i % nvars}) }} else " for i in range(k)]
+        lines.append("  " + "".join(parts) + "{ v0 = strip(v0) }")
+    else:
+        for i in range(n):
+            v = f"v{i % nvars}"
+            if shape == "flat":
+                lines.append(f"  if c {{ {v} = strip({v}) }}")
+            elif shape == "else":
+                lines.append(f"  if c {{ {v} = strip({v}) }} else {{ {v} = strip(x) }}")
+            elif shape == "nested":
+                lines.append(f"  if c {{ if d {{ {v} = strip({v}) }} }}")
+            else:
+                lines.append(f"  loop max 2 {{ if c {{ {v} = strip({v}) }} }}")
+    if draw(st.booleans()):  # one statement at fault somewhere: a merge of two types
+        at = draw(st.integers(2 + nvars, len(lines)))
+        lines.insert(at, "  if c { v0 = 1 }")
+    lines += ["  return v0", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _carried(draw, n: int) -> str:
+    lines = ["use std.text { strip }", "workflow w(x: text) -> text {"]
+    lines += [f"  let v{i} = strip(x)" for i in range(n)]
+    lines.append("  for i in 0..2 {")
+    lines += [f"    v{i} = strip(v{i})" for i in range(n)]
+    if draw(st.booleans()):
+        lines.append(f"    v{draw(st.integers(0, n - 1))} = i")  # a loop variable given another type
+    lines += ["  }", "  return v0", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _labels(draw, n: int, kind: str) -> str:
+    names = [f"L{i}" for i in range(n)]
+    if draw(st.booleans()):  # a duplicate anywhere
+        names.insert(draw(st.integers(0, n)), names[draw(st.integers(0, n - 1))])
+    if kind == "enum":
+        ty = "enum[" + ", ".join(names) + "]"
+        ret = "pick(x)"
+    else:
+        ty = "{" + ", ".join(f"{m}: text" for m in names) + "}"
+        ret = "pick(x).L0"
+    return (
+        'model m = "scripted/echo"\n'
+        f'llm pick(x: text) -> {ty} via m {{ user "{{x}}" }}\n'
+        f"workflow w(x: text) -> text {{\n  return {ret}\n}}\n"
+    )
+
+
+@st.composite
+def quadratic(draw):
+    kind = draw(st.sampled_from(["ifs", "carried", "enum", "record"]))
+    if kind == "ifs":
+        return kind, _ifs(draw, draw(st.integers(200, 3_000)))
+    if kind == "carried":
+        return kind, _carried(draw, draw(st.integers(200, 3_000)))
+    return kind, _labels(draw, draw(st.integers(1_000, 30_000)), kind)
+
+
+@settings(max_examples=12 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(quadratic())
+def test_quadratic_shapes_compile_or_fail_located_in_bounded_time_and_memory(case):
+    _kind, src = case
+    _check_bounded(src, "shape.pflow")
+
+
+def test_quadratic_shape_errors_point_at_the_statement_at_fault():
+    src = _ifs_fixed(2_000, fault_at=1_500)
+    with pytest.raises(CompileError) as info:
+        compile_source(src, "shape.pflow")
+    assert info.value.span.line == src.splitlines().index("  if c { v0 = 1 }") + 1
+    labels = ", ".join(f"L{i}" for i in range(20_000)) + ", L7"
+    src = f'model m = "scripted/echo"\nllm pick(x: text) -> enum[{labels}] via m {{ user "{{x}}" }}\n'
+    src += "workflow w(x: text) -> text {\n  return pick(x)\n}\n"
+    with pytest.raises(CompileError) as info:
+        compile_source(src, "shape.pflow")
+    line = src.splitlines()[1]
+    assert info.value.message == "duplicate enum label 'L7'"
+    assert (info.value.span.line, info.value.span.col) == (2, line.rindex("L7") + 1)
+
+
+def _ifs_fixed(n: int, fault_at: int) -> str:
+    lines = ["use std.text { strip }", "workflow w(x: text, c: bool) -> text {"]
+    lines += [f"  let v{i} = strip(x)" for i in range(n)]
+    lines += [f"  if c {{ v{i} = strip(v{i}) }}" for i in range(n)]
+    lines.insert(2 + n + fault_at, "  if c { v0 = 1 }")
+    lines += ["  return v0", "}"]
+    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.parent.name)
