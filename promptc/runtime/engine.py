@@ -85,7 +85,7 @@ from promptc.runtime import hosted, providers, wire, workers
 from promptc.runtime.accounting import Accounting
 from promptc.runtime.breaker import DEFAULT_RETRY_BUDGET, DEFAULT_RETRY_REFILL, DEFAULT_THRESHOLD, Breaker, Tripped
 from promptc.runtime.cache import DEFAULT_DIR, Cache, CachedAnswer, cache_key
-from promptc.runtime.failures import blames_provider, classify, describe, remember_secrets
+from promptc.runtime.failures import blames_provider, classify, describe, is_timeout, remember_secrets
 from promptc.runtime.netguard import Guard, max_bytes_from_env
 from promptc.runtime.records import CallRequest, CallResult, Endpoint
 from promptc.runtime.wire import to_response_format  # noqa: F401 - its old home
@@ -369,7 +369,7 @@ class Engine:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
+                if is_timeout(e):  # the engine's deadline, the client's or netguard's: one message
                     e = TimeoutError(f"no answer within {limit:g}s")
                 (retryable, after), what, blame = classify(e), describe(e), blames_provider(e)
             else:

@@ -90,6 +90,13 @@ def classify(e: BaseException) -> tuple[bool, float | None]:
     return False, None
 
 
+def is_timeout(e: BaseException) -> bool:
+    """Whether `e` says an attempt ran out of time (asyncio's, the HTTP client's, litellm's)."""
+    if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
+        return True
+    return any(k.__name__ in ("Timeout", "APITimeoutError", "TimeoutException") for k in type(e).__mro__)
+
+
 def blames_provider(e: BaseException) -> bool:
     """Whether a failure says the provider (not this request) is at fault: anything
     retryable, a refused key (401/403) or an unknown model (404). A bad request (400,
