@@ -220,6 +220,7 @@ def hold(run_dir: str | Path) -> Iterator[Path]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = True
     except BlockingIOError:
         holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
@@ -229,14 +230,14 @@ def hold(run_dir: str | Path) -> Iterator[Path]:
         ) from None
     except OSError as e:  # a file system without locks: run unlocked, and say so
         log.warning("%s: cannot lock the run folder (%s); another run could use it at the same time", run_dir, e)
-        os.close(fd)
-        yield run_dir
-        return
+        locked = False
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if locked:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield run_dir
     finally:
-        os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        if locked:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
