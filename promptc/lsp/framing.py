@@ -101,7 +101,8 @@ class Framer:
     def finish(self) -> list[Event]:
         """End of stream: a message cut short is a problem (after trying what arrived)."""
         out = self.stale()
-        if self.state == "headers" and self.headers or self.state == "body" or self.buf.strip():
+        inside = (self.state == "headers" and self.headers > 0) or self.state == "body" or bool(self.buf.strip())
+        if inside:
             out.append(Problem("the stream ended inside a message"))
         self.buf.clear()
         return out
