@@ -15,7 +15,7 @@ checkpoint, truncated or corrupt data, a checkpoint started by an older promptc 
 was a hand-built map: such a run cannot be resumed), a value of the wrong type (the codec
 names where), and a value out of the range the run could have produced (`problem`: round
 numbers that do not count 1, 2, 3, ..., row indices outside the training set, scores
-outside [0, 1], score lists of the wrong length, negative counts, a bad random state, a
+that are not finite numbers (a metric's scores are not bounded), score lists of the wrong length, negative counts, a bad random state, a
 param showing more nearest demos than it holds).
 
 `hold(run_dir)` locks the run folder for one run (an exclusive `flock` on `run.lock`,
@@ -143,7 +143,7 @@ def problem(state: TrainState, train_rows: int, val_rows: int) -> str | None:
         if opt.param != name:
             return f"the optimizer of {name!r} is for {opt.param!r}"
         if not _scores([s for _, s in getattr(opt, "memory", ())]):
-            return f"the memory of {name!r} has a score outside [0, 1]"
+            return f"the memory of {name!r} has a score that is not a finite number"
     for name, pool in state.pools.items():
         for e in pool.entries:
             if e.origin not in ORIGINS or (e.row is not None and not 0 <= e.row < train_rows):
@@ -165,7 +165,7 @@ def _round(r: Round, step: int, train_rows: int, val_rows: int) -> str | None:
         return f"a minibatch index outside the {train_rows} training rows"
     if len(r.minibatch_scores) != len(r.batch) or not _scores(r.minibatch_scores) or not 0 <= r.failing <= len(r.batch):
         return "minibatch scores that do not fit its minibatch"
-    if not 0.0 <= r.best <= 1.0 or not (math.isfinite(r.seconds) and r.seconds >= 0) or r.backward_calls < 0:
+    if not _scores([r.best]) or not (math.isfinite(r.seconds) and r.seconds >= 0) or r.backward_calls < 0:
         return "a score, a time or a count out of range"
     if any(n < 0 for n in r.gradients.values()):
         return "a negative gradient count"
@@ -173,22 +173,19 @@ def _round(r: Round, step: int, train_rows: int, val_rows: int) -> str | None:
         if min(s.requests, s.errors, s.prompt_tokens, s.completion_tokens) < 0 or not (math.isfinite(s.cost) and s.cost >= 0):
             return "negative or non-finite accounting"
     for a in r.attempts:
-        wrong = _attempt(a, len(r.batch), train_rows, val_rows)
+        wrong = _attempt(a, train_rows, val_rows)
         if wrong:
             return f"proposal for {a.param!r}: {wrong}"
     return None
 
 
-def _attempt(a: Attempt, batch: int, train_rows: int, val_rows: int) -> str | None:
+def _attempt(a: Attempt, train_rows: int, val_rows: int) -> str | None:
     if a.kind not in ("prompt", "demos"):
         return f"unknown kind {a.kind!r}"
     if not 0 <= a.val_rows <= val_rows or (a.val is not None and not _scores([a.val])):
         return "a validation score out of range"
-    for f in (a.failing_before, a.failing_after):
-        if f is not None and not (math.isfinite(f) and 0 <= f <= batch):
-            return "a minibatch score out of range"
-    if a.gain is not None and not (math.isfinite(a.gain) and -1 <= a.gain <= 1):
-        return "a gain out of range"
+    if not _scores([x for x in (a.failing_before, a.failing_after, a.gain) if x is not None]):
+        return "a minibatch score or a gain that is not a finite number"
     race = a.race
     if race is not None:
         if min(race.entrants, race.first_rows, race.evaluations) < 0 or race.first_rows > train_rows \
@@ -200,7 +197,9 @@ def _attempt(a: Attempt, batch: int, train_rows: int, val_rows: int) -> str | No
 
 
 def _scores(scores) -> bool:
-    return all(isinstance(s, float) and 0.0 <= s <= 1.0 for s in scores)
+    """Every score a finite float (metrics score in [0, 1] by convention; none is refused
+    for keeping to it)."""
+    return all(isinstance(s, float) and math.isfinite(s) for s in scores)
 
 
 def _clip(value: object, n: int = 40) -> str:

@@ -107,7 +107,7 @@ def test_malformed_checkpoint_fields(tmp_path, saved, path, value, says):
 @pytest.mark.parametrize("path,value,says", [
     (("history", 0, "step"), 2**62, "round 1: numbered 4611686018427387904"),
     (("history", 0, "batch", 0), 10**6, "round 1: a minibatch index outside the 8 training rows"),
-    (("history", 0, "minibatch_scores", 0), 7.5, "round 1: minibatch scores"),
+    (("history", 0, "minibatch_scores", 0), float("inf"), "round 1: minibatch scores"),
     (("history", 0, "failing"), 99, "round 1: minibatch scores"),
     (("best", "scores"), [1.0], "the best scores do not fit the 4 validation rows"),
     (("start", "rows"), 40, "the start scores do not fit"),
