@@ -13,9 +13,11 @@ damaged the same way. Every mutant must then, within a time bound:
 - `wf.batch(...)`: return one `Result` per row, a bad row failing alone;
 - `promptc inspect`: exit 0 or 1, never a traceback;
 
-never any other exception. `SEEDS` mutants run by default (a few seconds);
-`PROMPTC_FUZZ_SCALE=10` runs ten times as many. A failure names its seed:
-`mutant(seed)` rebuilds it.
+never any other exception; every tenth mutant also goes through `promptc run --data`
+with the real engine (exit 0 or 1, no "internal error"). Each mutant has 10 s. 300 mutants
+run by default (about 10 s; one in eight starts from the program before unrolling);
+`PROMPTC_FUZZ_SCALE=10` runs ten times as many. A failure names its seed: `mutant(seed)`
+rebuilds it.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from promptc.bind import BindError
 from promptc.cli import main as cli_main
 from promptc.compiler import compile_source
 from promptc.ir import Demo
-from promptc.runtime.interpreter import ProgramError
 from promptc.runtime import scripted
+from promptc.runtime.interpreter import ProgramError
 from promptc.runtime.records import CallResult
 from promptc.runtime.workflow import PromptcRunError, Result, load
 from tests.bounds import bounded
