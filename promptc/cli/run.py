@@ -138,6 +138,10 @@ def guarded(command: str, body: Any) -> int:
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter(f"promptc {command}: warning: %(message)s"))
     logger = logging.getLogger("promptc")
+    # warnings only, and only where the CLI's own console handler (cli/logs.py) would not
+    # print them: it shows errors by default, everything from -v on
+    shown = [h.level for h in logger.handlers if h.get_name() == "promptc-console"]
+    handler.addFilter(lambda r: r.levelno < logging.ERROR and not any(level <= r.levelno for level in shown))
     logger.addHandler(handler)
     try:
         return int(body() or 0)

@@ -98,8 +98,8 @@ class CachedAnswer:
     cost: float = 0.0
 
 
-class CacheError(Exception):
-    """The cache folder cannot exist; the message names it."""
+class CacheError(ValueError):
+    """The cache folder cannot exist; the message names it (a bad `cache_dir` value)."""
 
 
 class Cache:
