@@ -103,6 +103,7 @@ def _walk(module: A.Module, limit: int) -> None:
     # (record, its depth, the span of the nearest located ancestor)
     stack: list[tuple[Any, int, Span | None]] = [(item, 1, None) for item in module.items]
     pop, push = stack.pop, stack.append
+    known = _FIELDS.get  # `_fields`, without a call for the classes already seen (the hot path)
     while stack:
         obj, depth, near = pop()
         span = getattr(obj, "span", None) or near
@@ -110,7 +111,10 @@ def _walk(module: A.Module, limit: int) -> None:
             value = getattr(obj, name)
             for x in value if type(value) is tuple else (value,):
                 for y in x if type(x) is tuple else (x,):  # tuples of tuples: a record type's (name, Type) pairs
-                    if _fields(type(y)):
+                    f = known(type(y))
+                    if f is None:
+                        f = _fields(type(y))
+                    if f:
                         if depth >= limit:  # report the construct at the limit, not its leaf
                             raise CompileError(_too_deep(obj, limit), span)
                         push((y, depth + 1, span))
