@@ -96,6 +96,16 @@ def _prim(n: Node, v: "_Verifier") -> str | None:
     return None
 
 
+LOOP_KINDS = ("for", "max", "each")
+
+
+def _loop(n: Node, v: "_Verifier") -> str | None:
+    lp = n.loop
+    if lp is not None and (lp.kind not in LOOP_KINDS or lp.bound < 0):
+        return f"is a loop of kind '{lp.kind}' with bound {lp.bound} (kinds: {', '.join(LOOP_KINDS)}; bounds >= 0)"
+    return None
+
+
 SHAPES: dict[str, Shape] = {
     "input": Shape(0, 0, (str,), "the name of a workflow argument", _input),
     "const": Shape(0, 0, _DATA, "plain data", _const),
@@ -107,7 +117,7 @@ SHAPES: dict[str, Shape] = {
     "prim": Shape(1, 2, (str,), "an operator", _prim),
     "guard": Shape(2, 2, (_NONE,), "nothing"),
     "select": Shape(3, 3, (_NONE, str), "nothing or a variable's name"),
-    "loop": Shape(0, 0, (str,), "the loop's label"),
+    "loop": Shape(0, 0, (str,), "the loop's label", _loop),
 }
 assert set(SHAPES) == set(OPS), "SHAPES covers every op"
 

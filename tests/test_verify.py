@@ -187,3 +187,17 @@ def test_a_select_rule_needs_its_condition_and_branches():
     for bad in (evolve(g, branches=(g.branches[0],)), evolve(g, cond="ghost"), evolve(g, branches=(g.branches[0], "ghost"))):
         with pytest.raises(VerifyError, match="needs its condition and two branches"):
             verify(evolve(p, backward=tuple(bad if x is g else x for x in p.backward)))
+
+
+def test_a_loop_has_a_known_kind_and_a_bound():
+    b = ProgramBuilder()
+    w = b.workflow()
+    lp = w.loop("l", "for", 1, carried={"q": w.input("q")})
+    lp.update("q", lp.ph("q"))
+    w.ret(lp.end()["q"])
+    p = b.build()
+    verify(p)
+    (n,) = [n for n in p.nodes if n.op == "loop"]
+    for loop in (evolve(n.loop, kind="while"), evolve(n.loop, bound=-1)):
+        with pytest.raises(VerifyError, match=r"\(loop\) is a loop of kind"):
+            verify(p.with_nodes(tuple(evolve(n, loop=loop) if m is n else m for m in p.nodes)))
