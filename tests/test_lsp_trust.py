@@ -169,3 +169,12 @@ def test_a_name_bound_other_than_by_def_is_a_note_not_an_error(tmp_path):
     assert (note.span.line, note.span.col) == (1, 18)
     trusted = analyze(text, str(tmp_path / "d.pflow"), trust=True)
     assert trusted.diagnostics() == [] and trusted.program is not None
+
+
+def test_hover_says_why_an_annotation_reads_as_json(tmp_path):
+    (tmp_path / "tools.py").write_text("from typing import Optional\n\ndef f(x: Optional[str]) -> str:\n    return x or ''\n")
+    text = 'use "tools.py" { f }\n\nworkflow w(q: text) -> text {\n  return f(q)\n}\n'
+    a = analyze(text, str(tmp_path / "d.pflow"))
+    assert a.diagnostics() == []
+    shown = hover(build_index(a), 4, 10)
+    assert "f(x: json) -> text" in shown and "parameter 'x': an Optional is json" in shown

@@ -255,7 +255,10 @@ def _import_symbol(a: Analysis, use: A.Use, item: A.ImportName, sigs: dict[str, 
     args = ", ".join(f"{n}: {t}" for n, t in params)
     kind = "workflow " if use.module.endswith(".pflow") or (sig is not None and sig.workflow) else ""
     text = code(f"{kind}{item.local}({args}) -> {returns}") + f"\n\nfrom `{use.module}`"
-    return entry(text + (f"\n\n{doc.strip()}" if doc else ""), target)
+    text += f"\n\n{doc.strip()}" if doc else ""
+    if sig is not None and sig.notes:  # why an annotation reads as json
+        text += "\n\n" + "\n".join(f"- {n}" for n in sig.notes)
+    return entry(text, target)
 
 
 def _locals(wf: A.WorkflowDecl, types: dict[str, str]) -> dict[str, list]:
