@@ -86,3 +86,58 @@ def test_fresh_names_for_a_reassigned_variable():
     assert (first.label, second.label) == ("step", "step.1")
     assert first.carried == (("x", "x.3", "x.4"),) and first.results == (("x", "x.6"),)
     assert second.carried == (("x", "x.6", "x.7"),) and wf.output == "x.9"
+
+
+# ---- the fast LALR loop (parse_lalr) agrees with lark's own --------------------------------
+
+
+def _corpus() -> list[str]:
+    import random
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [p.read_text(encoding="utf-8") for p in sorted(root.glob("examples/*/*.pflow"))]
+    sources += [p.read_text(encoding="utf-8") for p in sorted(root.glob("stdlib/*.pflow"))]
+    rng = random.Random(0)
+    pieces = ["{", "}", "(", ")", "\n", ";", "let", "x", "=", "if", "else", '"s"', "1", "and", "+", ".", ",",
+              "loop", "max", "break", "#", '"""', "enum[", "->", "1.5e3"]
+    mutated = []
+    for src in sources:
+        for _ in range(40):
+            s = src
+            for _ in range(rng.randint(1, 3)):
+                a = rng.randrange(len(s) + 1)
+                if rng.random() < 0.4:
+                    s = s[:a] + s[a + rng.randint(1, 8):]
+                else:
+                    s = s[:a] + " " + rng.choice(pieces) + " " + s[a:]
+            mutated.append(s)
+    return sources + mutated
+
+
+def test_the_fast_loop_builds_what_lark_builds_and_refuses_what_lark_refuses():
+    from lark.exceptions import UnexpectedInput
+
+    from promptc.frontend.parse_actions import Actions
+    from promptc.frontend.parse_grammar import Separators, build
+    from promptc.frontend.parse_lalr import Driver, Refused
+
+    actions, postlex = Actions(), Separators()
+    lark = build(actions.callbacks(), actions.names(), postlex)
+    driver = Driver(lark)
+
+    def run(parse, refused, src):
+        actions.state.file, actions.state.error = "f.pflow", None
+        postlex.start(src)
+        try:
+            return repr(parse(src)), repr(actions.state.error)
+        except refused:
+            return "refused", None
+
+    accepted = refused = 0
+    for src in _corpus():
+        fast = run(driver.run, Refused, src)
+        assert fast == run(lark.parse, UnexpectedInput, src), src
+        accepted += fast[0] != "refused"
+        refused += fast[0] == "refused"
+    assert accepted > 50 and refused > 50  # both paths were exercised
