@@ -15,7 +15,9 @@ Cases:
 Run: `python bench/compile_scale.py` (add `--quick` for the small sizes only). The aims:
 10,000 nodes through all passes in well under a second; the `.pflow` front end (parse and
 lowering) of 10,000 nodes in at most 0.5 s; `ifs 10000`, `enum 100000` and `record 40000`
-compiled in under 2 s each; time per node flat as sizes grow (every stage is linear).
+compiled in under 2 s each (these two judged on CPU time, printed under the table with the
+wall time: a shared machine's wall clock counts other processes too); time per node flat
+as sizes grow (every stage is linear).
 """
 
 from __future__ import annotations
@@ -180,12 +182,15 @@ def measure_pflow(n: int, repeat: int = 3, text: str | None = None) -> tuple[dic
     text = pflow_chain(n) if text is None else text
     best = None
     for _ in range(repeat):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         lowered = lower(parse(text, FILE))
         front = time.perf_counter() - t0
+        c1 = time.process_time()
         t, out = measure(lowered, repeat=1)
         t["front"] = front
         t["total"] += front
+        t["front_cpu"], t["cpu"] = c1 - c0, time.process_time() - c0
         if best is None or t["total"] < best[0]["total"]:
             best = (t, out)
     compile_source(text, FILE)  # the public entry point agrees
@@ -244,14 +249,18 @@ def main() -> int:
         passes_only = big[0]["total"]
         print(f"10,000 nodes through all passes (with verify): {passes_only * 1e3:.0f} ms "
               f"({'OK' if passes_only < 1 else 'over'} the 1 s aim)")
+    # The aims are judged on CPU time: on a shared machine the wall clock also counts the
+    # other processes (on an idle one the two agree: the compiler runs on one thread).
     front = [t for name, _i, _o, t in rows if name == "pflow 10000"]
     if front:
-        f = front[0]["front"]
-        print(f"10,000 nodes of .pflow through the front end (parse, lower): {f * 1e3:.0f} ms "
-              f"({'OK' if f <= 0.5 else 'over'} the 0.5 s aim); end to end {front[0]['total'] * 1e3:.0f} ms")
+        f = front[0]
+        print(f"10,000 nodes of .pflow through the front end (parse, lower): {f['front_cpu'] * 1e3:.0f} ms CPU, "
+              f"{f['front'] * 1e3:.0f} ms wall ({'OK' if f['front_cpu'] <= 0.5 else 'over'} the 0.5 s aim); "
+              f"end to end {f['cpu'] * 1e3:.0f} ms CPU, {f['total'] * 1e3:.0f} ms wall")
     for name, _i, _o, t in rows:
         if name.split()[0] in SHAPES and not opts.quick:
-            print(f"{name}: {t['total']:.2f} s end to end ({'OK' if t['total'] < 2 else 'over'} the 2 s aim)")
+            print(f"{name}: {t['cpu']:.2f} s CPU, {t['total']:.2f} s wall end to end "
+                  f"({'OK' if t['cpu'] < 2 else 'over'} the 2 s aim)")
     return 0
 
 
