@@ -31,9 +31,12 @@ from promptc.runtime.workers import Answer
 def litellm_kwargs(req: CallRequest, extra_params: dict[str, Any], timeout: float, litellm: Any = None) -> dict[str, Any]:
     """The `litellm.completion` arguments of `req` (see engine.py for what each provider gets)."""
     ep = req.endpoint
+    params = endpoints.litellm_params(ep, req.model)
+    if params.get("api_key") == endpoints.NO_KEY and extra_params.get("api_key"):
+        del params["api_key"]  # a key given to the engine beats the keyless placeholder
     kwargs: dict[str, Any] = {
         **extra_params,
-        **endpoints.litellm_params(ep, req.model),
+        **params,
         "model": req.model,
         "messages": [dict(m) for m in req.messages],
         "temperature": req.temperature,
