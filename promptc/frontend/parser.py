@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 
 from lark import Lark
 from lark.exceptions import UnexpectedInput
@@ -36,6 +37,8 @@ from promptc.frontend.parse_values import decode_string
 
 __all__ = ["parse", "decode_string", "KEYWORDS", "MAX_DEMOS", "RESERVED"]
 
+log = logging.getLogger(__name__)
+
 _ACTIONS = Actions()
 _POSTLEX = Separators()
 
@@ -46,8 +49,14 @@ class _Parser:
 
     def __init__(self) -> None:
         self.lark: Lark = build(_ACTIONS.callbacks(), _ACTIONS.names(), _POSTLEX)
-        self.driver = Driver(self.lark)
         self.words = terminal_words(self.lark.terminals)
+        self.driver: Driver | None = None
+        try:
+            self.driver = Driver(self.lark)
+        except (AttributeError, AssertionError, KeyError, TypeError, ValueError) as e:
+            # the driver reads lark's tables and lexers: a lark that lays them out otherwise
+            # is still a working parser, only a slower one
+            log.warning("the fast parser loop cannot read this lark's tables (%s); using lark's own", e)
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,11 +90,12 @@ def parse(source: str, file: str = "<string>") -> A.Module:
 
 
 def _run(parser: _Parser, source: str, file: str) -> list:
-    _POSTLEX.start(source)
-    try:
-        return parser.driver.run(source)
-    except Refused:
-        pass
+    if parser.driver is not None:
+        _POSTLEX.start(source)
+        try:
+            return parser.driver.run(source)
+        except Refused:
+            pass
     # Not in the language: lark's own parse of the same text gives the error to describe.
     _ACTIONS.state.error = None
     _POSTLEX.start(source)

@@ -141,3 +141,14 @@ def test_the_fast_loop_builds_what_lark_builds_and_refuses_what_lark_refuses():
         accepted += fast[0] != "refused"
         refused += fast[0] == "refused"
     assert accepted > 50 and refused > 50  # both paths were exercised
+
+
+def test_without_the_fast_loop_lark_alone_parses_the_same(monkeypatch):
+    # a lark whose tables the fast loop cannot read leaves the driver unset: slower, same AST
+    src = _corpus()[0]
+    fast = parse(src, "f.pflow")
+    monkeypatch.setattr(P._parser(), "driver", None)
+    assert parse(src, "f.pflow") == fast
+    with pytest.raises(CompileError) as info:
+        parse("workflow w() -> text { return (1 }", "f.pflow")
+    assert info.value.message.startswith("unexpected '}'")
