@@ -7,7 +7,8 @@ writes (`_check_extra`) before anything is shown, and every text from the file i
 literally (never read as rich markup) and folded into lines of the terminal's width by
 this module, in linear time, before rich sees it.
 
-Exit codes: 0 shown; 1 a missing, corrupt, foreign or malformed file (one line).
+Exit codes: 0 shown; 1 a missing, corrupt, foreign or malformed file (one line), or anything
+else that stops the showing (one line too: `inspect` never prints a traceback).
 """
 
 from __future__ import annotations
