@@ -120,8 +120,11 @@ def _walk(module: A.Module, limit: int) -> None:
                         push((y, depth + 1, span))
 
 
+_STATEMENTS = (A.Let, A.Assign, A.Return, A.For, A.ForEach, A.LoopMax, A.BreakIf, A.If)
+
+
 def _too_deep(obj: Any, limit: int) -> str:
-    what = "the type" if isinstance(obj, Type) else "the statement" if isinstance(obj, (A.For, A.LoopMax, A.Let, A.Assign)) else "the expression"
+    what = "the type" if isinstance(obj, Type) else "the statement" if isinstance(obj, _STATEMENTS) else "the expression"
     hint = ""
     if isinstance(obj, A.BinOp):
         hint = "; a chain `a + b + ...` nests one level per operand: build it in several `let` steps"

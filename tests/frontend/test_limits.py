@@ -47,6 +47,16 @@ def test_deep_nesting_is_a_located_error(src, line, col):
         assert (e.span.line, e.span.col) == (line, col)
 
 
+@pytest.mark.parametrize("src", [
+    wf("  let x = q\n" + "if x == q {\n" * 10_000 + "x = f(x)\n" + "}\n" * 10_000 + "  return x"),
+    wf("  let x = q\n  " + "if x == q { x = f(x) } else " * 10_000 + "{ x = f(x) }\n  return x"),
+], ids=["nested-ifs", "else-if-chain"])
+def test_ten_thousand_nested_ifs_are_a_located_statement_error(src):
+    e = error(src)
+    assert e.message == f"the statement is nested too deeply (more than {MAX_DEPTH} levels)"
+    assert e.span.line >= 3
+
+
 def test_nesting_just_under_the_limit_compiles():
     compile_source(wf("  return " + " + ".join(["q"] * (MAX_DEPTH - 5))), "x.pflow")
     nested = wf("  let x = q\n" + "loop max 1 {\n" * (MAX_DEPTH - 5) + "x = f(x)\n" + "}\n" * (MAX_DEPTH - 5) + "  return x")
