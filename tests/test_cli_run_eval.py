@@ -238,3 +238,27 @@ def test_eval_with_an_llm_judge(monkeypatch, tmp_path, capsys):
         assert out.startswith("judge 0.667 · n=3 · errors 0 · calls 6 ")  # 3 answers + 3 judgements
     finally:
         scripted.unregister("cli-judge")
+
+
+def test_out_rows_are_written_as_they_finish_in_order(tmp_path):
+    from promptc.cli.run import RowWriter
+
+    out = tmp_path / "rows.jsonl"
+    with RowWriter(str(out)) as w:
+        w.add(1, {"i": 1})
+        assert out.read_text() == ""  # row 0 is not done: row 1 waits
+        w.add(0, {"i": 0})
+        assert [json.loads(x)["i"] for x in out.read_text().splitlines()] == [0, 1]  # flushed now
+        w.add(2, {"i": 2, "label": "\udfff"})  # a lone surrogate from the dataset
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["i"] for r in rows] == [0, 1, 2] and rows[2]["label"] == "\udfff"
+
+
+def test_eval_out_keeps_a_label_with_a_lone_surrogate(trec_model, tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "Who wrote Hamlet?", "label": "\\udfff"}\n{"question": "Where is Rome?", "label": "LOC"}\n')
+    out = tmp_path / "o.jsonl"
+    assert main(["eval", str(TREC), "--data", str(data), "--out", str(out), "--no-cache"]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["expected"] for r in rows] == ["\udfff", "LOC"] and rows[1]["score"] == 1.0
+    assert capsys.readouterr().out.startswith("exact_match 0.500 · n=2")
