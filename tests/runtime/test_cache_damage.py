@@ -179,3 +179,36 @@ def test_optimize_with_a_cache_folder_that_cannot_exist_is_one_line(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and "Traceback" not in "\n".join(err)
     assert err[-1].startswith("promptc optimize: error:") and "cache folder" in err[-1]
+
+
+FILL = """
+import logging, sys
+logging.basicConfig(format="%(message)s")
+from promptc.runtime.cache import Cache, CachedAnswer
+cache = Cache(sys.argv[1])
+for i in range(400):
+    cache.put(f"k{i}", "m", CachedAnswer("x" * 4000))
+print(cache.mode, cache.get("k0") is not None, len(cache))
+"""
+
+
+def test_a_full_disk_turns_the_cache_to_reading(tmp_path):
+    """On a 256 KB tmpfs (a private mount namespace; skipped where one cannot be made)."""
+    import sys
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(FILL)
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("no private mount namespace here")
+    shell = f"mount -t tmpfs -o size=256k tmpfs {mnt} && {sys.executable} {script} {mnt / 'c'}"
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", shell], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    if "mount" in done.stderr and done.returncode != 0:
+        pytest.skip(f"tmpfs cannot be mounted here: {done.stderr.strip()}")
+    mode, readable, entries = done.stdout.split()
+    assert (mode, readable) == ("ro", "True") and 0 < int(entries) < 400
+    warnings = done.stderr.strip().splitlines()
+    assert len(warnings) == 1 and "database or disk is full" in warnings[0] and str(mnt / "c") in warnings[0]
