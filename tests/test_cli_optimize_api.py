@@ -96,6 +96,7 @@ def test_mlflow_logs_the_run_to_a_local_store(workdir):
     assert r.returncode == 0, r.stderr
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri((workdir / "store").resolve().as_uri())
     runs = mlflow.search_runs(experiment_names=["promptc-trec"], output_format="list")
     assert len(runs) == 1

@@ -13,6 +13,7 @@ Logged when the run has finished (an interrupted run logs nothing: `--resume` it
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,6 +37,10 @@ def log_run(trained: Any, options: Mapping[str, Any], uri: str | bool | None = T
     target = DEFAULT_URI if uri is True or not uri else str(uri)
     if "://" not in target:
         target = Path(target).resolve().as_uri()
+    if target.startswith("file:"):
+        # a plain folder store: what mlflow-skinny writes without a server or a database;
+        # recent MLflow asks for an explicit opt-in to it
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(target)
     mlflow.set_experiment(f"promptc-{trained.program.workflow.name}")
     params = {k: _param(v) for k, v in options.items() if v is not None}
