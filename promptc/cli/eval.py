@@ -97,6 +97,8 @@ def _main(args: argparse.Namespace) -> int:
             import asyncio
 
             scores[:] = asyncio.run(ascore(program, traces, batch, metric, engine=engine))
+            if engine.tripped is not None:  # the judge's model stopped answering
+                raise CliError(engine.tripped.message())
             for i, t in enumerate(traces):
                 out.add(i, row(i, t))
     mean = summarize(scores)

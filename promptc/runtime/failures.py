@@ -47,10 +47,11 @@ class RemoteError(Exception):
     """A call failed in a worker process; `retryable` / `retry_after` are the worker's
     `classify` verdict, the message its `describe`."""
 
-    def __init__(self, message: str, retryable: bool, retry_after: float | None) -> None:
+    def __init__(self, message: str, retryable: bool, retry_after: float | None, blames: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.blames = blames  # the worker's `blames_provider`
 
 
 class ResponseTooLarge(Exception):
@@ -104,7 +105,7 @@ def blames_provider(e: BaseException) -> bool:
     if classify(e)[0]:
         return True
     if isinstance(e, RemoteError):
-        return False
+        return e.blames
     status = getattr(e, "status_code", None)
     return isinstance(status, int) and (status in AUTH_STATUS or status == 404)
 

@@ -66,6 +66,8 @@ class Guard:
             yield self
         finally:
             _current.guard = outer
+            with self._lock:  # done: its connections are the pool's again, not to be shut
+                self._socks = []
 
     def abort(self) -> None:
         """Stop the call: shut down its sockets (a blocked read returns), fail later reads."""

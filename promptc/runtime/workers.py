@@ -42,7 +42,7 @@ from attrs import frozen
 
 from promptc.runtime import hosted, providers
 from promptc.runtime.accounting import reported_tokens
-from promptc.runtime.failures import RemoteError, classify, describe, remember_secrets
+from promptc.runtime.failures import RemoteError, blames_provider, classify, describe, remember_secrets
 from promptc.runtime.netguard import Guard
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ def serve(conn: Connection, threads: int) -> None:
             )
         except Exception as e:
             retryable, after = classify(e)
-            outcome = ("error", describe(e), retryable, after)
+            outcome = ("error", describe(e), retryable, after, blames_provider(e))
         reply((cid, outcome))
 
     reply("ready")
