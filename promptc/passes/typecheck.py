@@ -100,6 +100,17 @@ class _Checker:
         self.functions = {f.name: f for f in program.functions}
         self._table = table
         self.spans: dict[str, Any] = {}  # node name -> its span, for errors about a value
+        self._fields: dict[int, tuple[Type, dict[str, Type]]] = {}  # id of a record type -> (it, its fields)
+
+    def field(self, t: Type, name: str) -> Type | None:
+        """`t.field(name)`, through a dict per record type (a scan per access is quadratic
+        on a record of thousands of fields read thousands of times)."""
+        if len(t.fields) <= 8:
+            return t.field(name)
+        found = self._fields.get(id(t))
+        if found is None or found[0] is not t:
+            found = self._fields[id(t)] = (t, dict(t.fields))
+        return found[1].get(name)
 
     def table(self) -> FunctionTable:
         """The functions as the compile driver bound them for the resolve pass."""
@@ -269,7 +280,7 @@ def _field(c: _Checker, n: Node, args: list[Type]) -> Type:
     if t.kind == "json":
         return JSON
     if t.kind == "record":
-        f = t.field(n.target)
+        f = c.field(t, n.target)
         if f is None:
             raise CompileError(f"record {t} has no field '{n.target}'", n.span)
         return f
