@@ -182,8 +182,9 @@ def test_hostile_inputs_give_located_errors_in_bounded_time_and_memory(case):
 # Many `if`s over many variables (the `if` lowering once snapshot every variable in scope
 # per `if`), branches nested in branches and loops, loops carrying many variables, long
 # `else if` chains, and record types and enums with thousands of fields or labels
-# (duplicates were found by list scans), with a duplicate or a type error placed anywhere
-# or nowhere. At these sizes a quadratic stage takes tens of seconds; each case must
+# (duplicates were found by list scans) and records read field by field or passed where
+# another order of their fields is expected (each a scan per field), with a duplicate or a
+# type error placed anywhere or nowhere. At these sizes a quadratic stage takes tens of seconds; each case must
 # compile or fail located within the same time and memory bounds as the hostile inputs.
 
 
@@ -242,9 +243,30 @@ def _labels(draw, n: int, kind: str) -> str:
     )
 
 
+def _record_use(draw, n: int) -> str:
+    """A record of n fields read many times, or passed where its fields come in another order."""
+    fields = ", ".join(f"f{i}: text" for i in range(n))
+    src = 'model m = "scripted/echo"\n' + f'llm make(x: text) -> {{{fields}}} via m {{ user "{{x}}" }}\n'
+    if draw(st.booleans()):
+        reads = draw(st.integers(1, min(n, 5_000)))
+        body = "".join(f"  let a{i} = r.f{n - 1 - i}\n" for i in range(reads))
+        if draw(st.booleans()):
+            body += "  let bad = r.nope\n"  # an unknown field, located
+        return src + f"workflow w(x: text) -> text {{\n  let r = make(x)\n{body}  return a0\n}}\n"
+    order = list(range(n))
+    order.reverse()
+    if draw(st.booleans()):  # a field `make` does not give: not assignable, a located error
+        order.insert(draw(st.integers(0, n)), n)
+    other = ", ".join(f"f{i}: text" for i in order)
+    src += f'llm take(r: {{{other}}}) -> text via m {{ user "{{r}}" }}\n'
+    return src + "workflow w(x: text) -> text {\n  return take(make(x))\n}\n"
+
+
 @st.composite
 def quadratic(draw):
-    kind = draw(st.sampled_from(["ifs", "carried", "enum", "record"]))
+    kind = draw(st.sampled_from(["ifs", "carried", "enum", "record", "record_use"]))
+    if kind == "record_use":
+        return kind, _record_use(draw, draw(st.integers(1_000, 30_000)))
     if kind == "ifs":
         return kind, _ifs(draw, draw(st.integers(200, 3_000)))
     if kind == "carried":
