@@ -156,6 +156,8 @@ def guarded(command: str, body: Any) -> int:
         return 1
     finally:
         logger.removeHandler(handler)
+        while _ENGINES:  # calls still in flight stop now: their threads and connections free
+            _ENGINES.pop().close()
 
 
 def load_program(file: str, trust_code: bool = False) -> tuple[Any, tuple[Any, ...]]:
@@ -239,9 +241,14 @@ def make_cli_engine(args: argparse.Namespace) -> Any:
     if args.cache_dir:
         kw["cache_dir"] = args.cache_dir
     try:
-        return make_engine(**kw)
+        engine = make_engine(**kw)
     except CacheError as e:
         raise CliError(str(e)) from None
+    _ENGINES.append(engine)  # closed when the command ends (`guarded`)
+    return engine
+
+
+_ENGINES: list[Any] = []
 
 
 def run_batch(
