@@ -23,6 +23,7 @@ The workflow's output must fit its declared return type.
 
 from __future__ import annotations
 
+import gc
 import re
 from typing import Any, Callable
 
@@ -412,7 +413,15 @@ def typecheck(program: Program, functions: FunctionTable) -> Program:
     """`functions`: the program's functions as the compile driver bound them (for arity)."""
     checker = _Checker(program, functions)
     env = _Env()
-    nodes = checker.nodes(program.workflow.nodes, env)
+    # Every typed node stays alive: the cyclic GC would only rescan them, and with a large
+    # program in memory that grows faster than the program (paused, as in the parser).
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        nodes = checker.nodes(program.workflow.nodes, env)
+    finally:
+        if gc_was_on:
+            gc.enable()
     wf = program.workflow
     out = env.get(wf.output)
     if out is None:
