@@ -44,6 +44,10 @@ class PrefixCache:
         with self._lock:
             self._ram[key] = state
 
+    def clear(self) -> None:
+        with self._lock:
+            self._ram.cache_state.clear()
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._ram.cache_state)

@@ -45,7 +45,8 @@ import logging
 import os
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -273,12 +274,28 @@ class LocalModel:
         self.llm.close()
 
 
+@frozen
+class _Job:
+    prefix: tuple  # the request's messages but the last: the prefix calls share
+    messages: list[dict]
+    kw: dict[str, Any]
+    future: Future
+
+
+DONE_PREFIXES = 4096  # message prefixes the scheduler remembers as computed
+
+
 class LocalPool:
     """The instances of one GGUF: up to `size` LocalModels (loaded as requests need
     them; the first by `first()`), one worker thread each (a ThreadPoolExecutor of
-    `size`), one PrefixCache and one grammar table for all. A request runs on whichever
-    instance is free; the shared cache gives it the saved state that shares the longest
-    prefix with its prompt, whichever instance computed it."""
+    `size`), one PrefixCache and one grammar table for all.
+
+    Requests run in arrival order on whichever instance is free, with one exception: a
+    request whose message prefix (all messages but the last: system prompt and demos) is
+    being computed for the first time by another instance waits for it rather than
+    computing the same prefix at once on a second core, while later requests with other
+    prefixes go ahead. Then the shared cache gives each request the saved state sharing
+    the longest prefix with its prompt, whichever instance computed it."""
 
     def __init__(self, path: Path, size: int, threads: int) -> None:
         self.path = path
@@ -291,6 +308,10 @@ class LocalPool:
         self.models: list[LocalModel] = []
         self._free: queue.SimpleQueue[LocalModel] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._jobs = threading.Condition()
+        self._pending: list[_Job] = []
+        self._running: dict[tuple, int] = {}  # prefix -> requests computing it now
+        self._done: OrderedDict[tuple, None] = OrderedDict()  # prefixes computed (most recent last)
         self.executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="promptc-local")
 
     def _load(self) -> LocalModel:
@@ -316,13 +337,52 @@ class LocalPool:
                 return self._load()
         return self._free.get()  # never long: a worker holds each busy instance
 
-    def run(self, messages: list[dict], kw: dict[str, Any]) -> LocalAnswer:
-        """Generate on a free instance (call from the pool's executor)."""
+    def submit(self, messages: list[dict], kw: dict[str, Any]) -> Future:
+        """Queue a completion; its Future holds the LocalAnswer (or the error)."""
+        prefix = tuple((m.get("role"), str(m.get("content"))) for m in messages[:-1])
+        job = _Job(prefix, messages, kw, Future())
+        with self._jobs:
+            self._pending.append(job)
+        self.executor.submit(self._work)  # one worker task per job; it runs the job `_next` picks
+        return job.future
+
+    def _next(self) -> _Job:
+        """The oldest pending job whose prefix is not being computed for the first time
+        (waits while every pending job's is: one of those finishes first)."""
+        with self._jobs:
+            while True:
+                for i, job in enumerate(self._pending):
+                    if self.cache is None or job.prefix in self._done or not self._running.get(job.prefix):
+                        del self._pending[i]
+                        self._running[job.prefix] = self._running.get(job.prefix, 0) + 1
+                        return job
+                self._jobs.wait()
+
+    def _run(self, job: _Job) -> LocalAnswer:
         model = self._take()
         try:
-            return model.complete(messages, **kw)
+            return model.complete(job.messages, **job.kw)
         finally:
             self._free.put(model)
+
+    def _work(self) -> None:
+        job = self._next()
+        try:
+            if job.future.set_running_or_notify_cancel():
+                try:
+                    job.future.set_result(self._run(job))
+                except BaseException as e:  # the caller gets it through the future
+                    job.future.set_exception(e)
+        finally:
+            with self._jobs:
+                self._running[job.prefix] -= 1
+                if not self._running[job.prefix]:
+                    del self._running[job.prefix]
+                self._done[job.prefix] = None
+                self._done.move_to_end(job.prefix)
+                while len(self._done) > DONE_PREFIXES:
+                    self._done.popitem(last=False)
+                self._jobs.notify_all()
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -394,15 +454,13 @@ def context_window(name: str = "default") -> int | None:
 
 def complete(name: str, messages: list[dict], **kw: Any) -> LocalAnswer:
     """Blocking: load (if needed) and generate on a free instance."""
-    p = pool(name)
-    return p.executor.submit(p.run, messages, kw).result()
+    return pool(name).submit(messages, kw).result()
 
 
 async def acomplete(name: str, messages: list[dict], **kw: Any) -> LocalAnswer:
-    """Generate on a free instance of the pool; requests beyond the pool's size queue in
-    arrival order, and each reuses the longest saved prefix of its prompt."""
-    p = pool(name)
-    return await asyncio.get_running_loop().run_in_executor(p.executor, p.run, messages, kw)
+    """Generate on a free instance of the pool (see `LocalPool` for the order requests
+    beyond the pool's size run in); each reuses the longest saved prefix of its prompt."""
+    return await asyncio.wrap_future(pool(name).submit(messages, kw))
 
 
 def describe(name: str = "default") -> str:

@@ -57,8 +57,7 @@ def test_interleaved_requests_reuse_prefixes_and_answer_as_a_full_evaluation():
     pool = local.LocalPool(path, size=2, threads=1)
     try:
         async def run_all():
-            loop = asyncio.get_running_loop()
-            return await asyncio.gather(*(loop.run_in_executor(pool.executor, pool.run, m, kw) for m, kw in reqs))
+            return await asyncio.gather(*(asyncio.wrap_future(pool.submit(m, kw)) for m, kw in reqs))
 
         answers = asyncio.run(run_all())
         assert len(pool.models) == 2  # both instances served
