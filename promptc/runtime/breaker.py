@@ -15,8 +15,9 @@ requests in all, not four per call.
 
 Circuit breaker: `threshold` calls of one model in a row that failed on every attempt,
 for a reason that blames the provider (failures.blames_provider: timeouts, 5xx, 429,
-connection errors, refused keys, unknown models, bad responses; not a bad request, which
-is one sample's problem), open the breaker for that model: from then on its calls fail at
+connection errors, refused keys, unknown models, a hosted provider's empty or malformed
+responses; not a bad request, which is one sample's problem, nor the embedded model's
+empty answer to one prompt), open the breaker for that model: from then on its calls fail at
 once, without a request, with `Tripped.message()`, and the listeners (the CLI, which ends
 the run with that one line and exit 1) are told. Nothing of a failed call is cached.
 `threshold=0` turns the breaker off.

@@ -376,8 +376,9 @@ class Engine:
                 result = self._result(litellm, req, resp, attempt, start)
                 if result.ok:
                     return result, False
-                # an empty, malformed or oversized response: a failed attempt, never cached
-                retryable, after, what, blame = True, None, result.error or "", True
+                # an empty or malformed response: a failed attempt, never cached; from a hosted
+                # provider it says the provider is broken, from the embedded model only this prompt
+                retryable, after, what, blame = True, None, result.error or "", is_hosted
             delay, why = self._retry(attempt, retryable, after, deadline)
             if delay is None:
                 if why:
