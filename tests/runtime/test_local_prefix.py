@@ -80,3 +80,23 @@ def test_interleaved_requests_reuse_prefixes_and_answer_as_a_full_evaluation():
     assert [a.text for a in answers] == [e.text for e in expected]
     assert [a.prompt_tokens for a in answers] == [e.prompt_tokens for e in expected]
     assert all(a.text in LABELS for a in answers[:24])
+
+
+def test_a_prefix_is_computed_once_when_requests_sharing_it_arrive_together():
+    """Six requests with the same system prompt and demos reach a two-instance pool at
+    once: the second instance waits for the first to compute the prefix, then reuses it."""
+    train, test = rows("train.jsonl"), rows("test.jsonl")
+    reqs = [(messages(CLASSIFY, train[:8], row["question"]), {"max_tokens": 8, "choices": LABELS}) for row in test[:6]]
+    pool = local.LocalPool(local.default_model_path(), size=2, threads=1)
+    try:
+        async def run_all():
+            return await asyncio.gather(*(asyncio.wrap_future(pool.submit(m, kw)) for m, kw in reqs))
+
+        answers = asyncio.run(run_all())
+        evaluated = sum(m.llm.tokens_evaluated for m in pool.models)
+    finally:
+        pool.close()
+    first = answers[0].prompt_tokens  # ~260 tokens, ~20 of them the question
+    # computed twice, the prefix alone would be ~2 x 240 tokens
+    assert evaluated < first + 5 * 40, (evaluated, [a.prompt_tokens for a in answers])
+    assert all(a.text in LABELS for a in answers)
