@@ -141,7 +141,10 @@ class StmtLowering(ExprLowering):
                 continue
             # the statement a type error of the merge points at: the one assignment that
             # changed the variable, or the `if` itself when both branches assign it
-            where = _head(s.span, s.cond.span) if v in then_at and v in else_at else then_at.get(v) or else_at.get(v) or s.span
+            if v in then_at and v in else_at:
+                where = _head(s.span, s.cond.span)
+            else:
+                where = then_at.get(v) or else_at.get(v) or s.span
             sel = self.emit(out, f"{v}.merge", op="select", args=(cond, a, b), target=v, span=where, guard=outer)
             scope.rebind(v, sel)
             saved_at[v] = where
