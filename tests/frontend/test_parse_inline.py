@@ -152,3 +152,37 @@ def test_without_the_fast_loop_lark_alone_parses_the_same(monkeypatch):
     with pytest.raises(CompileError) as info:
         parse("workflow w() -> text { return (1 }", "f.pflow")
     assert info.value.message.startswith("unexpected '}'")
+
+
+def test_the_parser_modules_import_downward_with_public_names():
+    # issue 18: the parser split by job, without private cross-imports or a cycle (imports
+    # inside functions included)
+    import ast as pyast
+    from pathlib import Path
+
+    folder = Path(P.__file__).parent
+    mods = {p.stem: p for p in [folder / "parser.py", *sorted(folder.glob("parse_*.py"))]}
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for m, path in mods.items():
+        for node in pyast.walk(pyast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, pyast.ImportFrom) and (node.module or "").startswith("promptc.frontend."):
+                target = node.module.rsplit(".", 1)[1]
+                if target in mods:
+                    edges[m].add(target)
+                    private = [a.name for a in node.names if a.name.startswith("_")]
+                    assert not private, f"{m} imports private {private} from {target}"
+            elif isinstance(node, pyast.Import):
+                assert not any(a.name.startswith("promptc.frontend.parse") for a in node.names)
+    done: set[str] = set()
+
+    def visit(m: str, path: tuple[str, ...]) -> None:
+        assert m not in path, f"import cycle: {' -> '.join(path + (m,))}"
+        if m not in done:
+            for t in edges[m]:
+                visit(t, path + (m,))
+            done.add(m)
+
+    for m in mods:
+        visit(m, ())
+    assert edges["parse_values"] == set()  # the bottom
+    assert "parser" not in set().union(*edges.values())  # the top
