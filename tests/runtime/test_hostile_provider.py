@@ -82,3 +82,13 @@ def _cache_rows(tmp_path: Path) -> int:
 
     db = tmp_path / ".promptc" / "cache" / "calls.sqlite"
     return sqlite3.connect(db).execute("SELECT COUNT(*) FROM calls").fetchone()[0] if db.exists() else 0
+
+
+def test_usage_that_cannot_be_true_is_a_warning_on_the_summary_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with FakeOpenAI(lambda body: Reply(text="ok", usage={"prompt_tokens": 10**27, "completion_tokens": 3})) as srv:
+        src, data = setup(tmp_path, srv.base_url, rows=4)
+        assert main(["eval", str(src), "--data", str(data), "--timeout", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "tokens 0 in / 0 out" in out
+    assert "warning: usage unknown for 4 calls of openai/hostile (the provider's numbers cannot be true)" in out
