@@ -4,6 +4,7 @@
     describe(exc)                      # one line for CallResult.error, keys masked
     remember_secret(key)               # a key promptc sends: masked everywhere from now on
     scrub(text)                        # every known key (and key-shaped string) -> ***
+    scrub_answer(text)                 # the keys promptc sent -> *** (for model answers)
 
 Retried: rate limits (429) and the other RETRYABLE_STATUS codes, server errors (5xx),
 timeouts, connection and transport errors; anything else (bad request, authentication,
@@ -12,9 +13,10 @@ unknown model) fails at once. A failure in a worker process arrives as a `Remote
 
 Keys never reach an error message, an answer, a log or a file. `scrub` masks:
 - every key the engine sends, whatever its name or shape: the engine gives each call's
-  `api_key` (from a model's `key_env`, or an `api_key` argument) and any other secret
-  argument (`*key*`, `*token*`, `*secret*`, `*password*`, `*credential*`) to
-  `remember_secret` before the call leaves;
+  `api_key` (from a model's `key_env`, or an `api_key` argument), any other secret
+  argument (`*key*`, `*token*`, `*secret*`, `*password*`, `*credential*`) and, for a
+  call without `api_key`, the provider's own key variables (`OPENAI_...`, `AWS_...`)
+  to `remember_secrets` before the call leaves (`scrub_answer` masks these in answers);
 - the values of the variables providers read their keys from when none is passed:
   names ending in `_KEY`, `_TOKEN`, `_SECRET`, `_PASSWORD` (OPENAI_API_KEY, HF_TOKEN,
   AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...);
@@ -168,9 +170,14 @@ def _seconds(text: Any, per_second: float) -> float | None:
 # --- keys ------------------------------------------------------------------------------------
 
 _SHAPED = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|[A-Za-z0-9_\-]{0,8}key[-_][A-Za-z0-9_\-]{16,})")
+# where a provider reads its key when none is passed, beyond <PROVIDER>_...
+PROVIDER_VARIABLES = {
+    "bedrock": ("AWS_",), "sagemaker": ("AWS_",), "vertex_ai": ("VERTEX", "GOOGLE_"), "gemini": ("GEMINI_", "GOOGLE_"),
+    "huggingface": ("HF_", "HUGGINGFACE_"), "azure": ("AZURE_",), "azure_ai": ("AZURE_",), "together_ai": ("TOGETHER",),
+}
 _sent: set[str] = set()
 _lock = threading.Lock()
-_compiled: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
+_compiled: dict[bool, tuple[frozenset[str], re.Pattern[str] | None]] = {}
 
 
 def remember_secret(value: Any) -> None:
@@ -181,24 +188,38 @@ def remember_secret(value: Any) -> None:
 
 
 def remember_secrets(kwargs: dict[str, Any]) -> None:
-    """Remember every secret-looking argument of a provider call (`api_key`, tokens, ...)."""
+    """Remember every key a provider call sends: its secret-looking arguments (`api_key`,
+    tokens, ...), and without an `api_key`, the variables the provider reads one from."""
     for name, value in kwargs.items():
         if isinstance(value, str) and any(w in name.lower() for w in SECRET_ARG_WORDS):
             remember_secret(value)
+    model = kwargs.get("model")
+    if "api_key" not in kwargs and isinstance(model, str) and "/" in model:
+        provider = model.split("/", 1)[0].lower()
+        prefixes = (provider.upper() + "_", *PROVIDER_VARIABLES.get(provider, ()))
+        for name, value in list(os.environ.items()):
+            if name.upper().startswith(prefixes) and _secret_name(name):
+                remember_secret(value)
 
 
-def secrets() -> frozenset[str]:
-    """Every value `scrub` masks by value: the keys sent, and the key variables' values."""
-    env = (v for k, v in list(os.environ.items()) if k.upper().endswith(SECRET_ENV_SUFFIXES))
+def _secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper.endswith(SECRET_ENV_SUFFIXES) or any(w.upper() in upper for w in SECRET_ARG_WORDS[1:])
+
+
+def secrets(sent_only: bool = False) -> frozenset[str]:
+    """The values `scrub` masks by value: the keys sent, and (unless `sent_only`) the
+    values of every key-named variable."""
     with _lock:
-        sent = list(_sent)
-    return frozenset(v for v in (*sent, *env) if len(v) >= MIN_SECRET)
+        values = set(_sent)
+    if not sent_only:
+        values.update(v for k, v in list(os.environ.items()) if k.upper().endswith(SECRET_ENV_SUFFIXES))
+    return frozenset(v for v in values if len(v) >= MIN_SECRET)
 
 
-def _pattern() -> re.Pattern[str] | None:
-    global _compiled
-    values = secrets()
-    known, pattern = _compiled
+def _pattern(sent_only: bool) -> re.Pattern[str] | None:
+    values = secrets(sent_only)
+    known, pattern = _compiled.get(sent_only, (frozenset(), None))
     if values == known:
         return pattern
     spellings = set(values)
@@ -208,20 +229,29 @@ def _pattern() -> re.Pattern[str] | None:
     # longest first, so that a key containing another is masked whole
     alternatives = sorted((s for s in spellings if s), key=len, reverse=True)
     pattern = re.compile("|".join(re.escape(s) for s in alternatives)) if alternatives else None
-    _compiled = (values, pattern)
+    _compiled[sent_only] = (values, pattern)
     return pattern
 
 
-def scrub(text: str, shapes: bool = True) -> str:
-    """`text` with every key promptc knows of masked, and (`shapes`) anything shaped like
-    one. Answers are scrubbed with shapes=False: a model may well write "turkey-sandwich-
-    with-extra-cheese", and the keys that matter there are the ones promptc sent."""
+def scrub(text: str) -> str:
+    """`text` (an error, a log line) with every key promptc knows of masked: the keys it
+    sent, the key-named variables' values, anything shaped like a key."""
     if not isinstance(text, str) or not text:
         return text
-    pattern = _pattern()
+    pattern = _pattern(False)
     if pattern is not None:
         text = pattern.sub(MASK, text)
-    return _SHAPED.sub(MASK, text) if shapes else text
+    return _SHAPED.sub(MASK, text)
+
+
+def scrub_answer(text: str) -> str:
+    """A model's answer with every key promptc sent masked (a proxy may echo its request's
+    headers). Only those: an answer may well say "turkey-sandwich-with-extra-cheese", or a
+    word that happens to be the value of some unrelated *_KEY variable."""
+    if not isinstance(text, str) or not text:
+        return text
+    pattern = _pattern(True)
+    return pattern.sub(MASK, text) if pattern is not None else text
 
 
 _TRACEBACK = re.compile(r"\s*Traceback \(most recent call last\)")

@@ -23,7 +23,7 @@ from typing import Any
 from promptc.runtime import endpoint as endpoints
 from promptc.runtime import hosted, providers
 from promptc.runtime.accounting import checked_usage, reported_tokens
-from promptc.runtime.failures import scrub
+from promptc.runtime.failures import scrub_answer
 from promptc.runtime.records import CallRequest, CallResult
 from promptc.runtime.workers import Answer
 
@@ -86,7 +86,7 @@ def read_response(litellm: Any, req: CallRequest, resp: Any) -> tuple[CallResult
     prompt, completion, cost, believable = checked_usage(
         prompt, completion, cost, req.messages, req.max_tokens, text, req.response_format
     )
-    text = scrub(text, shapes=False)
+    text = scrub_answer(text)
     if text and req.choices and req.response_format is None and not providers.is_custom(req.model):
         text = endpoints.unwrap_enum(text)  # sent as enum_schema, or free text: both fine
     return CallResult(text=text, prompt_tokens=prompt, completion_tokens=completion, cost=cost), believable

@@ -13,7 +13,7 @@ import pytest
 
 from promptc.cli import main
 from promptc.runtime.engine import Engine
-from promptc.runtime.failures import describe, scrub
+from promptc.runtime.failures import describe, scrub, scrub_answer
 from promptc.runtime.records import CallRequest, Endpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -111,5 +111,15 @@ def test_scrub_masks_a_remembered_key_also_json_escaped():
     odd = 'quote"and\\back-slash-9'
     remember_secret(odd)
     assert odd not in scrub(f"got {odd}") and json.dumps(odd)[1:-1] not in scrub(f"got {json.dumps(odd)}")
-    assert scrub("turkey-sandwich-with-extra-cheese", shapes=False) == "turkey-sandwich-with-extra-cheese"
-    assert KEY not in describe(RuntimeError(f"bad key {KEY}")) or KEY not in scrub(KEY)
+    assert scrub_answer(f"got {odd}") == "got ***"
+    assert scrub_answer("turkey-sandwich-with-extra-cheese") == "turkey-sandwich-with-extra-cheese"
+
+
+def test_answers_keep_the_values_of_unrelated_key_variables(monkeypatch):
+    from promptc.runtime.failures import remember_secrets
+
+    monkeypatch.setenv("SORT_KEY", "question")  # not a key anything was sent with
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-var-0123456789")
+    remember_secrets({"model": "openai/gpt-x", "messages": []})  # litellm reads OPENAI_API_KEY
+    assert scrub_answer("a question about sk-openai-var-0123456789") == "a question about ***"
+    assert "question" not in scrub("bad question") and describe(RuntimeError("x question")).endswith("***")
