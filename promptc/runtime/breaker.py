@@ -20,12 +20,15 @@ responses; not a bad request, which is one sample's problem, nor the embedded mo
 empty answer to one prompt), open the breaker for that model: from then on its calls fail at
 once, without a request, with `Tripped.message()`, and the listeners (the CLI, which ends
 the run with that one line and exit 1) are told. Nothing of a failed call is cached.
-`threshold=0` turns the breaker off.
+`threshold=0` turns the breaker off. A process that goes on (a served `promptc.load`
+workflow) is not cut off for good: `cooldown` seconds after the breaker opened, one call
+is let through (half-open); its success closes the breaker, its failure opens it again.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable
 
 from attrs import frozen
@@ -33,6 +36,7 @@ from attrs import frozen
 DEFAULT_THRESHOLD = 20
 DEFAULT_RETRY_BUDGET = 20
 DEFAULT_RETRY_REFILL = 2.0
+DEFAULT_COOLDOWN = 60.0
 
 
 @frozen
@@ -55,8 +59,11 @@ class Breaker:
         threshold: int = DEFAULT_THRESHOLD,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
         retry_refill: float = DEFAULT_RETRY_REFILL,
+        cooldown: float = DEFAULT_COOLDOWN,
     ) -> None:
         self.threshold = max(0, int(threshold))
+        self.cooldown = float(cooldown)
+        self._opened: dict[str, float] = {}  # model -> when it opened, or when its probe left
         self.retry_refill = float(retry_refill)
         self._tokens = float(retry_budget)
         self._cap = float(retry_budget)  # grows with every answered call
@@ -72,7 +79,16 @@ class Breaker:
         return self._first
 
     def is_open(self, model: str) -> Tripped | None:
-        return self._open.get(model)
+        """The model's `Tripped` while its calls are refused; None lets the call go (the
+        breaker is closed, or this call is the half-open probe)."""
+        trip = self._open.get(model)
+        if trip is None:
+            return None
+        with self._lock:
+            if time.monotonic() - self._opened.get(model, 0.0) < self.cooldown:
+                return trip
+            self._opened[model] = time.monotonic()  # this call is the probe; the others wait
+            return None
 
     def listen(self, callback: Callable[[Tripped], None]) -> Callable[[], None]:
         """Call `callback(tripped)` when a breaker opens (at once if one is open); returns
@@ -102,19 +118,23 @@ class Breaker:
         with self._lock:
             self._runs[model] = 0
             self._tokens += self.retry_refill
+            if self._open.pop(model, None) is not None:
+                self._opened.pop(model, None)
 
     def failed(self, model: str, error: str, blames_provider: bool) -> Tripped | None:
         """Count a failed call; the `Tripped` record when this failure opens the breaker."""
         if not blames_provider or self.threshold == 0:
             return None
         with self._lock:
-            if model in self._open:
+            if model in self._open:  # the probe failed: closed to calls for another cooldown
+                self._opened[model] = time.monotonic()
                 return None
             run = self._runs.get(model, 0) + 1
             self._runs[model] = run
             if run < self.threshold:
                 return None
             trip = self._open[model] = Tripped(model, run, error)
+            self._opened[model] = time.monotonic()
             if self._first is None:
                 self._first = trip
             listeners = list(self._listeners)

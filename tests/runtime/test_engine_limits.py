@@ -226,3 +226,19 @@ def test_failures_does_not_import_workers():
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not any("workers" in m or "engine" in m for m in imported), (name, imported)
+
+
+def test_an_open_breaker_lets_one_probe_through_after_its_cooldown():
+    b = Breaker(threshold=2, cooldown=0.2)
+    assert b.failed("m", "e1", True) is None and b.failed("m", "e2", True) is not None
+    assert b.is_open("m") is not None  # refused during the cooldown
+    time.sleep(0.25)
+    assert b.is_open("m") is None  # the probe
+    assert b.is_open("m") is not None  # the others wait for it
+    b.failed("m", "e3", True)  # the probe failed: another cooldown
+    assert b.is_open("m") is not None
+    time.sleep(0.25)
+    assert b.is_open("m") is None
+    b.succeeded("m")  # the probe answered: closed
+    assert b.is_open("m") is None and b.is_open("m") is None
+    assert b.tripped is not None and b.tripped.last_error == "e2"  # the first trip, for the CLI
