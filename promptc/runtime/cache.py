@@ -320,6 +320,9 @@ def _damage(path: Path) -> str | None:
         return "a damaged header"
     pages = int.from_bytes(head[28:32], "big")
     valid = head[24:28] == head[92:96]  # the page count is valid only then
+    wal = path.with_name(path.name + "-wal")
+    if valid and wal.exists() and wal.stat().st_size > 0:
+        valid = False  # a checkpoint cut short: sqlite completes it from the WAL on opening
     if size % page or (valid and pages and size < page * pages):
         return f"truncated: {size:,} bytes of {page * pages:,}"
     return None
