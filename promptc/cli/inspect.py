@@ -1,6 +1,11 @@
 """`promptc inspect OUT.pfc`: the params of an artifact (with a diff against the source
-params when it came from `promptc optimize`), the training history and the scores, and
-the user code files the workflow would import when it runs.
+params when it came from `promptc optimize`), the training history, the scores and the
+run's metadata (promptc version, models, seed, options, machine), and the user code files
+the workflow would import when it runs. `--history` shows every round: the feedback each
+param received (training row, loop step, node, text) and every proposal with its verdict
+(promptc.optim.history) and every optimizer reply a filter refused, with the filter and
+its reason; a text longer than `LONG` characters is cut to its start (the `.pfc` and
+history.jsonl hold it whole).
 
 An artifact is data from elsewhere: `extra` is validated against the shape the trainer
 writes (`_check_extra`) before anything is shown, and every text from the file is printed
@@ -21,7 +26,8 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE.pfc", help="a compiled or optimized artifact")
-    parser.add_argument("--history", action="store_true", help="show every proposal of every step")
+    parser.add_argument("--history", action="store_true",
+                        help="show every round: the feedback each param received and every proposal with its verdict")
 
 
 class _Malformed(Exception):
@@ -30,6 +36,7 @@ class _Malformed(Exception):
 
 _SCALAR = (str, int, float, bool, type(None))
 _MAX_DIFF_LINES = 2000  # difflib is quadratic in the worst case
+LONG = 600  # --history shows the first LONG characters of a text
 
 
 def _need(ok: bool, what: str) -> None:
@@ -77,9 +84,35 @@ def _check_extra(extra: Any) -> dict:
         _need(isinstance(proposals, (list, tuple)), "history field 'proposals' is not a list")
         for p in proposals:
             _need(isinstance(p, dict), "a proposal is not a map")
-            for key in ("param", "reason", "text"):
+            for key in ("param", "reason", "text", "verdict"):
                 _need(isinstance(p.get(key), _SCALAR), f"proposal field {key!r} is not text")
+            replies = p.get("replies") or []
+            _need(isinstance(replies, (list, tuple)), "proposal field 'replies' is not a list")
+            for r in replies:
+                _need(isinstance(r, dict) and all(isinstance(r.get(k), _SCALAR) for k in ("text", "filter", "reason")),
+                      "a proposal's reply is malformed")
+        _check_gradients(h.get("gradients") or {})
+    run = extra.get("run") or {}
+    _need(isinstance(run, dict), "run is not a map")
+    for k, v in run.items():
+        _need(isinstance(k, str), "run must map names to values")
+        if isinstance(v, dict):
+            _need(all(isinstance(a, str) and isinstance(b, _SCALAR) for a, b in v.items()), f"run field {k!r} is malformed")
+        else:
+            _need(isinstance(v, _SCALAR), f"run field {k!r} is malformed")
     return extra
+
+
+def _check_gradients(gradients: Any) -> None:
+    _need(isinstance(gradients, dict), "history field 'gradients' is not a map")
+    for param, items in gradients.items():
+        _need(isinstance(param, str), "history field 'gradients' must map param names to feedback")
+        if isinstance(items, int):  # a history written before the texts were kept
+            continue
+        _need(isinstance(items, (list, tuple)), f"the feedback of {param!r} is not a list")
+        for g in items:
+            _need(isinstance(g, dict) and all(isinstance(g.get(k), _SCALAR) for k in ("row", "step", "node", "text")),
+                  f"a feedback of {param!r} is malformed")
 
 
 def _fmt(v) -> str:
@@ -211,7 +244,62 @@ def _show(program: Any, extra: dict, args: argparse.Namespace) -> None:
         for k, v in sorted(filtered.items(), key=lambda kv: str(kv[0])):
             t.add_row(Text(_short(k)), Text(_short(_fmt(v))))
         console.print(t)
+    _show_run(console, extra.get("run") or {})
     _show_history(console, extra.get("history") or [], args.history, show)
+
+
+def _show_run(console: Any, run: dict) -> None:
+    """The run's metadata, one row a value."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not run:
+        return
+    t = Table(title="run", show_header=False)
+    for k, v in run.items():
+        if isinstance(v, dict):
+            for a, b in v.items():
+                t.add_row(Text(_short(f"{k} {a}")), Text(_short(_fmt(b), 200)))
+        else:
+            t.add_row(Text(_short(k)), Text(_short(_fmt(v), 200)))
+    console.print(t)
+
+
+def _cut(text: Any) -> str:
+    text = str(text)
+    return text if len(text) <= LONG else text[:LONG] + f"… [{len(text) - LONG} more characters]"
+
+
+def _verdict(p: dict) -> str:
+    v = p.get("verdict") or ("accepted" if p.get("accepted") else "refused" if p.get("text") is None else "lost-gate")
+    if v == "accepted":
+        return f"accepted (validation {_fmt(p.get('val'))} on {_fmt(p.get('val_rows'))} rows)"
+    if v == "refused":
+        return f"refused: {p.get('reason') or 'no candidate'}"
+    if v == "lost-minibatch":
+        return f"lost on the minibatch (failing samples {_fmt(p.get('failing_before'))} -> {_fmt(p.get('failing_after'))})"
+    return f"lost at the gate (validation {_fmt(p.get('val'))} on {_fmt(p.get('val_rows'))} rows): {p.get('reason') or ''}"
+
+
+def _show_round(h: dict, show: Any) -> None:
+    """One round of `--history`: the feedback received, then the proposals with their verdicts."""
+    show(f"\nround {_fmt(h.get('step'))} ({_fmt(h.get('kind'))}): best {_fmt(h.get('best'))}", "bold")
+    for param, items in (h.get("gradients") or {}).items():
+        if not isinstance(items, (list, tuple)):
+            show(f"  feedback to {param}: {_fmt(items)} (texts not kept)")
+            continue
+        show(f"  feedback to {param} ({len(items)}):")
+        for g in items:
+            where = f"row {_fmt(g.get('row'))}" + (f", loop step {_fmt(g.get('step'))}" if g.get("step") is not None else "")
+            show(f"    [{where}] {_cut(g.get('text'))}", "dim")
+    for p in h.get("proposals") or []:
+        show(f"  proposal for {_fmt(p.get('param'))}: {_verdict(p)}")
+        for r in p.get("replies") or []:
+            if r.get("filter"):
+                show(f"    reply refused by {_fmt(r.get('filter'))}: {_fmt(r.get('reason'))}")
+                show("      " + (_cut(r.get("text")) if r.get("text") is not None else "(no reply: the call failed)"), "dim")
+        if p.get("text") is not None:
+            show("    " + _cut(p.get("text")), "dim")
 
 
 def _show_history(console: Any, history: list, proposals: bool, show: Any) -> None:
@@ -234,7 +322,4 @@ def _show_history(console: Any, history: list, proposals: bool, show: Any) -> No
     console.print(t)
     if proposals:
         for h in history:
-            for p in h.get("proposals") or []:
-                verdict = "accepted" if p.get("accepted") else p.get("reason") or "rejected"
-                show(f"step {_fmt(h.get('step'))} {_fmt(p.get('param'))}: {verdict}")
-                show(p.get("text") or "(no proposal)", "dim")
+            _show_round(h, show)

@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 FILE = "checkpoint.msgpack"
 LOCK = "run.lock"
 MAGIC = "promptc-checkpoint"
-FORMAT = 2  # 1: a hand-built map with a "version" key (up to 261eb7b); 2: the codec's TrainState
+# 1: a hand-built map with a "version" key (up to 261eb7b); 2: the codec's TrainState with
+# gradient counts; 3: with the gradient texts and every optimizer reply (history.Feedback, Reply)
+FORMAT = 3
 
 
 class CheckpointError(ValueError):
@@ -167,8 +169,9 @@ def _round(r: Round, step: int, train_rows: int, val_rows: int) -> str | None:
         return "minibatch scores that do not fit its minibatch"
     if not _scores([r.best]) or not (math.isfinite(r.seconds) and r.seconds >= 0) or r.backward_calls < 0:
         return "a score, a time or a count out of range"
-    if any(n < 0 for n in r.gradients.values()):
-        return "a negative gradient count"
+    for fs in r.gradients.values():
+        if any(f.row not in r.batch for f in fs):
+            return "feedback from a row outside its minibatch"
     for s in r.accounting.values():
         if min(s.requests, s.errors, s.prompt_tokens, s.completion_tokens) < 0 or not (math.isfinite(s.cost) and s.cost >= 0):
             return "negative or non-finite accounting"

@@ -6,11 +6,19 @@ one view of a round as a JSON-able dict: what `history.jsonl`, the `.pfc`'s `his
 extra, the report and `promptc inspect --history` read. Its keys:
 
 step, kind, batch (train indices), minibatch_scores, minibatch_score, failing,
-backward_calls, gradients ({param: count}), proposals ([{param, kind, text, accepted,
-reason, rejections, val, val_rows, failing_before, failing_after, gain, race, signature}],
-the last five only when known), accepted (param names), filtered ({filter: replies
-refused}), val, best, accounting ({phase: {requests, errors, prompt_tokens,
-completion_tokens, cost}}), seconds.
+backward_calls, gradients ({param: [{row, step, node, text}]}: the feedback each param
+received, `row` the training row it came from, `step` the loop time step or None),
+proposals ([{param, kind, text, verdict, accepted, reason, rejections, replies, val,
+val_rows, failing_before, failing_after, gain, race, signature}], the last five only when
+known), accepted (param names), filtered ({filter: replies refused}), val, best,
+accounting ({phase: {requests, errors, prompt_tokens, completion_tokens, cost}}), seconds.
+
+A proposal's `verdict` is one of `VERDICTS`: "refused" (no candidate: every optimizer reply
+was refused by a filter, or a demo search kept the current value; `reason` says why),
+"lost-minibatch" (it fixed no more than it broke on the failing minibatch samples),
+"lost-gate" (its validation scores did not pass the gate: `val`, `val_rows`, `gain`) or
+"accepted". `replies` holds every optimizer reply on the way ([{text, filter, reason}],
+`filter` "" for the reply that became the candidate): a refused reply's full text is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +32,29 @@ from attrs import field, frozen
 from promptc.runtime.accounting import Accounting
 
 VOLATILE = ("seconds",)
+VERDICTS = ("refused", "lost-minibatch", "lost-gate", "accepted")
+
+
+@frozen
+class Feedback:
+    """One textual gradient a param received: from training row `row`, at loop time step
+    `step` (None outside a loop) of node `node` (promptc.optim.backward.Gradient)."""
+
+    row: int
+    text: str
+    node: str = ""
+    step: int | None = None
+
+
+@frozen
+class Reply:
+    """One optimizer reply while proposing: the text taken from it (the whole reply when
+    nothing could be extracted; None when the call failed), and the filter that refused it
+    with its reason (promptc.optim.extract; `filter` "" when it became the candidate)."""
+
+    text: str | None
+    filter: str = ""
+    reason: str = ""
 
 
 @frozen
@@ -73,6 +104,18 @@ class Attempt:
     gain: float | None = None  # mean paired gain over the incumbent (promptc.optim.gate)
     race: Race | None = None  # a demo search's race
     signature: str | None = None  # a demo candidate's value (promptc.optim.race.Choice.key)
+    replies: tuple[Reply, ...] = ()  # every optimizer reply, in order (prompt proposals)
+
+    @property
+    def verdict(self) -> str:
+        """One of `VERDICTS`."""
+        if self.accepted:
+            return "accepted"
+        if self.text is None:
+            return "refused"
+        if self.failing_after is not None and self.val is None:
+            return "lost-minibatch"
+        return "lost-gate"
 
 
 @frozen
@@ -87,7 +130,7 @@ class Round:
     minibatch_scores: tuple[float, ...] = ()
     failing: int = 0  # minibatch samples below the gradient threshold
     backward_calls: int = 0
-    gradients: dict[str, int] = field(factory=dict)  # gradients per param
+    gradients: dict[str, tuple[Feedback, ...]] = field(factory=dict)  # the feedback per param
     accounting: dict[str, Spend] = field(factory=dict)  # by phase
     seconds: float = 0.0
 
@@ -98,8 +141,10 @@ class Round:
 
 def _proposal(a: Attempt) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "param": a.param, "kind": a.kind, "text": a.text, "accepted": a.accepted,
-        "reason": a.reason, "rejections": list(a.rejections), "val": a.val, "val_rows": a.val_rows,
+        "param": a.param, "kind": a.kind, "text": a.text, "verdict": a.verdict, "accepted": a.accepted,
+        "reason": a.reason, "rejections": list(a.rejections),
+        "replies": [{"text": r.text, "filter": r.filter, "reason": r.reason} for r in a.replies],
+        "val": a.val, "val_rows": a.val_rows,
     }
     if a.failing_before is not None:
         d["failing_before"], d["failing_after"] = a.failing_before, a.failing_after
@@ -129,7 +174,10 @@ def entry(r: Round) -> dict[str, Any]:
         "step": r.step, "kind": r.kind, "batch": list(r.batch),
         "minibatch_scores": list(r.minibatch_scores),
         "minibatch_score": (sum(r.minibatch_scores) / len(r.minibatch_scores)) if r.minibatch_scores else None,
-        "failing": r.failing, "backward_calls": r.backward_calls, "gradients": dict(r.gradients),
+        "failing": r.failing, "backward_calls": r.backward_calls,
+        "gradients": {
+            p: [{"row": f.row, "step": f.step, "node": f.node, "text": f.text} for f in fs] for p, fs in r.gradients.items()
+        },
         "proposals": [_proposal(a) for a in r.attempts], "accepted": r.accepted, "filtered": filters,
         "val": r.best, "best": r.best, "accounting": accounting, "seconds": r.seconds,
     }
@@ -153,4 +201,4 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
 
 
-__all__ = ["Attempt", "Race", "Round", "Spend", "entry", "read_jsonl", "spent", "stable", "write_jsonl"]
+__all__ = ["VERDICTS", "Attempt", "Feedback", "Race", "Reply", "Round", "Spend", "entry", "read_jsonl", "spent", "stable", "write_jsonl"]

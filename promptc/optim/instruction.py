@@ -8,9 +8,12 @@ scores (memory), the values already rejected at this step, and the constraints (
 every `{placeholder}`, a length limit). The reply goes through `extract.extract` and
 `extract.check` (the filters: repetition, meta-prompt copies, dropped placeholders or
 output labels, code-shaped text, ...); on failure the optimizer is asked once more with a
-stricter reminder; if that fails too the proposal is skipped (logged, `Proposal.text is
-None`), never raised. `Proposal.rejections` names the filter that refused each reply, in
-order, so the trainer can count what each filter rejects.
+stricter reminder; if that fails too the proposal is skipped (`Proposal.text is None`),
+never raised. `Proposal.rejections` names the filter that refused each reply, in order, so
+the trainer can count what each filter rejects, and `Proposal.replies` keeps every reply
+(promptc.optim.history.Reply: its text, the filter and the reason) for the history. A
+skip is logged at INFO only: the trainer records it, the live display and the report
+show it.
 
 The meta-prompt is fitted to the optimizer model's context window (fit.py): when the full
 rendering would not leave room for the reply, it is rendered again at the next of
@@ -32,6 +35,7 @@ from attrs import frozen
 from promptc.ir import Param, Program
 from promptc.optim import extract, fit, templates
 from promptc.optim.backward import Gradients
+from promptc.optim.history import Reply
 from promptc.optim.roles import optimizer_model
 from promptc.optim.rules import show
 from promptc.runtime.records import CallRequest
@@ -91,6 +95,7 @@ class Proposal:
     messages: tuple[dict, ...] = ()
     calls: int = 0
     rejections: tuple[str, ...] = ()  # extract.FILTERS name of each refused reply, in order
+    replies: tuple[Reply, ...] = ()  # every reply, in order: the refused ones with their filter
 
 
 def _enum_labels(t) -> list[str]:
@@ -262,6 +267,7 @@ async def propose(
     convo = list(messages)
     reason = ""
     refused: list[str] = []
+    replies: list[Reply] = []
     for attempt in range(2):
         req = CallRequest(
             model=model,
@@ -277,7 +283,8 @@ async def propose(
         if res.error:
             reason = f"optimizer call failed: {res.error}"
             refused.append(extract.CALL_FAILED)
-            log.warning("propose %s: %s", name, reason)
+            replies.append(Reply(None, extract.CALL_FAILED, reason))
+            log.info("propose %s: %s", name, reason)
             break
         cand = extract.extract(res.text, plain_ok=attempt > 0)
         if cand is not None:
@@ -287,9 +294,11 @@ async def propose(
             if cand is None else extract.check(cand, param.text, **check)
         )
         if cand is not None and rejection is None:
-            return Proposal(name, cand, "", messages, calls, tuple(refused))
+            replies.append(Reply(cand))
+            return Proposal(name, cand, "", messages, calls, tuple(refused), tuple(replies))
         reason = rejection.reason
         refused.append(rejection.filter)
+        replies.append(Reply(cand if cand is not None else (res.text or ""), rejection.filter, reason))
         log.info("propose %s (attempt %d): %s: %s", name, attempt + 1, rejection.filter, reason)
         retry = [
             {"role": "assistant", "content": res.text or ""},
@@ -300,5 +309,5 @@ async def propose(
             budget=fit.budget(context, max_tokens, reserve=fit.message_tokens(retry)),
         )
         convo = [*first, *retry]
-    log.warning("propose %s: skipped (%s)", name, reason)
-    return Proposal(name, None, reason, messages, calls, tuple(refused))
+    log.info("propose %s: skipped (%s)", name, reason)
+    return Proposal(name, None, reason, messages, calls, tuple(refused), tuple(replies))

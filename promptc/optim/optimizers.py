@@ -31,7 +31,7 @@ from promptc.ir import Program
 from promptc.optim import race as race_lib
 from promptc.optim.backward import Gradients
 from promptc.optim.demos import Pool, Run, free_labeled, observe, output_labels
-from promptc.optim.history import Race
+from promptc.optim.history import Race, Reply
 from promptc.optim.instruction import propose as propose_text
 
 
@@ -46,6 +46,7 @@ class Candidate:
     rejections: tuple[str, ...] = ()  # filters that refused optimizer replies before this one
     race: Race | None = None  # the race a demo set won
     signature: str | None = None  # the demo set's value (race.Choice.key)
+    replies: tuple[Reply, ...] = ()  # the optimizer's replies, the refused ones first
 
 
 @frozen
@@ -58,6 +59,7 @@ class Refusal:
     reason: str
     rejections: tuple[str, ...] = ()
     race: Race | None = None
+    replies: tuple[Reply, ...] = ()  # the optimizer's replies, each with the filter that refused it
 
 
 Outcome = Candidate | Refusal
@@ -101,9 +103,10 @@ class PromptOptimizer:
         )
         rejections = tuple(prop.rejections or ())
         if prop.text is None:
-            return Refusal(self.param, "prompt", prop.reason or "no proposal", rejections), context.pools
+            refusal = Refusal(self.param, "prompt", prop.reason or "no proposal", rejections, replies=prop.replies)
+            return refusal, context.pools
         cand = program.with_param(evolve(current, text=prop.text))
-        return Candidate(self.param, "prompt", cand, prop.text, rejections), context.pools
+        return Candidate(self.param, "prompt", cand, prop.text, rejections, replies=prop.replies), context.pools
 
     def step(self, cand: Candidate, score: float | None) -> PromptOptimizer:
         memory = self.memory + ((cand.text, score),) if score is not None else self.memory

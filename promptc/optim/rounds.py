@@ -17,6 +17,13 @@ incumbent, the backward program on the samples scoring below the threshold, then
 each prompt optimizer with gradients for up to `proposals` candidates, and lets the
 minibatch grow the demo pools.
 
+`progress` receives one event (a dict) when a phase starts and as its rows finish: step
+(prompt steps done, or the one in progress: never more than `steps`; in a run without
+trainable prompts, demo rounds), steps, round (rounds done or in progress: demo searches
+count), phase, param, done / rows (rows finished in the phase's current pass, and how many
+it has; rows None when unknown), start, best, val, requests, new_calls, tokens, cost, and
+budget (the share of the tightest training budget spent, None without one).
+
 Every batch of calls is bracketed by the budget (`Budgeted.spending`): a round during
 which the budget ran out raises `BudgetExhausted`, and the trainer keeps the state it had
 before the round.
@@ -37,7 +44,7 @@ from promptc.optim.backward import Gradients, backward
 from promptc.optim.budget import Budgeted, Limits
 from promptc.optim.demos import observe
 from promptc.optim.fit import context_window
-from promptc.optim.history import Attempt, Round, spent
+from promptc.optim.history import Attempt, Feedback, Round, spent
 from promptc.optim.optimizers import Candidate, Context, Outcome, Refusal
 from promptc.optim.roles import task_model
 from promptc.optim.state import Evaluation, RngState, TrainState
@@ -76,15 +83,23 @@ class Rounds:
         self.setup = setup
         self.metered = metered
         self.progress = progress
+        self._playing: str | None = None  # the kind of the round in progress
+        self._last: tuple[TrainState, dict] | None = None  # the last phase event (for row progress)
 
     # -- scoring -------------------------------------------------------------------------------
-    async def run(self, program: Program, rows: Sequence[dict], phase: str, engine=None) -> tuple[list, list[float]]:
-        """Traces and scores of `rows`; through the training budget unless `engine` is given."""
+    async def run(
+        self, program: Program, rows: Sequence[dict], phase: str, engine=None, *, offset: int = 0, of: int | None = None
+    ) -> tuple[list, list[float]]:
+        """Traces and scores of `rows`; through the training budget unless `engine` is given.
+        The rows are reported done as they finish (`offset` + done of `of` rows: a chunk of a
+        longer pass)."""
         engine = engine or self.metered
         s = self.setup
+        total = of if of is not None else len(rows)
         with self.metered.spending() if engine is self.metered else contextlib.nullcontext():
             traces = await forward(
-                program, list(rows), engine, concurrency=s.concurrency, phase=phase, search_dirs=s.search_dirs
+                program, list(rows), engine, concurrency=s.concurrency, phase=phase, search_dirs=s.search_dirs,
+                progress=lambda done, _: self.rows_done(offset + done, total),
             )
             # an LLM judge scores through the same engine and budget; a score keeps the metric's
             # feedback (promptc.runtime.evaluate.Score) for the backward pass
@@ -101,26 +116,48 @@ class Rounds:
         scores: list[float] = []
         chunk = max(1, self.setup.concurrency)
         for start in range(0, len(val), chunk):
-            _, got = await self.run(program, val[start : start + chunk], "validate")
+            _, got = await self.run(program, val[start : start + chunk], "validate", offset=start, of=len(val))
             scores += [float(s) for s in got]
             if against is not None and len(scores) < len(val) and gate.hopeless(against.scores, scores):
                 break
         return Evaluation(tuple(scores), len(val))
 
     def emit(self, state: TrainState, **event: Any) -> None:
-        if self.progress is not None:
-            t = self.metered.totals()
-            best = state.best.mean if state.best else None
-            self.progress({
-                "step": state.step, "steps": self.setup.steps, "val": best, "best": best,
-                "start": state.start.mean if state.start else None,
-                "requests": t.requests, "new_calls": t.calls, "tokens": t.tokens, "cost": t.cost, **event,
-            })
+        """A progress event (the keys of the module doc); `event` names the phase and param."""
+        if self.progress is None:
+            return
+        self._last = (state, event)
+        t = self.metered.totals()
+        best = state.best.mean if state.best else None
+        counts = self._playing == "prompts" or (self._playing == "demos" and not state.prompt_optimizers())
+        self.progress({
+            "step": min(self.setup.steps, state.prompt_steps() + (1 if counts else 0)), "steps": self.setup.steps,
+            "round": state.step + (1 if self._playing else 0), "val": best, "best": best,
+            "start": state.start.mean if state.start else None, "param": None, "done": 0, "rows": None,
+            "requests": t.requests, "new_calls": t.calls, "tokens": t.tokens, "cost": t.cost,
+            "budget": self.budget_spent(), **event,
+        })
+
+    def rows_done(self, done: int, rows: int) -> None:
+        """The last phase event again, with `done` of its `rows` finished."""
+        if self._last is not None:
+            state, event = self._last
+            self.emit(state, **{**event, "done": done, "rows": rows})
+
+    def budget_spent(self) -> float | None:
+        """The share of the tightest training budget spent (None: no budget)."""
+        lim, t = self.setup.limits, self.metered.totals()
+        shares = [
+            used / limit
+            for used, limit in ((t.requests, lim.calls), (t.tokens, lim.tokens), (t.cost, lim.cost))
+            if limit is not None and limit > 0
+        ]
+        return min(1.0, max(shares)) if shares else None
 
     # -- the start -----------------------------------------------------------------------------
     async def begin(self, state: TrainState) -> TrainState:
         """Score the source on every validation row: the start, and the first incumbent."""
-        self.emit(state, phase="validate", step=0)
+        self.emit(state, phase="validate")
         start = await self.validate(self.setup.source, None)
         calls_per_row = max(1.0, self.metered.totals().requests / len(self.setup.val))
         for opt in state.prompt_optimizers():
@@ -134,10 +171,14 @@ class Rounds:
         before = self.metered.accounting.snapshot()
         rng = state.rng.live()
         step = state.step + 1
-        if kind == "demos":
-            state, rnd = await self.demo_round(state, rng, step)
-        else:
-            state, rnd = await self.prompt_round(state, rng, step)
+        self._playing = kind
+        try:
+            if kind == "demos":
+                state, rnd = await self.demo_round(state, rng, step)
+            else:
+                state, rnd = await self.prompt_round(state, rng, step)
+        finally:
+            self._playing = None
         rnd = evolve(rnd, accounting=spent(self.metered.accounting.since(before)), seconds=round(time.monotonic() - t0, 3))
         return evolve(state, history=state.history + (rnd,), rng=RngState.of(rng))
 
@@ -145,12 +186,14 @@ class Rounds:
         """Record, pre-screen, gate, then step or revert the proposing optimizer."""
         if isinstance(outcome, Refusal):
             return state, Attempt(
-                outcome.param, outcome.kind, None, reason=outcome.reason, rejections=outcome.rejections, race=outcome.race
+                outcome.param, outcome.kind, None, reason=outcome.reason, rejections=outcome.rejections,
+                race=outcome.race, replies=outcome.replies,
             )
         cand: Candidate = outcome
         opt = state.optimizers[cand.param]
         attempt = Attempt(
-            cand.param, cand.kind, cand.text, rejections=cand.rejections, race=cand.race, signature=cand.signature
+            cand.param, cand.kind, cand.text, rejections=cand.rejections, race=cand.race, signature=cand.signature,
+            replies=cand.replies,
         )
         if screen is not None:
             _, fscores = await self.run(cand.program, screen.rows, "validate")
@@ -183,7 +226,7 @@ class Rounds:
         s = self.setup
         attempts: list[Attempt] = []
         for name in [o.param for o in state.demo_optimizers()]:
-            self.emit(state, phase="demos", step=step, param=name)
+            self.emit(state, phase="demos", param=name)
             at = state  # what the race's budget is worked out from, once the pool is built
             context = Context(
                 engine=self.metered, rng=rng, pools=state.pools, train=s.train, run=self.run_demos,
@@ -200,20 +243,23 @@ class Rounds:
         s = self.setup
         idx = rng.sample(range(len(s.train)), min(s.batch_size, len(s.train)))
         batch = [s.train[i] for i in idx]
-        self.emit(state, phase="forward", step=step)
+        self.emit(state, phase="forward")
         traces, scores = await self.run(state.program, batch, "forward")
         failing = [i for i, x in enumerate(scores) if x < s.threshold]
         attempts: list[Attempt] = []
-        grads_count: dict[str, int] = {}
+        feedback: dict[str, tuple[Feedback, ...]] = {}
         backward_calls = 0
         if failing and state.prompt_optimizers():
-            self.emit(state, phase="backward", step=step)
+            self.emit(state, phase="backward")
             with self.metered.spending():
                 grads = await backward(
                     state.program, traces, batch, scores, self.metered, threshold=s.threshold, concurrency=s.concurrency
                 )
             backward_calls = grads.calls
-            grads_count = {p: len(grads.for_param(p)) for p in grads.params()}
+            feedback = {
+                p: tuple(Feedback(idx[g.sample], g.text, g.node, g.step) for g in grads.for_param(p))
+                for p in grads.params()
+            }
             screen = Screen(tuple(batch[i] for i in failing), sum(scores[i] for i in failing))
             state, attempts = await self._prompt_proposals(state, rng, step, grads, screen)
         if state.demo_optimizers():
@@ -224,7 +270,7 @@ class Rounds:
         return state, Round(
             step, "prompts", tuple(attempts), state.best.mean, batch=tuple(idx),
             minibatch_scores=tuple(float(x) for x in scores), failing=len(failing), backward_calls=backward_calls,
-            gradients=grads_count,
+            gradients=feedback,
         )
 
     async def _prompt_proposals(
@@ -237,7 +283,7 @@ class Rounds:
             if not grads.for_param(name):
                 continue
             for k in range(self.setup.proposals):
-                self.emit(state, phase="propose", step=step, param=name)
+                self.emit(state, phase="propose", param=name)
                 context = Context(engine=self.metered, rng=rng, pools=state.pools, gradients=grads, index=k)
                 with self.metered.spending():
                     outcome, _ = await state.optimizers[name].propose(state.program, context)

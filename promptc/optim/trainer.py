@@ -38,6 +38,16 @@ uninterrupted one would. With `test` rows, the start and final programs are scor
 them at the end, whatever stopped the run, with calls counted apart (phase "test", never
 refused by the training budget).
 
+The result carries the run's metadata (`outputs.RunInfo`: promptc version, the model of
+each role, the seed, the options as given, start time, duration, machine), written to
+`summary.json`, the `.pfc`'s `run` extra and the report. When a budget stops the run
+before the starting validation completed, `start_val` and `best_val` are None: nothing
+was compared (`outputs.end_line` says so).
+
+`progress` receives the events of promptc.optim.rounds (a phase starting, its rows
+finishing), one `phase="done"` event after each round, and a last one (`phase="done"`,
+`stopped` the reason) once the run's files are written: the final state.
+
 `resume=True` continues from the checkpoint in `run_dir` (params, history, optimizer
 memories, demo pools, random state, accounting): the saved params are put on the program
 given (a warning says when its source changed since).
@@ -47,8 +57,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from attrs import evolve
 
@@ -56,7 +67,7 @@ from promptc.ir import Program
 from promptc.optim import checkpoint, outputs
 from promptc.optim.budget import BudgetExhausted, Budgeted, Limits
 from promptc.optim.history import Attempt, Round
-from promptc.optim.outputs import Result, phase_table
+from promptc.optim.outputs import Result, RunInfo, phase_table, run_info
 from promptc.optim.rounds import Rounds, Setup
 from promptc.optim.state import Evaluation, TrainState, accounting_of, accounting_rows, adopt, fresh
 from promptc.runtime.accounting import Accounting
@@ -88,7 +99,10 @@ class Trainer:
         search_dirs: Sequence[str | Path] = (),
         progress: Callable[[dict], None] | None = None,
         stop_after: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ):
+        """`options`: the options as the caller was given them, for the run's metadata
+        (default: this trainer's own settings)."""
         if not program.trainable():
             log.warning("the program has no trainable param: training can only evaluate it")
         if not train or not val:
@@ -107,11 +121,18 @@ class Trainer:
         self.seed, self.resume = seed, resume
         self.progress = progress
         self.stop_after = stop_after  # test hook: stop (as if killed) after this many rounds
+        self.options = dict(options) if options is not None else {
+            "steps": steps, "batch_size": batch_size, "proposals": proposals, "threshold": threshold,
+            "max_calls": max_calls, "max_tokens": max_tokens, "max_cost": max_cost, "seed": seed,
+            "concurrency": concurrency, "resume": resume, "run_dir": str(self.run_dir), "out": str(self.out),
+            "train_rows": len(train), "val_rows": len(val), "test_rows": len(test) if test else 0,
+        }
 
     def fit(self) -> Result:
         return asyncio.run(self.afit())
 
     async def afit(self) -> Result:
+        started, t0 = time.time(), time.monotonic()
         with checkpoint.hold(self.run_dir):
             state = self._begin()
             metered = Budgeted(self.engine, self.setup.limits, accounting_of(state))
@@ -120,11 +141,19 @@ class Trainer:
             state, interrupted = await self._train(state, rounds)
             if interrupted:
                 return self._result(evolve(state, stopped=f"interrupted after step {state.step}"), metered)
-            state = evolve(state, stopped=state.stopped or f"completed {state.step} step(s)")
+            state = evolve(state, stopped=state.stopped or completed(state))
             self._save(state, metered)
             result = await self._test(state, self._result(state, metered), rounds)
-            result = evolve(result, new_calls=int(metered.totals().calls - new_at_start))
-            return evolve(result, artifact=str(outputs.write(result, self.run_dir, self.out)))
+            result = evolve(
+                result, new_calls=int(metered.totals().calls - new_at_start),
+                run=self._run_info(started, time.monotonic() - t0),
+            )
+            result = evolve(result, artifact=str(outputs.write(result, self.run_dir, self.out)))
+            rounds.emit(state, phase="done", stopped=state.stopped)  # the final state, for the live display
+            return result
+
+    def _run_info(self, started: float, seconds: float) -> RunInfo:
+        return run_info(self.source, seed=self.seed, options=self.options, started=started, seconds=seconds)
 
     def _begin(self) -> TrainState:
         """The state to start from: the checkpoint's when resuming (and there is one)."""
@@ -155,7 +184,7 @@ class Trainer:
                 # a round is a transaction: when it raises, `state` is still the one before it
                 state = await rounds.play(state, kind)
                 self._save(state, metered)
-                rounds.emit(state, phase="done", step=state.step, accepted=state.history[-1].accepted)
+                rounds.emit(state, phase="done", accepted=state.history[-1].accepted)
         except BudgetExhausted as e:
             log.info("training stopped: %s", e)
             return evolve(state, stopped=str(e)), False
@@ -167,8 +196,8 @@ class Trainer:
     def _result(self, state: TrainState, metered: Budgeted) -> Result:
         return Result(
             program=state.program, source=self.source,
-            start_val=state.start.mean if state.start else 0.0, best_val=state.best.mean if state.best else 0.0,
-            rounds=state.history, steps_done=state.step, stopped=state.stopped,
+            start_val=state.start.mean if state.start else None, best_val=state.best.mean if state.best else None,
+            rounds=state.history, steps_done=state.prompt_steps(), stopped=state.stopped,
             accounting=phase_table(metered.accounting),
         )
 
@@ -188,4 +217,11 @@ class Trainer:
         return sum(scores) / len(scores) if scores else 0.0
 
 
-__all__ = ["Attempt", "BudgetExhausted", "Evaluation", "Result", "Round", "Trainer", "phase_table"]
+def completed(state: TrainState) -> str:
+    """The end of a run that did its schedule: its prompt steps (what `steps` counts), and
+    its rounds when demo searches add to them."""
+    steps, rounds = state.prompt_steps(), state.step
+    return f"completed {steps} step(s)" + (f" in {rounds} rounds" if rounds != steps else "")
+
+
+__all__ = ["Attempt", "BudgetExhausted", "Evaluation", "Result", "Round", "Trainer", "completed", "phase_table"]
