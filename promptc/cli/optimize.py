@@ -116,8 +116,10 @@ def main(args: argparse.Namespace) -> int:
             t.add_column(col, justify="right")
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         t.add_row(
-            f"{state.get('step', 0)}/{args.steps}", str(state.get("phase", "")) + (f" {state['param']}" if state.get("param") else ""),
-            fmt(state.get("start")), fmt(state.get("best")), str(state.get("requests", 0)),
+            f"{state.get('step', 0)}/{args.steps}", str(state.get("phase", "")) + (f" {state['param']}" if state.get("param") else "")
+            + (f" {state.get('done', 0)}/{state['rows']}" if state.get("rows") else ""),
+            fmt(state.get("start")), fmt(state.get("best")),
+            str(state.get("requests", 0)) + (f" ({state['budget']:.0%} of budget)" if state.get("budget") is not None else ""),
             str(state.get("new_calls", 0)), str(state.get("tokens", 0)),
         )
         return t
@@ -186,7 +188,9 @@ def _report(trained, run_dir: Path, out) -> None:
     scores = trained.scores
     req = int(sum(c.get("requests", 0) for c in trained.accounting.values()))
     tok = int(sum(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0) for c in trained.accounting.values()))
-    out.write(f"{trained.stopped}: validation {scores['start_val']:.3f} -> {scores['best_val']:.3f}")
+    from promptc.optim.report import end_line
+
+    out.write(f"{trained.stopped}: {end_line(scores, list(trained.history))}")
     if scores["test_best"] is not None:
         out.write(f", test {scores['test_start']:.3f} -> {scores['test_best']:.3f}")
     out.write(f"; {req} requests, {tok} tokens ({trained.new_calls} new calls in this run)\n")
