@@ -13,7 +13,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from promptc.runtime import failures, providers, scripted
+from promptc.runtime import failures, scripted
 from promptc.runtime.accounting import Accounting, checked_usage, reported_tokens
 from promptc.runtime.breaker import Breaker
 from promptc.runtime.cache import Cache
