@@ -380,9 +380,20 @@ class LocalPool:
                     del self._running[job.prefix]
                 self._done[job.prefix] = None
                 self._done.move_to_end(job.prefix)
-                while len(self._done) > DONE_PREFIXES:
+                # no more prefixes than the cache holds states (it drops the least recent too)
+                while len(self._done) > min(DONE_PREFIXES, len(self.cache) if self.cache is not None else 0):
                     self._done.popitem(last=False)
                 self._jobs.notify_all()
+
+    def forget(self) -> None:
+        """Drop every saved prefix state; the instances' contexts start empty."""
+        with self._jobs:
+            if self.cache is not None:
+                self.cache.clear()
+            self._done.clear()
+        with self._lock:
+            for model in self.models:
+                model.llm.reset()
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
