@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from attrs import evolve
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,6 +55,12 @@ EXAMPLES: dict[str, tuple[str, str, int, int]] = {
 REPORTED: dict[str, tuple[str, ...]] = {
     "multihop": ("exact_match",), "agent": ("exact_match",), "fanout": ("exact_match",), "compose": ("exact_match",),
 }
+# The ceiling probe (--ceiling): the HotpotQA examples' answer step on the test rows with
+# the two gold passages as its notes (examples/multihop/oracle.pflow). Multi-hop's trained
+# answer params are put on it for the "optimized" column; the agent has none (both columns
+# are the untrained answer step).
+CEILING = {"multihop": ("answer_instruction", "answer_shots"), "agent": ()}
+ORACLE = "examples/multihop/oracle.pflow"
 QUICK = dict(steps=1, batch_size=2, proposals=1, val_limit=3, test_limit=3)
 PHASES = ("forward", "backward", "propose", "validate", "demos")
 
@@ -105,9 +113,11 @@ def run_example(name: str, args, run_dir: Path, cache_dir: Path) -> dict:
             program, train, val, engine,
             steps=args.steps, batch_size=args.batch_size, proposals=args.proposals,
             run_dir=run_dir / name, seed=args.seed, test=test, concurrency=args.concurrency,
+            max_calls=args.max_calls,
         ).fit()
         seconds = time.monotonic() - t0
         reported = {m: reported_metric(m, result, test, engine) for m in REPORTED.get(name, ())}
+        ceiling = ceiling_probe(name, result, test, engine, args) if args.ceiling and name in CEILING else None
     finally:
         try:
             engine.close()
@@ -139,6 +149,7 @@ def run_example(name: str, args, run_dir: Path, cache_dir: Path) -> dict:
         "errors": int(sum(c.get("errors", 0) for c in acc.values())),
         "seconds": seconds,
         "reported": reported,
+        "ceiling": ceiling,
         "baselines": baselines(name, val, test, program.train.answer),
         "run_dir": str(run_dir / name),
     }
@@ -155,6 +166,34 @@ def reported_metric(metric: str, result, test: list[dict], engine) -> tuple[floa
         return summarize(score(program, traces, test, metric=metric))
 
     return one(result.source), one(result.program)
+
+
+def gold_notes(row: dict) -> str:
+    """The row's supporting paragraphs, as `passages` renders them, one per line."""
+    from promptc.stdlib.retrieval import passages
+
+    docs = dict(zip((t for t, _ in row["context"]), passages(row["context"])))
+    return "\n".join(docs[t] for t in row["supporting_titles"] if t in docs)
+
+
+def ceiling_probe(name: str, result, test: list[dict], engine, args) -> tuple[float, float]:
+    """Mean test F1 of the answer step given the gold passages (`ORACLE`): with the source's
+    answer params, and with the trained program's (those in CEILING[name])."""
+    from promptc.compiler import compile_file
+    from promptc.runtime.evaluate import score, summarize
+    from promptc.runtime.interpreter import run_forward
+
+    oracle = compile_file(ROOT / ORACLE)
+    rows = [{"question": r["question"], "notes": gold_notes(r), "answer": r["answer"]} for r in test]
+
+    def one(program) -> float:
+        return summarize(score(program, run_forward(program, rows, engine, concurrency=args.concurrency), rows))
+
+    start = one(oracle)
+    trained = oracle
+    for p in CEILING[name]:
+        trained = trained.with_param(evolve(result.program.param(p), trainable=False))
+    return start, (start if trained == oracle else one(trained))
 
 
 def fmt(x) -> str:
@@ -186,7 +225,8 @@ def render(results: list[dict], args, meta: dict) -> str:
         f"- command: `{meta['command']}`",
         f"- model: `{meta['model']}` ({meta['model_file']}) — task model, teacher, backward engine and optimizer alike",
         f"- seed: {args.seed}",
-        f"- budget per example: {args.steps} step(s), batch size {args.batch_size}, {args.proposals} proposal(s) per param per step",
+        f"- budget per example: {args.steps} step(s), batch size {args.batch_size}, {args.proposals} proposal(s) per param per step"
+        + (f", at most {args.max_calls} training calls" if args.max_calls else ""),
         f"- cache: {meta['cache']}",
         f"- machine: {meta['machine']}",
         *([f"- kept from an earlier run of this script with the same settings (--keep-results): {', '.join(meta['kept'])}"]
@@ -214,6 +254,8 @@ def render(results: list[dict], args, meta: dict) -> str:
             f"| validation {r['metric']} (n={r['val_rows']}) | {fmt(r['start_val'])} | {fmt(r['best_val'])} |",
             f"| test {r['metric']} (n={r['test_rows']}) | {fmt(r['test_start'])} | {fmt(r['test_best'])} |",
             *(f"| test {m} (n={r['test_rows']}, reported) | {fmt(a)} | {fmt(b)} |" for m, (a, b) in r.get("reported", {}).items()),
+            *([f"| ceiling: test {r['metric']} of the answer step given the gold passages (n={r['test_rows']}) |"
+               f" {fmt(r['ceiling'][0])} | {fmt(r['ceiling'][1])} |"] if r.get("ceiling") else []),
             "",
             "| phase | requests | new calls | prompt tokens | completion tokens | errors |",
             "|---|---|---|---|---|---|",
@@ -244,6 +286,9 @@ def main(argv=None) -> int:
     ap.add_argument("--val-limit", type=int, default=None, help="validation rows (default: per example, see EXAMPLES)")
     ap.add_argument("--test-limit", type=int, default=None, help="test rows (default: per example)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-calls", type=int, default=None, help="training call budget per example (default: none)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="HotpotQA examples: also score the answer step given the gold passages (examples/multihop/oracle.pflow)")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--run-dir", default=None, help="run folder (default runs/bench-examples[-quick])")
     ap.add_argument("--cache-dir", default=None, help="call cache (default: a fresh <run dir>/cache)")

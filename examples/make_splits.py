@@ -51,6 +51,18 @@ def object_counting(shared: Path) -> None:
     write(HERE / "object_counting/test.jsonl", rows[100:200])
 
 
+def word_sorting(shared: Path) -> None:
+    """BIG-Bench Hard word sorting, split like object counting (a held-out task for the
+    demo search's choice rule: docs/training.md)."""
+    rng = random.Random(SEED)
+    rows = read(shared / "bbh_word_sorting.jsonl")
+    rng.shuffle(rows)
+    (HERE / "word_sorting").mkdir(exist_ok=True)
+    write(HERE / "word_sorting/train.jsonl", rows[:50])
+    write(HERE / "word_sorting/val.jsonl", rows[50:100])
+    write(HERE / "word_sorting/test.jsonl", rows[100:200])
+
+
 def hotpotqa(shared: Path) -> None:
     rng = random.Random(SEED)
     rows = read(shared / "hotpotqa_dev.jsonl")
@@ -102,6 +114,7 @@ def main() -> None:
     shared = ap.parse_args().shared
     trec(shared)
     object_counting(shared)
+    word_sorting(shared)
     hotpotqa(shared)
     router(shared)
 

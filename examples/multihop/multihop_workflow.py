@@ -33,9 +33,11 @@ answer_instruction = promptc.prompt(
     trainable=True,
     role="how to answer from the notes",
 )
+query_shots = promptc.demos(max=2, trainable=True, role="worked examples of search queries")
+answer_shots = promptc.demos(max=2, trainable=True, role="worked examples of answers from notes")
 
 
-@promptc.llm(via=task, system="{query_instruction}", user="Question: {question}\nNotes:\n{notes}\nSearch query:")
+@promptc.llm(via=task, system="{query_instruction}", demos=query_shots, user="Question: {question}\nNotes:\n{notes}\nSearch query:")
 def make_query(question: str, notes: str) -> str: ...
 
 
@@ -47,7 +49,7 @@ def make_query(question: str, notes: str) -> str: ...
 def write_notes(question: str, notes: str, evidence: str) -> str: ...
 
 
-@promptc.llm(via=task, system="{answer_instruction}", user="Question: {question}\nNotes:\n{notes}\nAnswer:")
+@promptc.llm(via=task, system="{answer_instruction}", demos=answer_shots, user="Question: {question}\nNotes:\n{notes}\nAnswer:")
 def answer(question: str, notes: str) -> str: ...
 
 

@@ -12,8 +12,11 @@ The race: successive halving. Half of the training rows are raced on and fixed s
 drawn from demos of the other half (`split_rows`), so every candidate is scored on the
 same rows and none on an answer it was shown; every candidate is run on the first few
 race rows, the better half goes on to twice as many rows, and so on until two remain; the
-better of them is the proposal. How many candidates and rows fit is planned from the call
-budget given (`plan`). The proposal then goes through the gate on the validation rows
+better of them is the proposal — unless the two are within noise of each other (the
+gate's paired test), neither is the current value and only one is a nearest-neighbour
+pool: then the pool, a prior checked on other tasks (`final_pick`), so that one row does
+not decide. How many candidates and rows fit is planned from the call budget given
+(`plan`). The proposal then goes through the gate on the validation rows
 (promptc.optim.gate), like every other proposal: the race picks on training rows,
 validation decides. The demo optimizer (promptc.optim.optimizers.DemoOptimizer) drives
 it; where the demos come from is promptc.optim.demos.
@@ -30,6 +33,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from attrs import evolve, field, frozen
 
 from promptc.ir import Demo, Param
+from promptc.optim import gate
 from promptc.optim.demos import Pool, PoolEntry, key, output_key
 
 # (candidates, first rows), preferred first: a first cut on 8 rows before more candidates
@@ -212,6 +216,7 @@ class RaceResult:
     entrants: int
     calls_rows: int  # (candidate, row) evaluations run
     table: tuple[tuple[str, float, int], ...] = field(factory=tuple)  # (what, mean, rows) per entrant, final standing
+    decided_by: str = "mean"  # how the last two were told apart: "mean" or "prior" (`final_pick`)
 
 
 Evaluate = Callable[[Choice, list[int]], Awaitable[list[float]]]
@@ -246,10 +251,44 @@ async def race(
             break
         alive = alive[: math.ceil(len(alive) / 2)]
         target = min(2 * target, rows_max)
-    best = alive[0]
+    best, decided_by = final_pick(entrants, alive)
     standing = sorted(range(len(entrants)), key=lambda i: (-len(entrants[i].scores), -entrants[i].mean))
     table = tuple((_label(entrants[i].choice), round(entrants[i].mean, 4), len(entrants[i].scores)) for i in standing)
-    return RaceResult(entrants[best].choice, best == 0, len(entrants), evaluated, table)
+    return RaceResult(entrants[best].choice, best == 0, len(entrants), evaluated, table, decided_by)
+
+
+def paired(a: Entrant, b: Entrant) -> tuple[list[float], list[float]]:
+    """The two entrants' scores on the rows both were scored on, in race order."""
+    b_on = dict(zip(b.rows, b.scores))
+    common = [(s, b_on[r]) for r, s in zip(a.rows, a.scores) if r in b_on]
+    return [x for x, _ in common], [y for _, y in common]
+
+
+def within_noise(a: Entrant, b: Entrant) -> bool:
+    """Neither entrant beats the other by the gate's paired test on their common rows."""
+    sa, sb = paired(a, b)
+    return not gate.compare(sb, sa).accepted and not gate.compare(sa, sb).accepted
+
+
+def final_pick(entrants: Sequence[Entrant], alive: Sequence[int]) -> tuple[int, str]:
+    """The winner among the last entrants (`alive`, best mean first) and how it was decided.
+
+    When the last two are challengers (neither is the current value, which keeps winning
+    ties: a search may conclude that nothing beats it), they are within noise of each
+    other (the gate's paired test, either way) and exactly one of them is a
+    nearest-neighbour pool, the pool wins: a prior, not the one or two rows between
+    their means. The evidence for it comes from tasks other than
+    the ones it is used on (bench/demo_prior.py, docs/training.md "The final choice"):
+    on held-out BBH tasks the per-call nearest demos did at least as well as fixed sets.
+    Otherwise the better mean wins (ties: the current value, then fewer demos)."""
+    best = alive[0]
+    if len(alive) < 2:
+        return best, "mean"
+    other = alive[1]
+    a, b = entrants[best], entrants[other]
+    if 0 not in (best, other) and bool(a.choice.nearest) != bool(b.choice.nearest) and within_noise(a, b):
+        return (best if a.choice.nearest else other), "prior"
+    return best, "mean"
 
 
 def _label(c: Choice) -> str:
@@ -263,5 +302,6 @@ def summarize(demos: tuple[Demo, ...]) -> str:
 
 
 __all__: list[Any] = [
-    "Choice", "Entrant", "RaceResult", "candidates", "draw", "halving_cost", "plan", "race", "split_rows", "summarize",
+    "Choice", "Entrant", "RaceResult", "candidates", "draw", "final_pick", "halving_cost", "plan", "race", "split_rows",
+    "summarize", "within_noise",
 ]

@@ -81,7 +81,7 @@ def test_gradients_arrive_through_the_loop_steps_in_time_order(brain, tmp_path):
 
     grads = asyncio.run(backward(program, traces, batch, scores, engine))
     assert grads.samples == (0, 1)
-    assert set(grads.params()) == {"instruction", "tool_descriptions"}
+    assert set(grads.params()) == {"instruction", "tool_descriptions", "step_shots"}
     for sample, gs in grads.by_sample("instruction").items():
         # one gradient per step that ran, in time order (the walk went 2, 1, 0)
         assert [(g.node, g.step) for g in gs] == [("step@step#0", 0), ("step@step#1", 1), ("step@step#2", 2)]
@@ -97,7 +97,9 @@ def test_gradients_arrive_through_the_loop_steps_in_time_order(brain, tmp_path):
         program, train, val, engine, steps=1, batch_size=4, proposals=1, run_dir=tmp_path / "run", seed=0
     ).fit()
     assert result.start_val == 0.0 and result.best_val == 1.0
-    assert result.history[0]["accepted"][0] == "instruction"
+    # the demo search runs first: no trace has scored yet, so step_shots has no demo to offer
+    assert result.history[0]["kind"] == "demos" and result.history[0]["accepted"] == []
+    assert result.history[1]["accepted"][0] == "instruction"
     assert RULE in result.program.param("instruction").text
     prompt = brain.optimizer_prompt_for("instruction")[0]
     first = prompt.split("Example 1:", 1)[1].split("Example 2:", 1)[0]

@@ -1,0 +1,73 @@
+"""The race's final choice: when the last two challengers are within noise of each other,
+a nearest-neighbour pool wins over a fixed set (promptc.optim.race.final_pick); a clear
+winner, or the current value, keeps the old rule."""
+
+from __future__ import annotations
+
+import asyncio
+
+from promptc.ir import Demo
+from promptc.optim import race as race_lib
+from promptc.optim.demos import Pool, PoolEntry
+
+
+def _pool(n: int = 20) -> Pool:
+    return Pool(tuple(
+        PoolEntry(Demo(inputs=(("q", f"question {i}"),), output="AB"[i % 2]), "labeled", 100 + i) for i in range(n)
+    ))
+
+
+POOL = _pool()
+EVERYTHING = tuple(e.demo for e in POOL.entries)
+NEAREST = race_lib.Choice(EVERYTHING, 4)
+FIXED = race_lib.Choice(EVERYTHING[:4])
+ROWS = list(range(30))
+
+
+def _run(sets, score_of):
+    async def evaluate(choice, rows):
+        return [score_of(choice, r) for r in rows]
+
+    return asyncio.run(race_lib.race(sets, POOL, ROWS, 8, evaluate))
+
+
+def test_a_one_row_lead_of_a_fixed_set_does_not_beat_the_nearest_pool():
+    # the fixed set is right on 13 of 30 rows, the pool on 12: within noise
+    def score_of(choice, r):
+        if choice == FIXED:
+            return 1.0 if r < 13 else 0.0
+        if choice == NEAREST:
+            return 1.0 if 1 <= r < 13 else 0.0
+        return 0.0
+
+    result = _run([race_lib.Choice(), FIXED, NEAREST], score_of)
+    assert result.winner == NEAREST and result.decided_by == "prior"
+    means = {what: mean for what, mean, _ in result.table}
+    assert means["4 fixed"] > means["nearest 4"]  # the pool won on the prior, not on the mean
+
+
+def test_a_fixed_set_that_is_clearly_better_still_wins():
+    def score_of(choice, r):
+        if choice == FIXED:
+            return 1.0 if r < 20 else 0.0
+        if choice == NEAREST:
+            return 1.0 if r < 8 else 0.0
+        return 0.0
+
+    result = _run([race_lib.Choice(), FIXED, NEAREST], score_of)
+    assert result.winner == FIXED and result.decided_by == "mean"
+
+
+def test_the_current_value_keeps_winning_ties_against_a_pool():
+    current = FIXED  # the incumbent, a fixed set; the pool scores the same on every row
+    result = _run([current, NEAREST], lambda c, r: 1.0 if r % 3 else 0.0)
+    assert result.is_current and result.winner == current and result.decided_by == "mean"
+
+
+def test_within_noise_pairs_the_rows_both_were_scored_on():
+    a = race_lib.Entrant(NEAREST, (1, 2, 3, 4), (1.0, 1.0, 1.0, 1.0))
+    b = race_lib.Entrant(FIXED, (2, 3, 4, 5), (0.0, 0.0, 0.0, 1.0))
+    assert race_lib.paired(a, b) == ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
+    assert not race_lib.within_noise(a, b)  # 3 of 3 common rows gained: a clear difference
+    c = race_lib.Entrant(FIXED, (1, 2, 3, 4), (1.0, 1.0, 1.0, 0.0))
+    assert race_lib.within_noise(a, c)
