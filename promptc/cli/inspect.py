@@ -111,7 +111,7 @@ def _check_gradients(gradients: Any) -> None:
             continue
         _need(isinstance(items, (list, tuple)), f"the feedback of {param!r} is not a list")
         for g in items:
-            _need(isinstance(g, dict) and all(isinstance(g.get(k), _SCALAR) for k in ("row", "step", "node", "text")),
+            _need(isinstance(g, dict) and all(isinstance(g.get(k), _SCALAR) for k in ("row", "loop_step", "node", "text")),
                   f"a feedback of {param!r} is malformed")
 
 
@@ -290,7 +290,7 @@ def _show_round(h: dict, show: Any) -> None:
             continue
         show(f"  feedback to {param} ({len(items)}):")
         for g in items:
-            where = f"row {_fmt(g.get('row'))}" + (f", loop step {_fmt(g.get('step'))}" if g.get("step") is not None else "")
+            where = f"row {_fmt(g.get('row'))}" + (f", loop step {_fmt(g.get('loop_step'))}" if g.get("loop_step") is not None else "")
             show(f"    [{where}] {_cut(g.get('text'))}", "dim")
     for p in h.get("proposals") or []:
         show(f"  proposal for {_fmt(p.get('param'))}: {_verdict(p)}")

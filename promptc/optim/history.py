@@ -6,8 +6,8 @@ one view of a round as a JSON-able dict: what `history.jsonl`, the `.pfc`'s `his
 extra, the report and `promptc inspect --history` read. Its keys:
 
 step, kind, batch (train indices), minibatch_scores, minibatch_score, failing,
-backward_calls, gradients ({param: [{row, step, node, text}]}: the feedback each param
-received, `row` the training row it came from, `step` the loop time step or None),
+backward_calls, gradients ({param: [{row, loop_step, node, text}]}: the feedback each param
+received, `row` the training row it came from, `loop_step` the loop time step or None),
 proposals ([{param, kind, text, verdict, accepted, reason, rejections, replies, val,
 val_rows, failing_before, failing_after, gain, race, signature}], the last five only when
 known), accepted (param names), filtered ({filter: replies refused}), val, best,
@@ -38,12 +38,12 @@ VERDICTS = ("refused", "lost-minibatch", "lost-gate", "accepted")
 @frozen
 class Feedback:
     """One textual gradient a param received: from training row `row`, at loop time step
-    `step` (None outside a loop) of node `node` (promptc.optim.backward.Gradient)."""
+    `loop_step` (None outside a loop) of node `node` (promptc.optim.backward.Gradient)."""
 
     row: int
     text: str
     node: str = ""
-    step: int | None = None
+    loop_step: int | None = None
 
 
 @frozen
@@ -176,7 +176,7 @@ def entry(r: Round) -> dict[str, Any]:
         "minibatch_score": (sum(r.minibatch_scores) / len(r.minibatch_scores)) if r.minibatch_scores else None,
         "failing": r.failing, "backward_calls": r.backward_calls,
         "gradients": {
-            p: [{"row": f.row, "step": f.step, "node": f.node, "text": f.text} for f in fs] for p, fs in r.gradients.items()
+            p: [{"row": f.row, "loop_step": f.loop_step, "node": f.node, "text": f.text} for f in fs] for p, fs in r.gradients.items()
         },
         "proposals": [_proposal(a) for a in r.attempts], "accepted": r.accepted, "filtered": filters,
         "val": r.best, "best": r.best, "accounting": accounting, "seconds": r.seconds,

@@ -96,7 +96,7 @@ def end_line(scores: Mapping[str, Any], history: list[Mapping[str, Any]]) -> str
     """What the validation scores say, without claiming a comparison that did not happen."""
     start, best = scores.get("start_val"), scores.get("best_val")
     if start is None:
-        return "stopped before the starting validation completed: nothing was proposed or compared"
+        return "the starting validation did not complete; nothing was proposed or compared"
     if not history:
         return f"validation {start:.3f} (no round finished: nothing was compared)"
     proposals = [p for h in history for p in h.get("proposals") or []]
@@ -176,7 +176,7 @@ def feedback_html(gradients: Mapping[str, Any]) -> str:
             out.append(f"<p><b>{e(param)}</b>: {e(items)} feedback text(s) (not kept)</p>")
             continue
         lines = "".join(
-            f"<li>row {e(g.get('row'))}" + (f", loop step {e(g['step'])}" if g.get("step") is not None else "")
+            f"<li>row {e(g.get('row'))}" + (f", loop step {e(g['loop_step'])}" if g.get("loop_step") is not None else "")
             + (f", at <code>{e(g.get('node'))}</code>" if g.get("node") else "") + f": {folded(g.get('text'))}</li>"
             for g in items
         )

@@ -157,7 +157,7 @@ class Rounds:
     # -- the start -----------------------------------------------------------------------------
     async def begin(self, state: TrainState) -> TrainState:
         """Score the source on every validation row: the start, and the first incumbent."""
-        self.emit(state, phase="validate")
+        self.emit(state, phase="validate", rows=len(self.setup.val))
         start = await self.validate(self.setup.source, None)
         calls_per_row = max(1.0, self.metered.totals().requests / len(self.setup.val))
         for opt in state.prompt_optimizers():
@@ -196,12 +196,13 @@ class Rounds:
             replies=cand.replies,
         )
         if screen is not None:
+            self.emit(state, phase="screen", param=cand.param, rows=len(screen.rows))
             _, fscores = await self.run(cand.program, screen.rows, "validate")
             attempt = evolve(attempt, failing_before=screen.base, failing_after=float(sum(fscores)))
             if sum(fscores) <= screen.base:
                 attempt = evolve(attempt, reason="no gain on the failing minibatch samples")
                 return state.with_optimizer(opt.revert(cand, attempt.reason)), attempt
-        self.emit(state, phase="validate", param=cand.param)
+        self.emit(state, phase="validate", param=cand.param, rows=len(self.setup.val))
         ev = await self.validate(cand.program, state.best)
         verdict = gate.compare(state.best.scores, ev.scores)
         attempt = evolve(attempt, val=ev.mean, val_rows=len(ev.scores), gain=verdict.gain)
@@ -243,7 +244,7 @@ class Rounds:
         s = self.setup
         idx = rng.sample(range(len(s.train)), min(s.batch_size, len(s.train)))
         batch = [s.train[i] for i in idx]
-        self.emit(state, phase="forward")
+        self.emit(state, phase="forward", rows=len(batch))
         traces, scores = await self.run(state.program, batch, "forward")
         failing = [i for i, x in enumerate(scores) if x < s.threshold]
         attempts: list[Attempt] = []
