@@ -176,7 +176,8 @@ def entry(r: Round) -> dict[str, Any]:
         "minibatch_score": (sum(r.minibatch_scores) / len(r.minibatch_scores)) if r.minibatch_scores else None,
         "failing": r.failing, "backward_calls": r.backward_calls,
         "gradients": {
-            p: [{"row": f.row, "loop_step": f.loop_step, "node": f.node, "text": f.text} for f in fs] for p, fs in r.gradients.items()
+            p: [{"row": f.row, "loop_step": f.loop_step, "node": f.node, "text": f.text} for f in fs]
+            for p, fs in r.gradients.items()
         },
         "proposals": [_proposal(a) for a in r.attempts], "accepted": r.accepted, "filtered": filters,
         "val": r.best, "best": r.best, "accounting": accounting, "seconds": r.seconds,
@@ -201,4 +202,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return [json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
 
 
-__all__ = ["VERDICTS", "Attempt", "Feedback", "Race", "Reply", "Round", "Spend", "entry", "read_jsonl", "spent", "stable", "write_jsonl"]
+__all__ = [
+    "VERDICTS", "Attempt", "Feedback", "Race", "Reply", "Round", "Spend", "entry", "read_jsonl", "spent", "stable",
+    "write_jsonl",
+]

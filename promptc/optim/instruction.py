@@ -266,8 +266,7 @@ async def propose(
     calls = 0
     convo = list(messages)
     reason = ""
-    refused: list[str] = []
-    replies: list[Reply] = []
+    replies: list[Reply] = []  # the refused ones with their filter: `Proposal.rejections` in order
     for attempt in range(2):
         req = CallRequest(
             model=model,
@@ -282,7 +281,6 @@ async def propose(
         res = await engine.call(req)
         if res.error:
             reason = f"optimizer call failed: {res.error}"
-            refused.append(extract.CALL_FAILED)
             replies.append(Reply(None, extract.CALL_FAILED, reason))
             log.info("propose %s: %s", name, reason)
             break
@@ -295,9 +293,8 @@ async def propose(
         )
         if cand is not None and rejection is None:
             replies.append(Reply(cand))
-            return Proposal(name, cand, "", messages, calls, tuple(refused), tuple(replies))
+            return Proposal(name, cand, "", messages, calls, _filters(replies), tuple(replies))
         reason = rejection.reason
-        refused.append(rejection.filter)
         replies.append(Reply(cand if cand is not None else (res.text or ""), rejection.filter, reason))
         log.info("propose %s (attempt %d): %s: %s", name, attempt + 1, rejection.filter, reason)
         retry = [
@@ -310,4 +307,8 @@ async def propose(
         )
         convo = [*first, *retry]
     log.info("propose %s: skipped (%s)", name, reason)
-    return Proposal(name, None, reason, messages, calls, tuple(refused), tuple(replies))
+    return Proposal(name, None, reason, messages, calls, _filters(replies), tuple(replies))
+
+
+def _filters(replies: Sequence[Reply]) -> tuple[str, ...]:
+    return tuple(r.filter for r in replies if r.filter)

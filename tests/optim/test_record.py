@@ -205,3 +205,16 @@ def test_inspect_history_shows_feedback_and_refused_replies(tmp_path):
     assert "accepted (validation 1.000 on 4 rows)" in out
     assert "reply refused by already-rejected: already rejected at this step" in out
     assert "scripted/writer.json" in out  # the run's metadata: the optimizer model
+
+
+def test_cli_end_line_and_last_frame_when_the_budget_ends_the_start(tmp_path):
+    from tests.optim.test_cli import OPT, run, setup
+
+    setup(tmp_path)
+    r = run(tmp_path, *OPT, "--run-dir", "run", "--max-calls", "3")
+    assert r.returncode == 0, r.stderr
+    first = r.stdout.splitlines()[0]
+    assert first.startswith("budget: max_calls=3 reached: the starting validation did not complete; nothing was")
+    assert "0.000" not in first and "validation 0" not in first
+    # the live table's last frame is the final state: every request counted, the whole budget spent
+    assert "3 (100% of budget)" in r.stderr and "done" in r.stderr
