@@ -23,7 +23,8 @@ another in the same order, reusing only the prefix of the call just before (llam
 python's own behaviour). The two run alternately, scenario by scenario, in one process.
 
 Columns: ms per call (wall / calls, the best of `--repeat` passes, each from a cold
-start: no saved prefix, empty contexts); prompt tokens per call; prompt tokens per second
+start: no saved prefix, empty contexts); CPU ms per call (the process's CPU time over the
+pass / calls: what the calls cost whatever else the machine runs); prompt tokens per call; prompt tokens per second
 (all prompt tokens / wall); "evaluated" = the share of prompt and answer tokens promptc's
 instances ran through the model (the rest came from reused prefixes); "unique" = the
 scenario's distinct prompt prefixes (the size of the token trie of its prompts) as a
@@ -155,18 +156,20 @@ def prefill_rate(tokens: list[int], threads: int) -> float:
     return len(tokens) / best
 
 
-def run_raw(llm, grammar, reqs: list[tuple[list[dict], str]]) -> tuple[float, list[str]]:
+def run_raw(llm, grammar, reqs: list[tuple[list[dict], str]]) -> tuple[float, float, list[str]]:
+    """Wall time, process CPU time and answers."""
     llm.reset()  # cold: nothing kept from the pass before
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     texts = []
     for msgs, _ in reqs:
         out = llm.create_chat_completion(messages=msgs, temperature=0.0, max_tokens=MAX_TOKENS, seed=0, grammar=grammar)
         texts.append(out["choices"][0]["message"].get("content") or "")
-    return time.perf_counter() - t, texts
+    return time.perf_counter() - t, time.process_time() - cpu, texts
 
 
-def run_promptc(pool, reqs: list[tuple[list[dict], str]]) -> tuple[float, list, int]:
-    """Wall time, answers and tokens evaluated, from a cold pool (no saved prefix)."""
+def run_promptc(pool, reqs: list[tuple[list[dict], str]]) -> tuple[float, float, list, int]:
+    """Wall time, process CPU time, answers and tokens evaluated, from a cold pool (no
+    saved prefix)."""
     from promptc.runtime import local
 
     pool.forget()
@@ -177,10 +180,10 @@ def run_promptc(pool, reqs: list[tuple[list[dict], str]]) -> tuple[float, list, 
             local.acomplete("default", msgs, max_tokens=MAX_TOKENS, choices=LABELS) for msgs, _ in reqs
         ))
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     answers = asyncio.run(all_at_once())
-    wall = time.perf_counter() - t
-    return wall, answers, sum(m.llm.tokens_evaluated for m in pool.models) - before
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return wall, cpu, answers, sum(m.llm.tokens_evaluated for m in pool.models) - before
 
 
 async def warm_up(size: int) -> None:
@@ -206,19 +209,19 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
     table = []
     for key, desc, reqs in scenarios(args.calls, args.old_order):
         prompts = [tokens(m) for m, _ in reqs]
-        wall = raw_wall = float("inf")
+        wall = raw_wall = cpu = raw_cpu = float("inf")
         for _ in range(args.repeat):  # alternately; the best pass of each
-            w, answers, evaluated = run_promptc(pool, reqs)
-            wall = min(wall, w)
-            w, raw_texts = run_raw(raw, grammar, reqs)
-            raw_wall = min(raw_wall, w)
+            w, c, answers, evaluated = run_promptc(pool, reqs)
+            wall, cpu = min(wall, w), min(cpu, c)
+            w, c, raw_texts = run_raw(raw, grammar, reqs)
+            raw_wall, raw_cpu = min(raw_wall, w), min(raw_cpu, c)
         n, prompt_tok = len(reqs), sum(a.prompt_tokens for a in answers)
         if prompt_tok != sum(len(p) for p in prompts):
             print(f"note: {key}: the bench's tokenizer counts {sum(map(len, prompts))} prompt tokens, "
                   f"promptc {prompt_tok}", file=sys.stderr)
         table.append({
             "key": key, "desc": desc, "calls": n, "tok": prompt_tok / n, "ms": 1000 * wall / n,
-            "raw_ms": 1000 * raw_wall / n, "tps": prompt_tok / wall, "raw_tps": prompt_tok / raw_wall,
+            "raw_ms": 1000 * raw_wall / n, "cpu": 1000 * cpu / n, "raw_cpu": 1000 * raw_cpu / n, "tps": prompt_tok / wall, "raw_tps": prompt_tok / raw_wall,
             "evaluated": evaluated / (prompt_tok + sum(a.completion_tokens for a in answers)),
             "unique": trie_size(prompts), "same": sum(a.text == r for a, r in zip(answers, raw_texts)),
             "acc": sum(a.text == gold for a, (_, gold) in zip(answers, reqs)) / n,
@@ -233,7 +236,7 @@ def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
     for row in table:
         row["ceiling_ms"] = 1000 * row["unique"] / rate / row["calls"]
     machine = {"cores": cores, "instances": pool.size, "threads": pool.threads, **rates,
-               "cache_mb": (pool.cache._ram.capacity_bytes >> 20) if pool.cache is not None else 0}
+               "cache_mb": (pool.cache.capacity_bytes >> 20) if pool.cache is not None else 0}
     return table, machine
 
 
@@ -244,11 +247,13 @@ def report(table: list[dict], machine: dict, load_before: tuple, load_after: tup
           f"{machine['all']:.0f} prompt tokens/s with one instance of {machine['cores']} threads, "
           f"{machine['one']:.0f} with one thread.\n")
     print("| scenario | calls | prompt tok/call | promptc ms/call | raw ms/call | promptc / raw | "
-          "promptc tok/s | raw tok/s | evaluated | unique | ceiling ms/call | same answers | accuracy promptc / raw |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "CPU ms/call promptc / raw | promptc tok/s | raw tok/s | evaluated | unique | ceiling ms/call | same answers | "
+          "accuracy promptc / raw |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in table:
         print(f"| ({r['key']}) {r['desc']} | {r['calls']} | {r['tok']:.0f} | {r['ms']:.0f} | {r['raw_ms']:.0f} | "
-              f"{r['ms'] / r['raw_ms']:.2f} | {r['tps']:.0f} | {r['raw_tps']:.0f} | {100 * r['evaluated']:.0f} % | "
+              f"{r['ms'] / r['raw_ms']:.2f} | {r['cpu']:.0f} / {r['raw_cpu']:.0f} | {r['tps']:.0f} | {r['raw_tps']:.0f} | "
+              f"{100 * r['evaluated']:.0f} % | "
               f"{100 * r['unique'] / (r['tok'] * r['calls']):.0f} % | "
               f"{r['ceiling_ms']:.0f} | {r['same']}/{r['calls']} | {r['acc']:.2f} / {r['raw_acc']:.2f} |")
     by = {r["key"]: r for r in table}

@@ -29,6 +29,7 @@ class PrefixCache:
     def __init__(self, capacity_bytes: int) -> None:
         from llama_cpp import LlamaRAMCache
 
+        self.capacity_bytes = capacity_bytes
         self._ram = LlamaRAMCache(capacity_bytes=capacity_bytes)
         self._lock = threading.Lock()
 

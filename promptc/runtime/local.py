@@ -282,7 +282,8 @@ class _Job:
     future: Future
 
 
-DONE_PREFIXES = 4096  # message prefixes the scheduler remembers as computed
+DONE_PREFIXES = 4096  # message prefixes the scheduler remembers as computed once (a prefix
+# the cache dropped since may be computed twice at once again, never worse than no scheduler)
 
 
 class LocalPool:
@@ -346,13 +347,19 @@ class LocalPool:
         self.executor.submit(self._work)  # one worker task per job; it runs the job `_next` picks
         return job.future
 
+    def _may_start(self, job: _Job) -> bool:
+        """False while another instance computes the job's prefix for the first time."""
+        if self.cache is None or not job.prefix or job.prefix in self._done:
+            return True
+        return not self._running.get(job.prefix)
+
     def _next(self) -> _Job:
         """The oldest pending job whose prefix is not being computed for the first time
         (waits while every pending job's is: one of those finishes first)."""
         with self._jobs:
             while True:
                 for i, job in enumerate(self._pending):
-                    if self.cache is None or job.prefix in self._done or not self._running.get(job.prefix):
+                    if self._may_start(job):
                         del self._pending[i]
                         self._running[job.prefix] = self._running.get(job.prefix, 0) + 1
                         return job
@@ -380,8 +387,7 @@ class LocalPool:
                     del self._running[job.prefix]
                 self._done[job.prefix] = None
                 self._done.move_to_end(job.prefix)
-                # no more prefixes than the cache holds states (it drops the least recent too)
-                while len(self._done) > min(DONE_PREFIXES, len(self.cache) if self.cache is not None else 0):
+                while len(self._done) > DONE_PREFIXES:
                     self._done.popitem(last=False)
                 self._jobs.notify_all()
 
@@ -482,8 +488,8 @@ def describe(name: str = "default") -> str:
 
 
 __all__ = [
-    "MAX_STRING", "Grammars", "LocalAnswer", "LocalModel", "LocalModelUnavailable", "LocalPool", "PrefixCache", "acomplete",
-    "available", "bounded", "choices_grammar", "complete", "context_size", "context_window", "default_model_path",
+    "MAX_STRING", "Grammars", "LocalAnswer", "LocalModel", "LocalModelUnavailable", "LocalPool", "PrefixCache",
+    "acomplete", "available", "bounded", "choices_grammar", "complete", "context_size", "context_window", "default_model_path",
     "describe", "get", "gguf_context_length", "llama_threads", "local_instances", "pool", "prefix_cache_bytes",
     "resolve_path", "schema_grammar",
 ]
