@@ -88,11 +88,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--run-dir", default="runs/demo-prior")
+    ap.add_argument("--reuse-cache", action="store_true", help="keep the run folder's call cache (default: a fresh one)")
     args = ap.parse_args(argv)
     from promptc.runtime.engine import make_engine
 
     cache = Path(args.run_dir) / "cache"
-    shutil.rmtree(cache, ignore_errors=True)
+    if not args.reuse_cache:
+        shutil.rmtree(cache, ignore_errors=True)
     engine = make_engine(cache_dir=cache)
     t0 = time.monotonic()
     rows = []
