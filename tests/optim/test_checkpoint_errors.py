@@ -116,10 +116,17 @@ def test_malformed_checkpoint_fields(tmp_path, saved, path, value, says):
     (("accounting", 0, "counts", "calls"), -5, "negative or non-finite accounting"),
     (("history", 0, "attempts", 0, "val_rows"), 10**9, "a validation score out of range"),
     (("program", "params", 0, "nearest"), 3, "param 'instruction' shows 3 nearest of 0 demos"),
+    (("history", 0, "gradients", "instruction", 0, "row"), 7_000, "round 1: feedback from a row outside its minibatch"),
 ])
 def test_values_out_of_range_are_refused(tmp_path, saved, path, value, says):
     err = resume_error(tmp_path, mutated(saved, _set(path, value)))
     assert "malformed checkpoint" in err and says in err, err
+
+
+def test_a_checkpoint_of_the_gradient_counts_format_is_refused(tmp_path, saved):
+    old = msgpack.packb({"magic": checkpoint.MAGIC, "format": 2, "state": saved})
+    err = resume_error(tmp_path, old)
+    assert f"checkpoint format 2, this promptc reads format {checkpoint.FORMAT}" in err and "--run-dir" in err
 
 
 def test_a_pool_entry_from_a_row_the_run_does_not_have(tmp_path, saved):
