@@ -213,25 +213,27 @@ class Rounds:
         return state.with_optimizer(opt.revert(cand, attempt.reason, ev.mean if ev.complete else None)), attempt
 
     # -- demo round ----------------------------------------------------------------------------
-    def race_budget(self, state: TrainState) -> float | None:
+    def race_budget(self, state: TrainState, to_go: int | None = None) -> float | None:
         """Calls one demo search may spend now: a share of what the budget has left after a
-        validation pass, split between the demo params."""
+        validation pass, split between the demo params still to search in this round
+        (`to_go`; default all of them), so what one param's turn left unspent goes to the next."""
         s = self.setup
         if s.limits.calls is None:
             return None
         left = s.limits.calls - self.metered.totals().requests - len(s.val) * state.calls_per_row
         share = DEMO_SHARE if (state.prompt_optimizers() and state.prompt_steps() < s.steps) else 1.0
-        return max(0.0, left * share / max(1, len(state.demo_optimizers())))
+        return max(0.0, left * share / max(1, to_go or len(state.demo_optimizers())))
 
     async def demo_round(self, state: TrainState, rng: random.Random, step: int) -> tuple[TrainState, Round]:
         s = self.setup
         attempts: list[Attempt] = []
-        for name in [o.param for o in state.demo_optimizers()]:
+        names = [o.param for o in state.demo_optimizers()]
+        for k, name in enumerate(names):
             self.emit(state, phase="demos", param=name)
-            at = state  # what the race's budget is worked out from, once the pool is built
+            at, to_go = state, len(names) - k  # what the race's budget is worked out from, once the pool is built
             context = Context(
                 engine=self.metered, rng=rng, pools=state.pools, train=s.train, run=self.run_demos,
-                race_budget=lambda: self.race_budget(at), calls_per_row=state.calls_per_row,
+                race_budget=lambda: self.race_budget(at, to_go), calls_per_row=state.calls_per_row,
                 window=context_window(task_model(state.program)), batch_size=s.batch_size, threshold=s.threshold,
             )
             outcome, pools = await state.optimizers[name].propose(state.program, context)
