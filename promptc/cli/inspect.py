@@ -76,7 +76,7 @@ def _check_extra(extra: Any) -> dict:
     _need(isinstance(history, (list, tuple)), "history is not a list")
     for h in history:
         _need(isinstance(h, dict), "a history entry is not a map")
-        for key in ("step", "minibatch_score", "failing", "backward_calls", "best"):
+        for key in ("step", "kind", "minibatch_score", "failing", "backward_calls", "best"):
             _need(isinstance(h.get(key), _SCALAR), f"history field {key!r} is not a number or text")
         accepted = h.get("accepted") or []
         _need(isinstance(accepted, (list, tuple)) and all(isinstance(a, str) for a in accepted), "history field 'accepted' is not a list of names")
@@ -310,11 +310,11 @@ def _show_history(console: Any, history: list, proposals: bool, show: Any) -> No
     if not history:
         return
     t = Table(title="history")
-    for col in ("step", "minibatch", "failing", "backward calls", "proposals", "accepted", "best val"):
+    for col in ("round", "kind", "minibatch", "failing", "backward calls", "proposals", "accepted", "best val"):
         t.add_column(col, justify="right")
     for h in history:
         cells = (
-            _fmt(h.get("step")), _fmt(h.get("minibatch_score")), _fmt(h.get("failing") or 0),
+            _fmt(h.get("step")), _fmt(h.get("kind")), _fmt(h.get("minibatch_score")), _fmt(h.get("failing") or 0),
             _fmt(h.get("backward_calls") or 0), str(len(h.get("proposals") or [])),
             ", ".join(h.get("accepted") or []) or "-", _fmt(h.get("best")),
         )
