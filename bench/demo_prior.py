@@ -1,15 +1,16 @@
 """Nearest-demos pools against fixed demo sets, on tasks other than TREC: the evidence for
 the demo race's tie rule (promptc.optim.race.final_pick; docs/training.md).
 
-    python bench/demo_prior.py                       # object counting and word sorting, 30 val rows
+    python bench/demo_prior.py                       # every task, 30 rows each
     python bench/demo_prior.py --rows 20 --fixed 3
 
 Tasks: BBH object counting and word sorting (exact match, their validation rows) and
 HotpotQA answered from its supporting sentences (token F1, the router example's
-validation and test rows; `bench/prior/evidence_qa.pflow`). For each task, the labeled pool of its training split (free: no call) gives the candidates
-the race would offer (`race.candidates`, seeded): the nearest-neighbour pools at `max` and
-about half of it, and `--fixed` fixed sets drawn in several sizes. Each is scored on the
-first `--rows` rows with the embedded model (a fresh call cache), and every
+validation and test rows; `bench/prior/evidence_qa.pflow`). For each task, the labeled
+pool of its training split (free: no call) gives the candidates the race would offer
+(`race.candidates`, seeded): the nearest-neighbour pools at `max` and about half of it,
+and `--fixed` fixed sets drawn in several sizes. Each is scored on the first `--rows`
+rows with the embedded model (a fresh call cache unless --reuse-cache), and every
 nearest pool is compared with every fixed set row by row (paired: wins, losses, mean
 gain). Prints one table; nothing is typed by hand. TREC rows are never used.
 """
