@@ -5,10 +5,13 @@ winner, or the current value, keeps the old rule."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from promptc.ir import Demo
 from promptc.optim import race as race_lib
 from promptc.optim.demos import Pool, PoolEntry
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _pool(n: int = 20) -> Pool:
@@ -71,3 +74,24 @@ def test_within_noise_pairs_the_rows_both_were_scored_on():
     assert not race_lib.within_noise(a, b)  # 3 of 3 common rows gained: a clear difference
     c = race_lib.Entrant(FIXED, (1, 2, 3, 4), (1.0, 1.0, 1.0, 0.0))
     assert race_lib.within_noise(a, c)
+
+
+def test_a_demo_round_splits_the_race_budget_between_the_params_still_to_search():
+    from attrs import evolve
+
+    from promptc.compiler import compile_file
+    from promptc.optim.budget import Budgeted, Limits
+    from promptc.optim.rounds import Rounds, Setup
+    from promptc.optim.state import fresh
+
+    program = compile_file(str(EXAMPLES / "multihop" / "multihop.pflow"))
+    setup = Setup(
+        source=program, train=({},) * 10, val=({},) * 6, steps=0, batch_size=4, proposals=1, threshold=1.0,
+        concurrency=1, limits=Limits(calls=160),
+    )
+    state = evolve(fresh(program, 0), calls_per_row=5.0)
+    rounds = Rounds(setup, Budgeted(object(), setup.limits))
+    assert len(state.demo_optimizers()) == 2  # query_shots, answer_shots; steps=0: all of the budget
+    left = 160 - 6 * 5.0  # after the gate's validation pass
+    assert rounds.race_budget(state) == left / 2  # the first param's share
+    assert rounds.race_budget(state, to_go=1) == left  # the last param gets what is left
