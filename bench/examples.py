@@ -5,6 +5,8 @@
     python bench/examples.py --examples trec       # a subset (still rewrites RESULTS.md with only it)
     python bench/examples.py --examples router fanout compose --steps 1 \
         --out examples/RESULTS-composition.md     # the rows of the branch, fan-out and composition examples
+    python bench/examples.py --examples multihop agent --steps 0 --max-calls 160 --ceiling \
+        --out examples/RESULTS-multistep.md       # the demo search alone, and the ceiling probe (gold passages)
 
 For each example it runs the real `Trainer` (the same code as `promptc optimize`) on the
 example's train split, with the first `val-limit` validation rows as the acceptance gate
@@ -118,6 +120,7 @@ def run_example(name: str, args, run_dir: Path, cache_dir: Path) -> dict:
         seconds = time.monotonic() - t0
         reported = {m: reported_metric(m, result, test, engine) for m in REPORTED.get(name, ())}
         ceiling = ceiling_probe(name, result, test, engine, args) if args.ceiling and name in CEILING else None
+        ceiling_demos = ceiling_with_demos(train, test, engine, args) if ceiling is not None else None
     finally:
         try:
             engine.close()
@@ -150,6 +153,7 @@ def run_example(name: str, args, run_dir: Path, cache_dir: Path) -> dict:
         "seconds": seconds,
         "reported": reported,
         "ceiling": ceiling,
+        "ceiling_demos": ceiling_demos,
         "baselines": baselines(name, val, test, program.train.answer),
         "run_dir": str(run_dir / name),
     }
@@ -196,6 +200,22 @@ def ceiling_probe(name: str, result, test: list[dict], engine, args) -> tuple[fl
     return start, (start if trained == oracle else one(trained))
 
 
+def ceiling_with_demos(train: list[dict], test: list[dict], engine, args, n: int = 2) -> float:
+    """Mean test F1 of the answer step given the gold passages and `n` labeled demos: the
+    first `n` training rows, each with its own gold passages as notes and its gold answer
+    (what demos could add at the ceiling)."""
+    from promptc.compiler import compile_file
+    from promptc.ir import Demo
+    from promptc.runtime.evaluate import score, summarize
+    from promptc.runtime.interpreter import run_forward
+
+    oracle = compile_file(ROOT / ORACLE)
+    demos = tuple(Demo(inputs=(("question", r["question"]), ("notes", gold_notes(r))), output=r["answer"]) for r in train[:n])
+    program = oracle.with_param(evolve(oracle.param("answer_shots"), demos=demos))
+    rows = [{"question": r["question"], "notes": gold_notes(r), "answer": r["answer"]} for r in test]
+    return summarize(score(program, run_forward(program, rows, engine, concurrency=args.concurrency), rows))
+
+
 def fmt(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -210,9 +230,17 @@ def near_chance(r: dict) -> str:
         if top <= chance + 0.05:
             return f"These scores are near or below chance ({ref}): the model does not solve this task."
         return f"Chance-level references ({ref}); the scores are above them."
+    reach = ""
+    if r.get("ceiling"):
+        best_ceiling = max([*r["ceiling"], *([r["ceiling_demos"]] if r.get("ceiling_demos") is not None else [])])
+        reach = (
+            f" The model's reach on these test rows, its answer step given the gold passages, is {best_ceiling:.3f}:"
+            f" the optimized workflow scores {r['test_best']:.3f}, {r['test_best'] / best_ceiling:.0%} of it"
+            if best_ceiling > 0 else " Even given the gold passages the answer step scores 0 on these rows"
+        ) + "; the rest of the gap is in finding the passages and writing the notes, not in the answer step."
     if top < 0.1:
-        return "These F1 scores are near zero: the model almost never produces the answer."
-    return "There is no chance level for free-text F1; the scores are low in absolute terms."
+        return "These F1 scores are near zero: the model almost never produces the answer." + reach
+    return "There is no chance level for free-text F1; the scores are low in absolute terms." + reach
 
 
 def render(results: list[dict], args, meta: dict) -> str:
@@ -256,6 +284,8 @@ def render(results: list[dict], args, meta: dict) -> str:
             *(f"| test {m} (n={r['test_rows']}, reported) | {fmt(a)} | {fmt(b)} |" for m, (a, b) in r.get("reported", {}).items()),
             *([f"| ceiling: test {r['metric']} of the answer step given the gold passages (n={r['test_rows']}) |"
                f" {fmt(r['ceiling'][0])} | {fmt(r['ceiling'][1])} |"] if r.get("ceiling") else []),
+            *([f"| ceiling with 2 labeled demos (training rows' gold passages and answers; n={r['test_rows']}) |"
+               f" {fmt(r['ceiling_demos'])} | {fmt(r['ceiling_demos'])} |"] if r.get("ceiling_demos") is not None else []),
             "",
             "| phase | requests | new calls | prompt tokens | completion tokens | errors |",
             "|---|---|---|---|---|---|",
