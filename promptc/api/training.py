@@ -118,6 +118,18 @@ async def aoptimize(
     finally:
         if own_engine:
             engine.close()
+    trained = _trained(result, Path(trainer.run_dir), goal.search_dirs, cache_dir, no_cache)
+    if mlflow:
+        options = dict(
+            steps=steps, batch_size=batch_size, proposals=proposals, threshold=threshold, max_calls=max_calls,
+            max_tokens=max_tokens, max_cost=max_cost, seed=seed, concurrency=concurrency, run_dir=trained.run_dir,
+        )
+        tracking.log_run(trained, options, mlflow)
+    return trained
+
+
+def _trained(result: Any, run_dir: Path, search_dirs: tuple, cache_dir: Any, no_cache: bool) -> Trained:
+    """The API's record of a finished `Trainer` run."""
     scores = {
         "start_val": result.start_val,
         "best_val": result.best_val,
@@ -126,26 +138,19 @@ async def aoptimize(
         "steps": result.steps_done,
         "stopped": result.stopped,
     }
-    trained = Trained(
-        workflow=Workflow(result.program, cache_dir=cache_dir, no_cache=no_cache, search_dirs=goal.search_dirs),
+    return Trained(
+        workflow=Workflow(result.program, cache_dir=cache_dir, no_cache=no_cache, search_dirs=search_dirs),
         program=result.program,
         source=result.source,
         scores=scores,
         history=tuple(result.history),
-        run_dir=Path(trainer.run_dir),
+        run_dir=run_dir,
         artifact=Path(result.artifact) if result.artifact else None,
         stopped=result.stopped,
         accounting=result.accounting,
         new_calls=result.new_calls,
         test_accounting=result.test_accounting,
     )
-    if mlflow:
-        options = dict(
-            steps=steps, batch_size=batch_size, proposals=proposals, threshold=threshold, max_calls=max_calls,
-            max_tokens=max_tokens, max_cost=max_cost, seed=seed, concurrency=concurrency, run_dir=trained.run_dir,
-        )
-        tracking.log_run(trained, options, mlflow)
-    return trained
 
 
 def optimize(workflow: Any, train: Any, val: Any, **kw: Any) -> Trained:
