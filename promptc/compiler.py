@@ -39,7 +39,7 @@ from promptc.frontend.parser import parse
 from promptc.frontend.py_module import DecoratedFunction
 from promptc.frontend.py_signatures import read_file
 from promptc.ir import Function, Program
-from promptc.passes.inline import Loaded
+from promptc.passes.inline import Loaded, base_dir
 from promptc.passes.pipeline import run_pipeline
 
 
@@ -89,6 +89,7 @@ class Loader:
         self.trust_code = trust_code
         self.search_dirs = tuple(search_dirs)
         self.sources: dict[str, str] = {}
+        self._tables: dict[tuple, FunctionTable] = {}  # resolve and typecheck ask for the same table
 
     # -- whole compilations ----------------------------------------------------------
     def compile_text(self, text: str, file: str, *, until: str | None = None) -> Program:
@@ -129,7 +130,7 @@ class Loader:
         return None
 
     def _pflow(self, fn: Function, program: Program) -> Loaded:
-        base = _base_dir(program)
+        base = base_dir(program)
         try:
             path = (base / fn.module).resolve()
             if not path.is_file():
@@ -164,9 +165,13 @@ class Loader:
     # -- what the resolve and type-check passes ask for ---------------------------------
     def functions(self, program: Program) -> FunctionTable:
         """The program's functions, bound (trusted) or read from their source (untrusted)."""
-        if self.trust_code:
-            return bind_program(program, self.search_dirs)
-        return _read_functions(program, self.search_dirs)
+        key = (program.file, tuple((f.name, f.module, f.attr) for f in program.functions))
+        if key not in self._tables:
+            if self.trust_code:
+                self._tables[key] = bind_program(program, self.search_dirs)
+            else:
+                self._tables[key] = _read_functions(program, self.search_dirs)
+        return self._tables[key]
 
 
 def _read_functions(program: Program, search_dirs: tuple[Any, ...]) -> FunctionTable:
@@ -204,11 +209,6 @@ def _not_run(fn: Function):
         raise BindError(f"'{fn.attr}' from '{fn.module}' was read, not imported: the workspace is not trusted")
 
     return refused
-
-
-def _base_dir(program: Program) -> Path:
-    f = program.file
-    return Path(f).resolve().parent if f and not f.startswith("<") else Path.cwd()
 
 
 def _shown(path: Path, program: Program, base: Path) -> str:

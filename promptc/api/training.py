@@ -24,6 +24,7 @@ from promptc.api.targets import target
 from promptc.api import tracking
 from promptc.data import Dataset, as_dataset, check_data
 from promptc.ir import Program
+from promptc.optim.outputs import scores_of
 from promptc.optim.trainer import Trainer
 from promptc.runtime.engine import make_engine
 from promptc.runtime.workflow import Workflow
@@ -130,19 +131,11 @@ async def aoptimize(
 
 def _trained(result: Any, run_dir: Path, search_dirs: tuple, cache_dir: Any, no_cache: bool) -> Trained:
     """The API's record of a finished `Trainer` run."""
-    scores = {
-        "start_val": result.start_val,
-        "best_val": result.best_val,
-        "test_start": result.test_start,
-        "test_best": result.test_best,
-        "steps": result.steps_done,
-        "stopped": result.stopped,
-    }
     return Trained(
         workflow=Workflow(result.program, cache_dir=cache_dir, no_cache=no_cache, search_dirs=search_dirs),
         program=result.program,
         source=result.source,
-        scores=scores,
+        scores=scores_of(result),
         history=tuple(result.history),
         run_dir=run_dir,
         artifact=Path(result.artifact) if result.artifact else None,

@@ -127,13 +127,9 @@ def phase_table(acc: Accounting, *, stable: bool = False) -> dict:
 
 
 
-def write(result: Result, run_dir: Path, out: Path) -> Path:
-    """Write the run's files; the artifact's path."""
-    from promptc import artifact
-    from promptc.optim import report
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    scores = {
+def scores_of(result: Result) -> dict:
+    """The run's scores as summary.json, the `.pfc` and the API give them."""
+    return {
         "start_val": result.start_val,
         "best_val": result.best_val,
         "test_start": result.test_start,
@@ -141,6 +137,15 @@ def write(result: Result, run_dir: Path, out: Path) -> Path:
         "steps": result.steps_done,
         "stopped": result.stopped,
     }
+
+
+def write(result: Result, run_dir: Path, out: Path) -> Path:
+    """Write the run's files; the artifact's path."""
+    from promptc import artifact
+    from promptc.optim import report
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scores = scores_of(result)
     history = result.history
     filters: dict[str, int] = {}
     for h in history:

@@ -92,7 +92,8 @@ def inline(program: Program, load: Load, _stack: tuple[str, ...] = ()) -> Progra
 # -- the import chain --------------------------------------------------------------------
 
 
-def _base_dir(program: Program) -> Path:
+def base_dir(program: Program) -> Path:
+    """The folder a program's relative `use` paths start from."""
     f = program.file
     return Path(f).resolve().parent if f and not f.startswith("<") else Path.cwd()
 
@@ -133,7 +134,7 @@ class _Inliner:
         self.sites: dict[str, int] = {}
         self.renamed: dict[str, tuple[dict, dict]] = {}  # import -> (llm names, function names)
         self.env = Env()  # call node -> the callee output that replaces it
-        self.caller_dir = _base_dir(program)
+        self.caller_dir = base_dir(program)
         for name, (_fn, callee) in imports.items():
             self.renamed[name] = self._declarations(name, callee)
         self.limit = max_nodes()
@@ -208,7 +209,7 @@ class _Inliner:
                 )
             )
         functions = {}
-        callee_dir = _base_dir(callee)
+        callee_dir = base_dir(callee)
         for f in callee.functions:
             module = f.module
             if not module.startswith("std."):
