@@ -41,14 +41,14 @@ def run_task(name: str, args, engine) -> list[tuple]:
     from promptc.compiler import compile_file
     from promptc.optim import race
     from promptc.optim.demos import Pool, free_labeled, output_labels
-    from promptc.runtime.data import read_jsonl
+    from promptc.data import read_data
     from promptc.runtime.evaluate import score
     from promptc.runtime.interpreter import run_forward
 
     workflow, folder, splits = TASKS[name]
     program = compile_file(ROOT / workflow)
-    train = read_jsonl(str(ROOT / folder / "train.jsonl"))
-    val = [r for split in splits for r in read_jsonl(str(ROOT / folder / f"{split}.jsonl"))][: args.rows]
+    train = list(read_data(str(ROOT / folder / "train.jsonl")))
+    val = [r for split in splits for r in list(read_data(str(ROOT / folder / f"{split}.jsonl")))][: args.rows]
     dparam = next(p for p in program.params if p.kind == "demos")
     pool = Pool().add(free_labeled(program, dparam.name, train))
     rng = random.Random(args.seed)

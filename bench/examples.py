@@ -78,9 +78,9 @@ TASKS = {
 
 
 def read_rows(path: Path) -> list[dict]:
-    from promptc.runtime.data import read_jsonl
+    from promptc.data import read_data
 
-    return read_jsonl(str(path))
+    return list(read_data(str(path)))
 
 
 def baselines(name: str, val: list[dict], test: list[dict], answer: str) -> dict[str, float]:

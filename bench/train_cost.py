@@ -102,15 +102,15 @@ def data_dir(path: str) -> Path:
 def run_example(name, path, args, model_env):
     from promptc.compiler import compile_file
     from promptc.optim.trainer import Trainer
-    from promptc.runtime.data import read_jsonl
+    from promptc.data import read_data
     from promptc.runtime.engine import make_engine
 
     for var, value in model_env.items():
         os.environ[var] = value
     program = compile_file(ROOT / path)
     d = data_dir(path)
-    train = read_jsonl(d / "train.jsonl")
-    val = read_jsonl(d / "val.jsonl")[: args.val]
+    train = list(read_data(d / "train.jsonl"))
+    val = list(read_data(d / "val.jsonl"))[: args.val]
     engine = make_engine(no_cache=True)
     with tempfile.TemporaryDirectory() as run_dir:
         t0 = time.perf_counter()

@@ -4,7 +4,7 @@
     rows = as_dataset([{"question": "...", "label": "HUM"}, ...])  # any iterable of mappings
     check_data(program, rows)                                       # DataError before any call
 
-Formats, by file suffix: `.jsonl` (one JSON object per line), `.json` (an array of
+Formats, by file suffix: `.jsonl` (one JSON object per line; also any other suffix), `.json` (an array of
 objects), `.csv` (a header row; read with the standard library, every value a string,
 which the workflow's typed inputs coerce), `.parquet` (through pyarrow, the `data` extra),
 and a folder written by Hugging Face `Dataset.save_to_disk` (through `datasets`, the
@@ -70,7 +70,7 @@ def read_data(path: str | Path, *, fields: Mapping[str, str] | None = None, limi
     suffix = path.suffix.lower()
     if path.is_dir():
         pairs = _read_hf(path)
-    elif suffix == ".jsonl":
+    elif suffix in (".jsonl", ".ndjson"):
         pairs = _read_jsonl(path)
     elif suffix == ".json":
         pairs = _read_json_array(path)
@@ -78,13 +78,8 @@ def read_data(path: str | Path, *, fields: Mapping[str, str] | None = None, limi
         pairs = _read_csv(path)
     elif suffix == ".parquet":
         pairs = _read_parquet(path)
-    elif not path.exists():
-        raise DataError(f"{shown}: no such file")
-    else:
-        raise DataError(
-            f"{shown}: unknown data format '{suffix or '(no suffix)'}' "
-            "(.jsonl, .json, .csv, .parquet, or a folder saved by datasets' save_to_disk)"
-        )
+    else:  # any other name is read as JSON Lines, the format promptc always read
+        pairs = _read_jsonl(path)
     rows, where = [], []
     for loc, row in pairs:
         if limit is not None and len(rows) >= limit:

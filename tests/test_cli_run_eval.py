@@ -254,11 +254,10 @@ def test_out_rows_are_written_as_they_finish_in_order(tmp_path):
     assert [r["i"] for r in rows] == [0, 1, 2] and rows[2]["label"] == "\udfff"
 
 
-def test_eval_out_keeps_a_label_with_a_lone_surrogate(trec_model, tmp_path, capsys):
+def test_eval_refuses_a_label_with_a_lone_surrogate_when_read(trec_model, tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "Who wrote Hamlet?", "label": "\\udfff"}\n{"question": "Where is Rome?", "label": "LOC"}\n')
     out = tmp_path / "o.jsonl"
-    assert main(["eval", str(TREC), "--data", str(data), "--out", str(out), "--no-cache"]) == 0
-    rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert [r["expected"] for r in rows] == ["\udfff", "LOC"] and rows[1]["score"] == 1.0
-    assert capsys.readouterr().out.startswith("exact_match 0.500 · n=2")
+    assert main(["eval", str(TREC), "--data", str(data), "--out", str(out), "--no-cache"]) == 1
+    assert f"{data}:1: a string holds a lone surrogate" in capsys.readouterr().err
+    assert not out.exists()  # refused before any row ran

@@ -222,10 +222,10 @@ def parse_inputs(program: Any, pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def read_data(path: str, limit: int | None = None) -> list[dict[str, Any]]:
-    from promptc.runtime.data import DataError, read_jsonl
+    from promptc.data import DataError, read_data as read_rows
 
     try:
-        rows = read_jsonl(path, limit=limit)
+        rows = list(read_rows(path, limit=limit))
     except DataError as e:
         raise CliError(str(e)) from None
     if not rows:
