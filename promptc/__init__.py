@@ -31,6 +31,7 @@ _LAZY = {
     "aevaluate": "promptc.api.evaluation",
     "Evaluation": "promptc.api.evaluation",
     "DataError": "promptc.data",
+    "ModelStopped": "promptc.runtime.breaker",
     "Workflow": "promptc.runtime.workflow",
     "workflow": "promptc.decorator",
     "llm": "promptc.decorator",

@@ -103,8 +103,10 @@ def test_eval_metric_option_and_out(trec_model, tmp_path, capsys):
     assert main(["eval", str(TREC), "--data", str(TREC_TEST), "--limit", "5", "--metric", "contains", "--out", str(out)]) == 0
     assert capsys.readouterr().out.startswith("contains ")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 5 and all(set(r) == {"output", "expected", "score", "error"} for r in rows)
+    assert len(rows) == 5 and all(set(r) == {"inputs", "output", "expected", "score", "error"} for r in rows)
     assert all(r["score"] == float(r["output"] == r["expected"]) for r in rows)
+    firsts = [json.loads(line) for line in TREC_TEST.read_text().splitlines()][:5]
+    assert [r["inputs"] for r in rows] == [{"question": f["question"]} for f in firsts]
 
 
 def test_eval_usage_errors(trec_model, tmp_path, capsys):
@@ -261,3 +263,120 @@ def test_eval_refuses_a_label_with_a_lone_surrogate_when_read(trec_model, tmp_pa
     assert main(["eval", str(TREC), "--data", str(data), "--out", str(out), "--no-cache"]) == 1
     assert f"{data}:1: a string holds a lone surrogate" in capsys.readouterr().err
     assert not out.exists()  # refused before any row ran
+
+
+# -- Python workflows, data files, --field, --json, exit codes, Ctrl-C -------------------
+
+TWIN = ROOT / "examples" / "trec" / "trec_workflow.py"
+
+
+def test_eval_and_run_take_a_decorated_python_workflow(trec_model, capsys):
+    assert main(["eval", f"{TWIN}:trec", "--data", str(TREC_TEST), "--limit", "8", "--json"]) == 0
+    cap = capsys.readouterr()
+    report = json.loads(cap.out)
+    assert report["metric"] == "exact_match" and report["n"] == 8 and report["errors"] == 0
+    assert report["score"] == pytest.approx(expected_accuracy(8)) and report["calls"] == 8
+    assert "exact_match" in cap.err  # the human line goes to stderr with --json
+    assert main(["run", str(TWIN), "--input", "question=Who wrote Hamlet?"]) == 0
+    assert capsys.readouterr().out == "HUM\n"
+    assert main(["run", f"{TWIN}:nope", "--input", "question=x"]) == 1
+    assert "has no @promptc.workflow named 'nope' (its workflows: trec)" in capsys.readouterr().err
+
+
+def test_eval_reads_csv_with_field_mapping(trec_model, tmp_path, capsys):
+    import csv
+
+    rows = [json.loads(line) for line in TREC_TEST.read_text().splitlines()][:6]
+    data = tmp_path / "d.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "gold"])
+        w.writerows([r["question"], r["label"]] for r in rows)
+    args = ["eval", str(TREC), "--data", str(data), "--field", "question=text", "--field", "label=gold", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(expected_accuracy(6))
+    out = tmp_path / "o.jsonl"
+    assert main(["run", str(TREC), "--data", str(data), "--field", "question=text", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 6
+    assert main(["run", str(TREC), "--data", str(data), "--field", "question"]) == 2
+    assert "expected INPUT=COLUMN" in capsys.readouterr().err
+
+
+def test_data_without_an_input_or_the_answer_fails_before_any_call(trec_model, tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "Who?", "label": "HUM"}\n{"text": "Where?", "label": "LOC"}\n')
+    assert main(["eval", str(TREC), "--data", str(data), "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert f"{data}:2: missing field 'question'" in err and "the row has label, text" in err
+    assert main(["run", str(TREC), "--data", str(data), "--no-cache"]) == 1
+    assert f"{data}:2: missing field 'question'" in capsys.readouterr().err
+    unlabeled = tmp_path / "u.jsonl"
+    unlabeled.write_text('{"question": "Who?"}\n')
+    assert main(["eval", str(TREC), "--data", str(unlabeled), "--no-cache"]) == 1
+    assert f"{unlabeled}:1: missing field 'label'" in capsys.readouterr().err
+    assert main(["run", str(TREC), "--data", str(unlabeled), "--no-cache"]) == 0  # run needs no answer
+
+
+def test_eval_exits_1_when_no_row_could_run(trec_model, tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"Why is the sky blue {i}?", "label": "DESC"}) + "\n" for i in range(3)))
+    assert main(["eval", str(TREC), "--data", str(data), "--no-cache"]) == 1
+    cap = capsys.readouterr()
+    assert cap.out.startswith("exact_match 0.000 · n=3 · errors 3 ")  # the summary still prints
+    assert "no row could run (3 of 3 failed)" in cap.err and f"first error ({data}:1)" in cap.err
+
+
+def test_a_model_that_keeps_failing_stops_eval_and_optimize(monkeypatch, tmp_path, capsys):
+    import promptc
+    from promptc.runtime.engine import Engine
+
+    def down(messages):
+        scripted.raise_fault("500", "scripted/cli-down")
+
+    scripted.register("cli-down", down)
+    monkeypatch.setenv("PROMPTC_TASK_MODEL", "scripted/cli-down")
+    monkeypatch.setenv("PROMPTC_TEACHER_MODEL", "scripted/cli-down")
+    monkeypatch.chdir(tmp_path)
+    rows = [json.loads(line) for line in TREC_TEST.read_text().splitlines()][:30]
+    try:
+        engine = Engine(retries=0, breaker=3)
+        with pytest.raises(promptc.ModelStopped, match="stopped calling scripted/cli-down after 3 failed calls in a row"):
+            promptc.evaluate(TREC, rows, engine=engine, concurrency=1)
+        assert engine.accounting.totals().calls <= 4  # stopped at the trip, not after 30 rows
+        engine = Engine(retries=0, breaker=3)
+        with pytest.raises(promptc.ModelStopped):
+            promptc.optimize(TREC, rows[:10], rows[10:], engine=engine, run_dir=tmp_path / "run", concurrency=1)
+        assert engine.accounting.totals().calls <= 4
+    finally:
+        scripted.unregister("cli-down")
+
+
+def test_ctrl_c_in_eval_keeps_the_finished_rows(tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "slow.py").write_text("import time\n\ndef nap(x: str) -> str:\n    time.sleep(0.4)\n    return x\n")
+    (tmp_path / "slow.pflow").write_text(
+        'model task = env("PROMPTC_TASK_MODEL", "scripted/echo")\nuse "slow.py" { nap }\n'
+        'llm ask(question: text) -> text via task { user "{question}" }\n'
+        "workflow w(question: text) -> text { return nap(ask(question)) }\n"
+    )
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"q{i}"}) + "\n" for i in range(60)))
+    env = {**os.environ, "PROMPTC_TASK_MODEL": "scripted/echo", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    out = tmp_path / "rows.jsonl"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "promptc", "eval", "slow.pflow", "--data", str(data), "--out", str(out),
+         "--concurrency", "1", "--no-cache"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    kept = out.read_text().splitlines()
+    assert 2 <= len(kept) < 60 and [json.loads(line)["inputs"]["question"] for line in kept] == [f"q{i}" for i in range(len(kept))]
+    assert f"interrupted; {len(kept)} finished rows written to {out}" in err
+    assert "Traceback" not in err and "never awaited" not in err

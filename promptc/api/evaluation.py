@@ -19,8 +19,10 @@ from attrs import asdict, frozen
 from promptc.api.targets import target
 from promptc.api.training import new_engine, run_sync
 from promptc.data import as_dataset, check_data
-from promptc.runtime.evaluate import answer_field, ascore, metric_name, resolve_metric, summarize
+from promptc.runtime.breaker import stop_when_tripped
+from promptc.runtime.evaluate import Judge, answer_field, ascore, metric_name, resolve_metric, score, summarize
 from promptc.runtime.interpreter import forward
+from promptc.runtime.records import Trace
 
 
 @frozen
@@ -67,53 +69,67 @@ async def aevaluate(
     fields: Mapping[str, str] | None = None,
     trust_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    on_row: Callable[[int, RowResult], None] | None = None,
 ) -> Evaluation:
     """`evaluate` for code already inside an event loop."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
     goal = target(workflow, trust_code=trust_code)
     program = goal.program
     rows = as_dataset(data, "data", fields=fields).head(limit)
     check_data(program, rows)
     fn = resolve_metric(program, metric, goal.search_dirs)
+    judge = isinstance(fn, Judge)  # an llm judge scores once every row has run
+    batch = list(rows.rows)
+    field = answer_field(program)
+    inputs = [name for name, _t in program.workflow.inputs]
+    results: list[RowResult | None] = [None] * len(batch)
+
+    def result(i: int, trace: Trace, s: float) -> None:
+        row = batch[i]
+        results[i] = RowResult(
+            inputs={k: row.get(k) for k in inputs}, output=trace.output, expected=row.get(field),
+            score=float(s), error=trace.error, where=rows.where[i],
+        )  # fmt: skip
+        if on_row is not None:
+            on_row(i, results[i])
+
+    def finished(i: int, trace: Trace) -> None:
+        if not judge:
+            result(i, trace, score(program, [trace], [batch[i]], fn)[0])
+
     own_engine = engine is None
     if own_engine:
         engine = new_engine(cache_dir, no_cache, timeouts)
     try:
         engine.use_models(program)
-        batch = list(rows.rows)
-        traces = await forward(
+        traces = await stop_when_tripped(engine, forward(
             program, batch, engine, concurrency=concurrency, phase="eval", search_dirs=goal.search_dirs,
-            progress=progress,
-        )  # fmt: skip
-        scores = await ascore(program, traces, batch, fn, engine=engine, phase="eval", search_dirs=goal.search_dirs)
+            progress=progress, on_trace=finished,
+        ))  # fmt: skip
+        if judge:
+            scores = await stop_when_tripped(engine, ascore(program, traces, batch, fn, engine=engine, phase="eval"))
+            for i, (t, s) in enumerate(zip(traces, scores)):
+                result(i, t, s)
         accounting = {p: asdict(c) for p, c in engine.accounting.by_phase().items()}
     finally:
         if own_engine:
             engine.close()
-    field = answer_field(program)
-    inputs = [name for name, _t in program.workflow.inputs]
-    results = tuple(
-        RowResult(
-            inputs={k: row.get(k) for k in inputs},
-            output=t.output,
-            expected=row.get(field),
-            score=float(s),
-            error=t.error,
-            where=w,
-        )
-        for t, row, s, w in zip(traces, batch, scores, rows.where)
-    )
-    return Evaluation(metric_name(program, metric), summarize(scores), results, accounting)
+    done = tuple(r for r in results if r is not None)
+    return Evaluation(metric_name(program, metric), summarize([r.score for r in done]), done, accounting)
 
 
 def evaluate(workflow: Any, data: Any, **kw: Any) -> Evaluation:
     """Run `workflow` on every row of `data` and score each output against the row's answer
     (the field of `train { answer F }`, else "answer"). `workflow` and `data` take what
     `promptc.optimize` takes; the keywords are `aevaluate`'s: metric, concurrency, limit,
-    engine, cache_dir, no_cache, timeouts, fields, trust_code, progress.
+    engine, cache_dir, no_cache, timeouts, fields, trust_code, progress (`(done, total)`
+    as rows finish), on_row (`(index, RowResult)` as each row is scored).
 
-    Raises `promptc.DataError` (before any call) when a row lacks an input or the answer.
+    Raises `promptc.DataError` (before any call) when a row lacks an input or the answer,
+    and `ModelStopped` when the engine stopped asking a model that failed call after call.
     """
     return run_sync(aevaluate(workflow, data, **kw))
 

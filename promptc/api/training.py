@@ -26,6 +26,7 @@ from promptc.data import Dataset, as_dataset, check_data
 from promptc.ir import Program
 from promptc.optim.outputs import scores_of
 from promptc.optim.trainer import Trainer
+from promptc.runtime.breaker import stop_when_tripped
 from promptc.runtime.engine import make_engine
 from promptc.runtime.workflow import Workflow
 
@@ -115,7 +116,7 @@ async def aoptimize(
             test=data["test"].rows if "test" in data else None, resume=resume, concurrency=concurrency,
             out=out, search_dirs=goal.search_dirs, progress=progress,
         )  # fmt: skip
-        result = await trainer.afit()
+        result = await stop_when_tripped(engine, trainer.afit())
     finally:
         if own_engine:
             engine.close()
@@ -158,8 +159,10 @@ def optimize(workflow: Any, train: Any, val: Any, **kw: Any) -> Trained:
     timeouts, fields ({input: column}), trust_code, progress, mlflow (True: log the run
     to ./mlruns; a tracking URI; see promptc.api.tracking).
 
-    Raises `promptc.DataError` (before any call) when a row lacks an input or the answer.
-    Works inside a running event loop too (a notebook cell): it then runs on a worker thread.
+    Raises `promptc.DataError` (before any call) when a row lacks an input or the answer,
+    and `promptc.ModelStopped` when the engine stopped asking a model that failed call
+    after call (runtime/breaker.py; the run folder keeps the last round's checkpoint, so
+    `resume=True` continues once the model answers again). Works inside a running event loop too (a notebook cell): it then runs on a worker thread.
     """
     return run_sync(aoptimize(workflow, train, val, **kw))
 

@@ -78,6 +78,7 @@ def main(args: argparse.Namespace) -> int:
     from promptc.cli.run import CliError, parse_timeouts
     from promptc.data import DataError, check_data, parse_fields, read_data
     from promptc.errors import CompileError
+    from promptc.runtime.breaker import ModelStopped
 
     for name in ("steps", "batch_size", "proposals", "concurrency"):
         if getattr(args, name) < 1:
@@ -144,6 +145,8 @@ def main(args: argparse.Namespace) -> int:
                 console.line()  # rich ends its last frame with a newline on a terminal only
     except KeyboardInterrupt:
         return _interrupted(run_dir, args.resume)
+    except ModelStopped as e:
+        return _error(f"{e}; {_continue(run_dir, args.resume)}")
     except (DataError, ValueError) as e:
         return _error(str(e))
     except Exception as e:  # a failure of the run itself: one line, not a traceback
@@ -158,12 +161,17 @@ def main(args: argparse.Namespace) -> int:
 
 def _interrupted(run_dir: Path, resuming: bool) -> int:
     """Ctrl-C: one line naming the checkpoint and the command that continues; exit 130."""
+    sys.stderr.write(f"promptc optimize: interrupted; {_continue(run_dir, resuming)}\n")
+    return 130
+
+
+def _continue(run_dir: Path, resuming: bool) -> str:
+    """Where the run stopped and the command that continues it."""
     argv = [a for a in sys.argv[1:]]
     command = " ".join(shlex.quote(a) for a in ["promptc", *argv, *([] if resuming else ["--resume"])])
     checkpoint = run_dir / "checkpoint.msgpack"
     where = f"the last checkpoint is {checkpoint}" if checkpoint.exists() else "no round had finished"
-    sys.stderr.write(f"promptc optimize: interrupted; {where}; continue with: {command}\n")
-    return 130
+    return f"{where}; continue with: {command}"
 
 
 def _as_json(trained, run_dir: Path) -> dict:

@@ -1,4 +1,9 @@
-"""`promptc run FILE(.pflow|.pfc) (--input k=v ... | --data IN.jsonl) [--out OUT.jsonl]`.
+"""`promptc run FILE (--input k=v ... | --data ROWS [--field INPUT=COLUMN]) [--out OUT.jsonl]`.
+
+FILE is a `.pflow` source, a `MODULE.py[:NAME]` with a `@promptc.workflow`, or a `.pfc`;
+ROWS any data file promptc.data reads (.jsonl, .json, .csv, .parquet, a saved dataset),
+checked before any call: a row without one of the workflow's inputs is an error naming
+its FILE:LINE.
 
 One sample (`--input`): prints the workflow's output on stdout — a text or label as it
 is, any other value as JSON — and exits 0; a failed sample prints its error on stderr
@@ -8,7 +13,8 @@ stdout); failed samples are rows with an error, the exit code stays 0. A summary
 (samples, errors, calls, cache hits, tokens) goes to stderr.
 
 Rows are written as they finish (in dataset order: a row waits for the rows before it),
-each line flushed, so an interrupted or stopped run keeps every row it finished. When the
+each line flushed, so an interrupted or stopped run keeps every row it finished (Ctrl-C:
+one line saying how many, exit 130). When the
 engine stops asking a model that failed call after call (runtime/breaker.py), the run
 ends there: one line naming the model and its last error, exit 1.
 
@@ -26,8 +32,9 @@ import argparse
 import asyncio
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 
 class CliError(Exception):
@@ -38,13 +45,30 @@ class CliError(Exception):
         self.code = code
 
 
+class Interrupted(CliError):
+    """Ctrl-C, with what was kept: printed as `promptc CMD: interrupted; MESSAGE`, exit 130."""
+
+    def __init__(self, message: str):
+        super().__init__(message, 130)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="a workflow source (.pflow) or compiled artifact (.pfc)")
+    parser.add_argument("file", metavar="FILE", help=FILE_HELP)
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", "-i", action="append", metavar="NAME=VALUE", default=None, help="an input value (repeat for each input)")
-    src.add_argument("--data", metavar="IN.jsonl", help="run every row of a JSON Lines file")
+    src.add_argument("--data", metavar="ROWS", help="run every row of a data file (" + DATA_FORMATS + ")")
+    add_field_argument(parser)
     parser.add_argument("--out", "-o", metavar="OUT.jsonl", help="with --data: write the outputs here (default: stdout)")
     add_engine_arguments(parser)
+
+
+FILE_HELP = "the workflow: a .pflow source, MODULE.py[:NAME] with a @promptc.workflow, or a .pfc artifact"
+DATA_FORMATS = ".jsonl, .json, .csv, .parquet, a saved dataset folder"
+
+
+def add_field_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--field", action="append", metavar="INPUT=COLUMN",
+                        help="read workflow input (or answer field) INPUT from the data's COLUMN; repeatable")
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,10 +119,13 @@ def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False)
-    program, search_dirs = load_program(args.file, trust_code=args.trust_code)
     if args.concurrency < 1:
         raise CliError("--concurrency must be at least 1", 2)
+    fields = parse_field_options(args.field)
+    program, search_dirs = load_program(args.file, trust_code=args.trust_code)
     if args.input is not None:
+        if fields:
+            raise CliError("--field maps the columns of --data; with --input, name the inputs themselves", 2)
         inputs = parse_inputs(program, args.input)
         engine = make_cli_engine(args)
         (trace,) = run_batch(program, [inputs], engine, args.concurrency, search_dirs, show_progress=False)
@@ -111,13 +138,16 @@ def _main(args: argparse.Namespace) -> int:
         sys.stdout.write(format_value(trace.output) + "\n")
         return 0
 
-    batch = read_data(args.data)
+    batch = read_data(args.data, fields=fields, program=program, answer=False)
     engine = make_cli_engine(args)
     with RowWriter(args.out) as out:
-        traces = run_batch(
-            program, batch, engine, args.concurrency, search_dirs,
-            on_trace=lambda i, t: out.add(i, {"output": t.output, "error": t.error}),
-        )
+        try:
+            traces = run_batch(
+                program, batch, engine, args.concurrency, search_dirs,
+                on_trace=lambda i, t: out.add(i, {"output": t.output, "error": t.error}),
+            )
+        except KeyboardInterrupt:
+            raise Interrupted(out.kept()) from None
     errors = sum(1 for t in traces if not t.ok)
     line = f"n={len(traces)} · errors {errors} · {calls_summary(engine)}"
     if args.out:
@@ -145,6 +175,9 @@ def guarded(command: str, body: Any) -> int:
     logger.addHandler(handler)
     try:
         return int(body() or 0)
+    except Interrupted as e:
+        sys.stderr.write(f"promptc {command}: interrupted; {scrub(str(e))}\n")
+        return 130
     except CliError as e:
         sys.stderr.write(f"promptc {command}: error: {scrub(str(e))}\n")
         return e.code
@@ -161,33 +194,30 @@ def guarded(command: str, body: Any) -> int:
 
 
 def load_program(file: str, trust_code: bool = False) -> tuple[Any, tuple[Any, ...]]:
-    """The Program of a `.pflow` (compiled) or `.pfc` (loaded), and the dirs for `use "x.py"`.
+    """The Program of FILE (a `.pflow` compiled, a `MODULE.py[:NAME]` decorated workflow,
+    a `.pfc` loaded) and the dirs its Python functions are looked up in (api.targets).
 
     A `.pfc`'s folder is given as an `ArtifactRoot`: the runtime then imports user code
     under the trust rule of `promptc.bind` (unless `trust_code`).
     """
-    path = Path(file)
+    from promptc.api.targets import TargetError, python_file, target
+    from promptc.artifact import ArtifactError
+    from promptc.bind import BindError
+    from promptc.errors import CompileError
+
+    path = python_file(file) or Path(file)
     if not path.exists():
-        raise CliError(f"no such file: '{file}'")
+        raise CliError(f"no such file: '{path}'")
     if not path.is_file():
-        raise CliError(f"not a file: '{file}'")
-    search_dirs = (path.resolve().parent,)
-    if path.suffix == ".pflow":
-        from promptc.compiler import compile_file
-        from promptc.errors import CompileError
-
-        try:
-            return compile_file(path), search_dirs
-        except CompileError as e:
-            sys.stderr.write(e.render() + "\n")
-            raise CliError("compilation failed") from None
-    from promptc.artifact import ArtifactError, load_program as load_pfc
-    from promptc.bind import ArtifactRoot
-
+        raise CliError(f"not a file: '{path}'")
     try:
-        return load_pfc(path), (ArtifactRoot(path.resolve().parent, trusted=trust_code),)
-    except ArtifactError as e:
+        goal = target(file, trust_code=trust_code)
+    except CompileError as e:
+        sys.stderr.write(e.render() + "\n")
+        raise CliError("compilation failed") from None
+    except (TargetError, BindError, ArtifactError) as e:
         raise CliError(str(e)) from None
+    return goal.program, goal.search_dirs
 
 
 def parse_inputs(program: Any, pairs: Sequence[str]) -> dict[str, Any]:
@@ -221,14 +251,31 @@ def parse_inputs(program: Any, pairs: Sequence[str]) -> dict[str, Any]:
     return inputs
 
 
-def read_data(path: str, limit: int | None = None) -> list[dict[str, Any]]:
-    from promptc.data import DataError, read_data as read_rows
+def parse_field_options(values: Sequence[str] | None) -> dict[str, str]:
+    """`--field INPUT=COLUMN` values as {INPUT: COLUMN}; a malformed one is bad usage."""
+    from promptc.data import DataError, parse_fields
 
     try:
-        rows = list(read_rows(path, limit=limit))
+        return parse_fields(values or ())
+    except DataError as e:
+        raise CliError(str(e), 2) from None
+
+
+def read_data(
+    path: str, *, limit: int | None = None, fields: dict[str, str] | None = None, program: Any = None,
+    answer: bool = True,
+) -> Any:
+    """The rows of a data file (promptc.data), checked against `program`'s inputs (and
+    its answer field with `answer`) before any call; any problem is a CliError."""
+    from promptc.data import DataError, check_data, read_data as read_rows
+
+    try:
+        rows = read_rows(path, fields=fields, limit=limit)
+        if program is not None:
+            check_data(program, rows, answer=answer)
     except DataError as e:
         raise CliError(str(e)) from None
-    if not rows:
+    if not rows.rows:
         raise CliError(f"{path}: no samples")
     return rows
 
@@ -253,7 +300,7 @@ _ENGINES: list[Any] = []
 
 def run_batch(
     program: Any,
-    batch: list[dict[str, Any]],
+    batch: Any,
     engine: Any,
     concurrency: int,
     search_dirs: Sequence[Path],
@@ -262,75 +309,42 @@ def run_batch(
     label: str = "running",
     on_trace: Any = None,
 ) -> list[Any]:
-    """Run the forward program on a batch with a rich progress bar on stderr;
-    `on_trace(index, trace)` as each row finishes. The engine's circuit breaker ends the
-    batch (the rows still running are dropped) with its one line as a CliError."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    """Run the forward program on a batch with a progress bar on stderr; `on_trace(index,
+    trace)` as each row finishes. The engine's circuit breaker ends the batch (the rows
+    still running are dropped) with its one line as a CliError."""
     from promptc.bind import BindError
-    from promptc.runtime.interpreter import ProgramError
+    from promptc.runtime.breaker import ModelStopped, stop_when_tripped
+    from promptc.runtime.interpreter import ProgramError, forward
 
+    rows = list(batch)
     try:
-        if not show_progress:
-            return _run_rows(program, batch, engine, concurrency, search_dirs, None, on_trace)
-        console = Console(stderr=True)
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as bar:
-            task = bar.add_task(label, total=len(batch))
-            progress = lambda done: bar.update(task, completed=done)  # noqa: E731
-            return _run_rows(program, batch, engine, concurrency, search_dirs, progress, on_trace)
-    except (ProgramError, BindError) as e:
+        with progress_bar(label, len(rows), show=show_progress) as progress:
+            work = forward(
+                program, rows, engine, concurrency=concurrency, search_dirs=search_dirs,
+                progress=progress, on_trace=on_trace,
+            )  # fmt: skip
+            return asyncio.run(stop_when_tripped(engine, work))
+    except (ProgramError, BindError, ModelStopped) as e:
         raise CliError(str(e)) from None
 
 
-def _run_rows(
-    program: Any, batch: list[dict[str, Any]], engine: Any, concurrency: int, search_dirs: Sequence[Path],
-    progress: Any, on_trace: Any,
-) -> list[Any]:
-    from promptc.runtime.interpreter import Interpreter
+@contextmanager
+def progress_bar(label: str, total: int, *, show: bool = True, eta: bool = False) -> Iterator[Any]:
+    """A transient rich progress bar on stderr (only on a terminal); yields the
+    `progress(done, total)` callback to give the run (None when not shown)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    async def go() -> list[Any]:
-        interp = Interpreter(program, engine, search_dirs=search_dirs)
-        sem = asyncio.Semaphore(max(1, concurrency))
-        traces: list[Any] = [None] * len(batch)
-        done = 0
-
-        async def one(i: int, inputs: dict[str, Any]) -> None:
-            nonlocal done
-            async with sem:
-                traces[i] = await interp.run(inputs)
-            done += 1
-            if on_trace is not None:
-                on_trace(i, traces[i])
-            if progress is not None:
-                progress(done)
-
-        work = asyncio.ensure_future(asyncio.gather(*(one(i, row) for i, row in enumerate(batch))))
-        loop = asyncio.get_running_loop()
-        stop = engine.when_tripped(lambda _: loop.call_soon_threadsafe(work.cancel)) if hasattr(engine, "when_tripped") else None
-        try:
-            await work
-        except asyncio.CancelledError:
-            if getattr(engine, "tripped", None) is None:
-                raise
-        finally:
-            if stop is not None:
-                stop()
-        return traces
-
-    traces = asyncio.run(go())
-    tripped = getattr(engine, "tripped", None)
-    if tripped is not None:
-        raise CliError(tripped.message())
-    return traces
+    console = Console(stderr=True)
+    if not show or not console.is_terminal:
+        yield None
+        return
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if eta:
+        columns += [TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done, _total: bar.update(task, completed=done)
 
 
 class RowWriter:
@@ -341,7 +355,7 @@ class RowWriter:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self._next = 0
+        self._next = 0  # rows written so far
         self._waiting: dict[int, Any] = {}
         self._f: Any = None
 
@@ -376,6 +390,15 @@ class RowWriter:
             sys.stdout.flush()
         self._f.write(line)
         self._f.flush()
+
+    @property
+    def written(self) -> int:
+        return self._next
+
+    def kept(self) -> str:
+        """What an interrupted run kept, for its last line."""
+        rows = f"{self._next} finished row{'' if self._next == 1 else 's'}"
+        return f"{rows} written to {self.path}" if self.path else f"{rows} written"
 
     def __exit__(self, *exc: Any) -> None:
         if self.path is not None and self._f is not None:

@@ -27,9 +27,10 @@ is let through (half-open); its success closes the breaker, its failure opens it
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from typing import Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from attrs import frozen
 
@@ -143,4 +144,35 @@ class Breaker:
         return trip
 
 
-__all__ = ["Breaker", "Tripped"]
+T = TypeVar("T")
+
+
+class ModelStopped(RuntimeError):
+    """A run ended early because the breaker stopped asking a model (`tripped`)."""
+
+    def __init__(self, tripped: Tripped) -> None:
+        super().__init__(tripped.message())
+        self.tripped = tripped
+
+
+async def stop_when_tripped(engine: Any, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it as soon as `engine`'s breaker stops asking a model;
+    then raise `ModelStopped`. An engine without a breaker (a test double) just awaits."""
+    task = asyncio.ensure_future(work)
+    listen = getattr(engine, "when_tripped", None)
+    if listen is None:
+        return await task
+    loop = asyncio.get_running_loop()
+    stop = listen(lambda _trip: loop.call_soon_threadsafe(task.cancel))
+    try:
+        return await task
+    except asyncio.CancelledError:
+        tripped = engine.tripped
+        if tripped is None or not task.cancelled():
+            raise
+        raise ModelStopped(tripped) from None
+    finally:
+        stop()
+
+
+__all__ = ["Breaker", "ModelStopped", "Tripped", "stop_when_tripped"]

@@ -311,23 +311,27 @@ async def forward(
     phase: str = "forward",
     search_dirs: Iterable[str | Path] = (),
     progress: Callable[[int, int], None] | None = None,
+    on_trace: Callable[[int, Trace], None] | None = None,
 ) -> list[Trace]:
-    """Run `program` on every sample of `batch`; one `Trace` per sample, in batch order."""
+    """Run `program` on every sample of `batch`; one `Trace` per sample, in batch order.
+    `on_trace(index, trace)` as each sample finishes, then `progress(done, total)`."""
     interp = Interpreter(program, engine, phase=phase, search_dirs=search_dirs)
     sem = asyncio.Semaphore(max(1, int(concurrency)))
     total = len(batch)
     done = 0
 
-    async def one(inputs: dict[str, Any]) -> Trace:
+    async def one(i: int, inputs: dict[str, Any]) -> Trace:
         nonlocal done
         async with sem:
             trace = await interp.run(inputs)
         done += 1
+        if on_trace is not None:
+            on_trace(i, trace)
         if progress is not None:
             progress(done, total)
         return trace
 
-    return list(await asyncio.gather(*(one(s) for s in batch)))
+    return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(batch))))
 
 
 def run_forward(
