@@ -37,6 +37,11 @@ def test_optimize_trains_from_lists_and_the_result_serves_and_saves(task_file, t
     assert "instruction" in trained.changed and RULE in trained.program.param("instruction").text
     assert (trained.run_dir / "history.jsonl").is_file() and trained.artifact.is_file()
     assert trained.history and trained.history[0]["step"] >= 0
+    run = trained.run  # the metadata summary.json holds, as given
+    assert run.options["steps"] == 2 and run.options["batch_size"] == 8 and run.options["test_rows"] == len(val)
+    assert run.seed == 0 and run.version == promptc.__version__ and run.models["task"] and run.seconds > 0
+    summary = json.loads((trained.run_dir / "summary.json").read_text())
+    assert summary["run"]["options"] == json.loads(json.dumps(run.options))
     assert trained.workflow(question="Where is Paris?") == "LOC"
     saved = trained.save(tmp_path / "out" / "trec.pfc")
     again = promptc.load(saved)

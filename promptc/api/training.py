@@ -24,7 +24,7 @@ from promptc.api.targets import target
 from promptc.api import tracking
 from promptc.data import Dataset, as_dataset, check_data
 from promptc.ir import Program
-from promptc.optim.outputs import scores_of
+from promptc.optim.outputs import RunInfo, scores_of
 from promptc.optim.trainer import Trainer
 from promptc.runtime.breaker import stop_when_tripped
 from promptc.runtime.engine import make_engine
@@ -39,6 +39,7 @@ class Trained:
 
     scores: start_val, best_val (validation means), test_start, test_best (None without
     test rows), steps, stopped. history: one entry per round, as in history.jsonl.
+    run: the run's metadata (`run.data()` is summary.json's "run").
     """
 
     workflow: Workflow
@@ -52,6 +53,7 @@ class Trained:
     accounting: Mapping[str, Any]  # {phase: {requests, new_calls, errors, tokens, cost}}
     new_calls: int  # requests of this process that reached a model (not the cache)
     test_accounting: Mapping[str, Any]  # the test scoring's, outside the training budget
+    run: RunInfo | None = None  # promptc version, model per role, seed, options, start, duration, machine
 
     def save(self, path: str | Path) -> Path:
         """Write the trained workflow as a `.pfc` (the run folder has one already)."""
@@ -103,6 +105,14 @@ async def aoptimize(
     for name, rows in sets.items():
         data[name] = as_dataset(rows, name, fields=fields)
         check_data(program, data[name])
+    options = dict(  # as given, for the run's metadata (summary.json, the .pfc, MLflow)
+        steps=steps, batch_size=batch_size, proposals=proposals, threshold=threshold, max_calls=max_calls,
+        max_tokens=max_tokens, max_cost=max_cost, seed=seed, concurrency=concurrency, resume=resume,
+        run_dir=str(run_dir) if run_dir is not None else None, out=str(out) if out is not None else None,
+        cache_dir=str(cache_dir) if cache_dir is not None else None, no_cache=no_cache,
+        fields=dict(fields) if fields else None, train_rows=len(data["train"]), val_rows=len(data["val"]),
+        test_rows=len(data["test"]) if "test" in data else 0,
+    )  # fmt: skip
     own_engine = engine is None
     if own_engine:
         engine = new_engine(cache_dir, no_cache, timeouts)
@@ -114,7 +124,7 @@ async def aoptimize(
             max_calls=max_calls, max_tokens=max_tokens, max_cost=max_cost,
             run_dir=Path(run_dir or f"runs/{program.workflow.name}"), seed=seed,
             test=data["test"].rows if "test" in data else None, resume=resume, concurrency=concurrency,
-            out=out, search_dirs=goal.search_dirs, progress=progress,
+            out=out, search_dirs=goal.search_dirs, progress=progress, options=options,
         )  # fmt: skip
         result = await stop_when_tripped(engine, trainer.afit())
     finally:
@@ -122,11 +132,7 @@ async def aoptimize(
             engine.close()
     trained = _trained(result, Path(trainer.run_dir), goal.search_dirs, cache_dir, no_cache)
     if mlflow:
-        options = dict(
-            steps=steps, batch_size=batch_size, proposals=proposals, threshold=threshold, max_calls=max_calls,
-            max_tokens=max_tokens, max_cost=max_cost, seed=seed, concurrency=concurrency, run_dir=trained.run_dir,
-        )
-        tracking.log_run(trained, options, mlflow)
+        tracking.log_run(trained, {**options, "run_dir": str(trained.run_dir)}, mlflow)
     return trained
 
 
@@ -144,6 +150,7 @@ def _trained(result: Any, run_dir: Path, search_dirs: tuple, cache_dir: Any, no_
         accounting=result.accounting,
         new_calls=result.new_calls,
         test_accounting=result.test_accounting,
+        run=result.run,
     )
 
 
