@@ -12,7 +12,8 @@ Checks that every name a program uses means something, and binds what `use` impo
   `demos` param; `LlmDef.uses` is filled with the params the templates use, in first-use
   order, the demos param placed where the demos are rendered (before the last user
   message);
-- the `train` block names the workflow, a bound metric function and existing models.
+- the `train` block names the workflow, a bound metric function and existing models;
+- no model string is read from a variable named like a secret (promptc.secrets).
 
 A wrong name is a `CompileError` at the offending node or declaration.
 """
@@ -27,10 +28,15 @@ from promptc import template as T
 from promptc.bind import FunctionTable
 from promptc.errors import CompileError, Span
 from promptc.ir import Function, LlmDef, Node, Program
+from promptc.secrets import refuse_secret_model
 
 
 def resolve(program: Program, functions: FunctionTable) -> Program:
     kinds = _declared_kinds(program)
+    for m in program.models:
+        refused = refuse_secret_model(m.name, m.env)
+        if refused:
+            raise CompileError(refused, m.span)
     bound = tuple(_bind(fn, functions) for fn in program.functions)
     llms = tuple(_resolve_llm(llm, program) for llm in program.llms)
     _check_nodes(program.workflow.nodes, [], kinds, program)

@@ -34,6 +34,7 @@ from attrs import frozen
 
 from promptc.ir import MODEL_OPTIONS, Model, check_model_option
 from promptc.runtime.records import Endpoint
+from promptc.secrets import refuse_secret_model
 
 DECODING = ("temperature", "top_p", "max_tokens", "seed")
 ENDPOINT = ("base_url", "key_env", "timeout", "response_schema")
@@ -81,6 +82,9 @@ def settings(model: Model, environ: Mapping[str, str] | None = None) -> ModelSet
     if any(k in opts for k in ENDPOINT):
         endpoint = Endpoint(**{k: opts[k] for k in ENDPOINT if k in opts})
     decoding = tuple((k, opts[k]) for k in DECODING if k in opts)
+    refused = refuse_secret_model(model.name, model.env)  # an edited artifact: compiled ones never do
+    if refused:
+        raise ValueError(refused)
     return ModelSettings(model=model.resolve(environ), endpoint=endpoint, decoding=decoding)
 
 

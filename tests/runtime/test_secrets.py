@@ -123,3 +123,35 @@ def test_answers_keep_the_values_of_unrelated_key_variables(monkeypatch):
     remember_secrets({"model": "openai/gpt-x", "messages": []})  # litellm reads OPENAI_API_KEY
     assert scrub_answer("a question about sk-openai-var-0123456789") == "a question about ***"
     assert "question" not in scrub("bad question") and describe(RuntimeError("x question")).endswith("***")
+
+
+SECRET_MODEL = """\
+model task = env("{var}", "scripted/echo")
+llm ask(q: text) -> text via task {{ user "{{q}}" }}
+workflow w(q: text) -> text {{ return ask(q) }}
+"""
+
+
+@pytest.mark.parametrize("var", ["OPENAI_API_KEY", "GITHUB_TOKEN", "my_secret", "DB_PASSWORD"])
+def test_a_model_string_is_never_read_from_a_secret_variable(var, tmp_path, monkeypatch, capsys):
+    """A model string is written to the cache, logs and artifacts: `env("..._KEY")` as its
+    source is refused at the declaration, and at run time for an edited artifact."""
+    from attrs import evolve
+
+    from promptc.compiler import compile_source
+    from promptc.errors import CompileError
+    from promptc.runtime import endpoint
+
+    monkeypatch.setenv(var, "sk-live-this-is-a-key-0123456789")
+    src = tmp_path / "w.pflow"
+    src.write_text(SECRET_MODEL.format(var=var))
+    assert main(["run", str(src), "--input", "q=hi", "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert f"{src}:1:1: error: model 'task' reads its model string from {var}" in err and "^" in err
+    assert f'key_env "{var}"' in err and "sk-live" not in err
+    program = compile_source(SECRET_MODEL.format(var="PROMPTC_TASK_MODEL"), "w.pflow")
+    edited = evolve(program.model("task"), env=var)
+    with pytest.raises(ValueError, match=f"reads its model string from {var}"):
+        endpoint.settings(edited)
+    with pytest.raises(CompileError):
+        compile_source(SECRET_MODEL.format(var=var), "w.pflow")
