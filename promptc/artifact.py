@@ -224,6 +224,9 @@ def _check_references(program: Program) -> None:
         for role, name in (("teacher", t.teacher), ("backward", t.backward), ("optimizer", t.optimizer)):
             if name is not None and name not in models:
                 raise ArtifactError(f"malformed .pfc payload (train {role} is undeclared model '{_clip(name, 60)}')")
+        for s in t.supports:
+            if not s.field or not s.nodes:
+                raise ArtifactError(f"malformed .pfc payload (train supports '{_clip(s.value, 60)}' has no field or no value)")
 
 
 # -- the file -----------------------------------------------------------------------------

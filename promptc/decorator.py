@@ -116,9 +116,18 @@ def train(
     teacher: ModelRef | None = None,
     backward: ModelRef | None = None,
     optimizer: ModelRef | None = None,
+    supports: dict[str, str] | None = None,
 ) -> TrainRef:
-    """The `train` block of a decorated workflow: `@promptc.workflow(train=promptc.train(...))`."""
-    return TrainRef(metric, answer, teacher, backward, optimizer, caller_span())
+    """The `train` block of a decorated workflow: `@promptc.workflow(train=promptc.train(...))`.
+
+    `supports={"found": "supporting_titles"}` is `supports found in supporting_titles`: a
+    variable of the workflow, and the dataset field it should hit (credit for the steps
+    that compute it; docs/training.md)."""
+    span = caller_span()
+    pairs = tuple((supports or {}).items())
+    if not all(isinstance(v, str) and isinstance(f, str) for v, f in pairs):
+        raise CompileError('promptc.train(supports=...) needs {"variable": "dataset field", ...}', span)
+    return TrainRef(metric, answer, teacher, backward, optimizer, span, pairs)
 
 
 _ENTRY_KEYS = ("system", "user", "assistant", "demos")

@@ -298,11 +298,36 @@ class Workflow:
 
 
 @frozen
+class Support:
+    """`supports VALUE in FIELD` in a train block: credit for intermediate steps.
+
+    `value` is a variable of the workflow as written (`found`), `nodes` the values the
+    lowering gave it (every `let` and assignment, before unrolling: `found`; an unrolled
+    copy is `found@hop#0`, see `base_name`), `field` the dataset field of a training row
+    that it should hit (`supporting_titles`). A sample whose value at some step hits the
+    row's field is a success for the `llm` step(s) that computed that value
+    (promptc.optim.credit), whatever the workflow's final score.
+    """
+
+    value: str
+    field: str
+    nodes: tuple[str, ...] = ()
+    span: Span | None = None
+
+
+def base_name(node: str) -> str:
+    """The lowered value an unrolled node is a copy of: `found@hop#0` -> `found`."""
+    return node.split("@", 1)[0]
+
+
+@frozen
 class TrainSpec:
-    """`train WORKFLOW { metric M; answer FIELD; teacher MODEL; backward MODEL; optimizer MODEL }`.
+    """`train WORKFLOW { metric M; answer FIELD; teacher MODEL; backward MODEL; optimizer MODEL;
+    supports VALUE in FIELD }`.
 
     `metric` names a bound function `(got, expected) -> float|bool`; `answer` is the dataset
-    field holding the expected answer; the three models default to the task model.
+    field holding the expected answer; the three models default to the task model;
+    `supports` (any number) gives intermediate steps credit from other fields of a row.
     """
 
     workflow: str
@@ -312,6 +337,7 @@ class TrainSpec:
     backward: str | None = None
     optimizer: str | None = None
     span: Span | None = None
+    supports: tuple[Support, ...] = ()
 
 
 # Gradient node kinds (the backward program): the loss on the output, the sum of the

@@ -151,6 +151,7 @@ def format_program(p: Program) -> str:
     if p.train:
         t = p.train
         extra = "".join(f", {k} {getattr(t, k)}" for k in ("teacher", "backward", "optimizer") if getattr(t, k))
+        extra += "".join(f", supports {s.value} in {s.field}" for s in t.supports)
         out.append(f"train {t.workflow}: metric {t.metric}, answer {t.answer}{extra}")
     return "\n".join(out) + "\n"
 

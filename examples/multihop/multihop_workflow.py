@@ -53,7 +53,9 @@ def write_notes(question: str, notes: str, evidence: str) -> str: ...
 def answer(question: str, notes: str) -> str: ...
 
 
-@promptc.workflow(train=promptc.train(metric=f1_explained, answer="answer", teacher=teacher))
+@promptc.workflow(
+    train=promptc.train(metric=f1_explained, answer="answer", teacher=teacher, supports={"found": "supporting_titles"})
+)
 def multihop(question: str, context: Any) -> str:
     corpus = passages(context)
     notes = ""

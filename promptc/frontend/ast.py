@@ -259,11 +259,17 @@ class WorkflowDecl:
 
 @frozen
 class TrainEntry:
-    """`key` is metric, answer, teacher, backward or optimizer."""
+    """`key` is metric, answer, teacher, backward, optimizer or supports.
+
+    `supports VALUE in FIELD` (credit for intermediate steps) also has `field`, the
+    dataset field, and the spans of the value's and the field's names."""
 
     key: str
     value: str
     span: Span
+    field: str | None = None
+    value_span: Span | None = None
+    field_span: Span | None = None
 
 
 @frozen

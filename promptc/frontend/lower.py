@@ -52,7 +52,7 @@ from promptc import template as T
 from promptc.frontend.limits import check_depth
 from promptc.frontend.lower_exprs import _KIND_WORD, _suggest
 from promptc.frontend.lower_stmts import StmtLowering
-from promptc.ir import Function, LlmDef, Message, Model, Param, Program, TrainSpec
+from promptc.ir import Function, LlmDef, Message, Model, Param, Program, Support, TrainSpec
 from promptc.types import Type
 
 
@@ -89,6 +89,7 @@ class _Lowering(StmtLowering):
         self.guard: str | None = None
         self.assigned_at: dict[str, Span] = {}  # variable -> its latest assignment
         self.llm_defs: dict[str, LlmDef] = {}
+        self.variables: dict[str, list[str]] = {}  # workflow variable -> its values (`supports`)
 
     # -- declarations --------------------------------------------------------------
     def declare(self, name: str, kind: str, span: Span) -> None:
@@ -231,7 +232,13 @@ class _Lowering(StmtLowering):
         if t.workflow != wf.name:
             raise CompileError(f"train block names '{t.workflow}', but the workflow is '{wf.name}'", t.workflow_span)
         values: dict[str, str] = {}
+        supports: dict[str, Support] = {}
         for e in t.entries:
+            if e.key == "supports":
+                if e.value in supports:
+                    raise CompileError(f"'supports {e.value}' is given twice in the train block", e.value_span or e.span)
+                supports[e.value] = self.support(e, wf)
+                continue
             if e.key in values:
                 raise CompileError(f"'{e.key}' is given twice in the train block", e.span)
             kind = self.decls.get(e.value, (None,))[0]
@@ -259,6 +266,31 @@ class _Lowering(StmtLowering):
             backward=values.get("backward"),
             optimizer=values.get("optimizer"),
             span=t.span,
+            supports=tuple(supports.values()),
+        )
+
+    def support(self, e: A.TrainEntry, wf: A.WorkflowDecl) -> Support:
+        """`supports VALUE in FIELD`: VALUE must be a variable the workflow body computes
+        (`let` or assigned), not an argument or a declaration; FIELD is a dataset field,
+        checked against the training rows when they are read."""
+        where = e.value_span or e.span
+        if e.value in self.variables:
+            return Support(value=e.value, field=e.field or "", nodes=tuple(dict.fromkeys(self.variables[e.value])), span=where)
+        if any(a.name == e.value for a in wf.params):
+            raise CompileError(
+                f"supports: '{e.value}' is an argument of workflow '{wf.name}'; name a value its steps compute"
+                " (e.g. what a retrieval returns)",
+                where,
+            )
+        kind = self.decls.get(e.value, (None,))[0]
+        if kind is not None:
+            raise CompileError(
+                f"supports: '{e.value}' is {_KIND_WORD[kind]}; name a variable of workflow '{wf.name}'"
+                " (e.g. what a retrieval returns)",
+                where,
+            )
+        raise CompileError(
+            f"supports: workflow '{wf.name}' has no variable '{e.value}'{_suggest(e.value, self.variables)}", where
         )
 
     def check_judge(self, llm: LlmDef, e: A.TrainEntry) -> None:

@@ -20,6 +20,7 @@ class StmtLowering(ExprLowering):
     labels: Names
     index_vars: set[str]
     assigned_at: dict[str, Span]
+    variables: dict[str, list[str]]  # variable -> the values its `let` and assignments gave it
 
     # -- the workflow --------------------------------------------------------------
     def workflow(self, d: A.WorkflowDecl) -> Workflow:
@@ -52,6 +53,7 @@ class StmtLowering(ExprLowering):
             self.check_new_variable(s.name, s.name_span, scope)
             value = self.expr(s.value, scope, out, s.name)
             scope.define(s.name, value, s.name_span)
+            self.variables.setdefault(s.name, []).append(value)
         elif isinstance(s, A.Assign):
             if scope.lookup(s.name) is None:
                 kind = self.decls.get(s.name, (None,))[0]
@@ -64,6 +66,7 @@ class StmtLowering(ExprLowering):
                 raise CompileError(f"cannot assign to the loop index '{s.name}'", s.name_span)
             value = self.expr(s.value, scope, out, s.name)
             scope.rebind(s.name, value)
+            self.variables.setdefault(s.name, []).append(value)
             self.assigned_at[s.name] = s.span
         elif isinstance(s, A.Return):
             raise CompileError("`return` is only allowed at the end of the workflow, not inside a loop or a branch", s.span)

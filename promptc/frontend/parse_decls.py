@@ -193,6 +193,16 @@ class DeclActions(ActionBase):
         key, value = c
         return self.node(A.TrainEntry(key=str(key), value=str(value), span=self.span(c)), c)
 
+    def supports_entry(self, c):
+        key, value, _in, fld = c
+        return self.node(
+            A.TrainEntry(
+                key=str(key), value=str(value), span=self.span(c), field=str(fld),
+                value_span=self.tok_span(value), field_span=self.tok_span(fld),
+            ),
+            c,
+        )
+
     def train_decl(self, c):
         name = c[1]
         entries = values(c[3:])

@@ -26,6 +26,7 @@ _DESCRIBE = {
     "SEMI": "';'",
     "MSG_ROLE": "'system', 'user' or 'assistant'",
     "TRAIN_KEY": "'metric', 'answer', 'teacher', 'backward' or 'optimizer'",
+    "SUPPORTS": "'supports'",
     "COMP_OP": "a comparison",
     "TRAINABLE": "'trainable'",
     "$END": "end of file",

@@ -28,7 +28,7 @@ _VALUE_TOKENS = frozenset({"NAME", "STRING", "LONG_STRING", "INT", "FLOAT"})
 _CONTINUE_AFTER = frozenset(
     "{ ( [ , = + == != < <= > >= and or not -> : . .. via in max as use model param llm workflow "
     "train let for loop break if else return system user assistant demos metric answer teacher "
-    "backward optimizer".split()
+    "backward optimizer supports".split()
 )
 # ... and so does a newline before one of these (checked on the text that follows: the
 # contextual lexer cannot be asked for a token ahead of the parser).

@@ -113,9 +113,11 @@ class FunctionRef(_Decl):
 
 
 class TrainRef:
-    def __init__(self, metric: FunctionRef, answer: str, teacher, backward, optimizer, span: Span | None):
+    def __init__(self, metric: FunctionRef, answer: str, teacher, backward, optimizer, span: Span | None,
+                 supports: tuple[tuple[str, str], ...] = ()):
         self.metric, self.answer, self.span = metric, answer, span
         self.teacher, self.backward, self.optimizer = teacher, backward, optimizer
+        self.supports = supports  # (variable, dataset field) pairs
 
 
 class LlmRef(_Decl):
@@ -229,6 +231,8 @@ def module_ast(wf: DecoratedFunction) -> A.Module:
             m = getattr(t, key)
             if m is not None:
                 entries.append(A.TrainEntry(key, name_of(m, f"{key} model", tspan), tspan))
+        for value, fld in t.supports:
+            entries.append(A.TrainEntry("supports", value, tspan, field=fld, value_span=tspan, field_span=tspan))
         items.append(A.TrainDecl(wf.fn.__name__, tuple(entries), tspan, tspan))
     return A.Module(items=tuple(items), file=src.file, source=src.text)
 

@@ -38,7 +38,7 @@ import msgpack
 
 from promptc.codec import CodecError
 from promptc.optim.demos import ORIGINS
-from promptc.optim.history import Attempt, Round
+from promptc.optim.history import DECISIONS, Attempt, Round
 from promptc.optim.state import CODEC, TrainState
 
 __all__ = ["FILE", "FORMAT", "LOCK", "MAGIC", "CheckpointError", "RunFolderBusy", "hold", "load", "problem", "save"]
@@ -196,6 +196,8 @@ def _attempt(a: Attempt, train_rows: int, val_rows: int) -> str | None:
             return "a race out of range"
         if any(not _scores([mean]) or not 0 <= rows <= train_rows for _, mean, rows in race.standing):
             return "a race standing out of range"
+        if race.decided_by not in DECISIONS:
+            return f"a race decided by {_clip(race.decided_by)!r}"
     return None
 
 

@@ -10,6 +10,9 @@ Sources (each a `PoolEntry` origin):
   (bootstrapped demos; the only kind an intermediate node can have without a teacher).
 - **teacher** — failing samples rerun with the `teacher` model in place of every model;
   the ones it gets right give demos for every node.
+- **support** — a failing sample's credited step whose value hit the row's field
+  (`train { supports VALUE in FIELD }`, promptc.optim.credit): a success for that step
+  alone (the query that retrieved a gold passage), even when the final answer is wrong.
 
 `collect` grows one param's pool from one scored batch; `observe` grows every pool of a
 run from it (the trainer's prompt rounds and the demo optimizer's bootstrap both score
@@ -25,11 +28,12 @@ from typing import Any, Awaitable, Callable, Sequence
 from attrs import frozen
 
 from promptc.ir import Demo, Program
+from promptc.optim.credit import credited, successes
 from promptc.optim.roles import teacher_model, with_model
 from promptc.runtime.parse import coerce
 from promptc.runtime.records import Trace
 
-ORIGINS = ("labeled", "trace", "teacher")
+ORIGINS = ("labeled", "trace", "teacher", "support")
 
 Run = Callable[[Program, list[dict]], Awaitable[tuple[list[Trace], list[float]]]]  # traces and scores of rows
 
@@ -52,7 +56,8 @@ def output_key(d: Demo) -> str:
 
 @frozen
 class Pool:
-    """Demo candidates by input key; labeled and teacher entries win over trace ones."""
+    """Demo candidates by input key; labeled and teacher entries win over trace and
+    support ones."""
 
     entries: tuple[PoolEntry, ...] = ()
 
@@ -64,7 +69,7 @@ class Pool:
             if k not in index:
                 index[k] = len(out)
                 out.append(e)
-            elif out[index[k]].origin == "trace" and e.origin != "trace":
+            elif out[index[k]].origin in ("trace", "support") and e.origin not in ("trace", "support"):
                 out[index[k]] = e
         return Pool(tuple(out))
 
@@ -100,9 +105,13 @@ def node_inputs(program: Program, node, trace: Trace) -> tuple[tuple[str, Any], 
         return None
 
 
-def demos_from_trace(program: Program, param: str, trace: Trace) -> list[Demo]:
+def demos_from_trace(program: Program, param: str, trace: Trace, only: set[str] | None = None) -> list[Demo]:
+    """The demos the nodes using `param` give in `trace` (their inputs and output), or
+    only those of the nodes named in `only`."""
     out = []
     for node in demo_nodes(program, param):
+        if only is not None and node.name not in only:
+            continue
         try:
             rec = trace.record(node.name)
         except KeyError:
@@ -189,10 +198,12 @@ async def collect(
     teacher_run: Run | None = None,
 ) -> Pool:
     """`pool` grown from one scored batch (`rows` are the batch's training indices):
-    successful traces, failing samples with their expected answers, and the teacher's
-    successes on the failing samples (when `teacher_run` is given and a teacher declared)."""
+    successful traces, failing samples with their expected answers, the credited steps of
+    failing samples that hit the row's field (`supports`), and the teacher's successes on
+    the failing samples (when `teacher_run` is given and a teacher declared)."""
     new: list[PoolEntry] = []
     answer = program.train.answer if program.train else None
+    credit = credited(program)
     failing = []
     for r, sample, t, s in zip(rows, batch, traces, scores):
         if s >= threshold:
@@ -201,6 +212,9 @@ async def collect(
             failing.append((r, sample))
             expected = sample.get(answer) if answer else None
             new += [PoolEntry(d, "labeled", r) for d in labeled_demos(program, param, t, expected)]
+            if credit:
+                won = successes(credit, t, sample)
+                new += [PoolEntry(d, "support", r) for d in demos_from_trace(program, param, t, only=won)] if won else []
     teacher = teacher_model(program)
     if teacher and failing and teacher_run is not None:
         tprog = with_model(program, teacher)

@@ -10,7 +10,8 @@ backward_calls, gradients ({param: [{row, loop_step, node, text}]}: the feedback
 received, `row` the training row it came from, `loop_step` the loop time step or None),
 proposals ([{param, kind, text, verdict, accepted, reason, rejections, replies, val,
 val_rows, failing_before, failing_after, gain, race, signature}], the last five only when
-known), accepted (param names), filtered ({filter: replies refused}), val, best,
+known; `race` is {entrants, first_rows, evaluations, standing: [[what, mean, rows]],
+decided_by: "mean" | "prior"}), accepted (param names), filtered ({filter: replies refused}), val, best,
 accounting ({phase: {requests, errors, prompt_tokens, completion_tokens, cost}}), seconds.
 
 A proposal's `verdict` is one of `VERDICTS`: "refused" (no candidate: every optimizer reply
@@ -33,6 +34,7 @@ from promptc.runtime.accounting import Accounting
 
 VOLATILE = ("seconds",)
 VERDICTS = ("refused", "lost-minibatch", "lost-gate", "accepted")
+DECISIONS = ("mean", "prior")  # how a race's final choice was made (`Race.decided_by`)
 
 
 @frozen
@@ -59,12 +61,18 @@ class Reply:
 
 @frozen
 class Race:
-    """How a demo search went (successive halving on training rows)."""
+    """How a demo search went (successive halving on training rows).
+
+    `decided_by` is how the winner was told apart from the runner-up, one of `DECISIONS`:
+    "mean" (the better mean on the race rows; ties: the current value, then fewer demos)
+    or "prior" (the two were within noise of each other and the nearest-neighbour pool
+    won: promptc.optim.race.final_pick)."""
 
     entrants: int
     first_rows: int
     evaluations: int  # (candidate, row) evaluations run
     standing: tuple[tuple[str, float, int], ...]  # (what, mean, rows) per entrant, best first (at most 8)
+    decided_by: str = "mean"  # one of DECISIONS
 
 
 @frozen
@@ -153,7 +161,7 @@ def _proposal(a: Attempt) -> dict[str, Any]:
     if a.race is not None:
         r = a.race
         d["race"] = {"entrants": r.entrants, "first_rows": r.first_rows, "evaluations": r.evaluations,
-                     "standing": [list(s) for s in r.standing]}
+                     "standing": [list(s) for s in r.standing], "decided_by": r.decided_by}
     if a.signature is not None:
         d["signature"] = a.signature
     return d
@@ -203,6 +211,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 __all__ = [
-    "VERDICTS", "Attempt", "Feedback", "Race", "Reply", "Round", "Spend", "entry", "read_jsonl", "spent", "stable",
+    "DECISIONS", "VERDICTS", "Attempt", "Feedback", "Race", "Reply", "Round", "Spend", "entry", "read_jsonl", "spent", "stable",
     "write_jsonl",
 ]

@@ -11,8 +11,10 @@
 - `DemoOptimizer` (a `demos` param): builds its pool first, as DSPy's BootstrapFewShot
   does (free labeled rows; when they give too few demos, one scored minibatch: traces,
   failing rows with their answers, the teacher's reruns: promptc.optim.demos), then races
-  candidate demo sets on training rows (promptc.optim.race). A minibatch it scores grows
-  every demo pool of the run, which `propose` returns.
+  candidate demo sets on training rows (promptc.optim.race): by the workflow's score,
+  or, for a step that `train { supports ... }` credits, by that step's own successes
+  (promptc.optim.credit). A minibatch it scores grows every demo pool of the run, which
+  `propose` returns.
 
 An optimizer is a frozen record: what it learns across steps is its fields, and
 `step`/`revert` return the optimizer that learned it. The trainer keeps them in its state
@@ -30,7 +32,8 @@ from attrs import evolve, field, frozen
 from promptc.ir import Program
 from promptc.optim import race as race_lib
 from promptc.optim.backward import Gradients
-from promptc.optim.demos import Pool, Run, free_labeled, observe, output_labels
+from promptc.optim.credit import race_scores
+from promptc.optim.demos import Pool, Run, demo_nodes, free_labeled, observe, output_labels
 from promptc.optim.history import Race, Reply
 from promptc.optim.instruction import propose as propose_text
 
@@ -168,11 +171,15 @@ class DemoOptimizer:
         if len(sets) < 2:
             return Refusal(self.param, "demos", "no candidate demo set (the pool is empty)")
 
+        nodes = [n.name for n in demo_nodes(program, self.param)]
+
         async def score_set(choice: race_lib.Choice, on: list[int]) -> list[float]:
-            return (await context.run(program.with_param(choice.of(param)), [context.train[i] for i in on]))[1]
+            cand, rows = program.with_param(choice.of(param)), [context.train[i] for i in on]
+            traces, scores = await context.run(cand, rows)
+            return race_scores(cand, nodes, traces, rows, scores)  # a credited step: its own successes
 
         result = await race_lib.race(sets, pool, race_rows, first, score_set)
-        race = Race(result.entrants, first, result.calls_rows, result.table[:8])
+        race = Race(result.entrants, first, result.calls_rows, result.table[:8], result.decided_by)
         if result.is_current:
             return Refusal(self.param, "demos", "the current demo set won the race", race=race)
         return Candidate(

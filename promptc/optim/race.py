@@ -216,7 +216,7 @@ class RaceResult:
     entrants: int
     calls_rows: int  # (candidate, row) evaluations run
     table: tuple[tuple[str, float, int], ...] = field(factory=tuple)  # (what, mean, rows) per entrant, final standing
-    decided_by: str = "mean"  # how the last two were told apart: "mean" or "prior" (`final_pick`)
+    decided_by: str = "mean"  # how the last two were told apart: one of history.DECISIONS (`final_pick`)
 
 
 Evaluate = Callable[[Choice, list[int]], Awaitable[list[float]]]

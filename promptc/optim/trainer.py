@@ -19,7 +19,8 @@ The schedule (one history entry per round; promptc.optim.state.TrainState.next_r
      pre-screened on the failing minibatch samples (it must fix more than it breaks there)
      and then gated on validation; an accepted candidate becomes the best program at once
      (later params see it). The minibatch also grows the demo pools (successful traces,
-     failing rows with their answers, the teacher's successes);
+     failing rows with their answers, the steps `train { supports ... }` credits that hit
+     their row's field, the teacher's successes);
   3. after a prompt step that accepted a change, another demo search (the best demos may
      depend on the instruction), budget permitting. Without trainable prompts, each of
      the `steps` rounds is a demo search.
@@ -66,6 +67,7 @@ from attrs import evolve
 from promptc.ir import Program
 from promptc.optim import checkpoint, outputs
 from promptc.optim.budget import BudgetExhausted, Budgeted, Limits
+from promptc.optim.credit import field_check, uncredited
 from promptc.optim.history import Attempt, Round
 from promptc.optim.outputs import Result, RunInfo, phase_table, run_info
 from promptc.optim.rounds import Rounds, Setup
@@ -107,6 +109,11 @@ class Trainer:
             log.warning("the program has no trainable param: training can only evaluate it")
         if not train or not val:
             raise ValueError("training needs a non-empty train set and a non-empty validation set")
+        wrong = field_check(program, train)  # a `supports` field no training row has
+        if wrong:
+            raise ValueError(wrong)
+        for value in uncredited(program):
+            log.warning("train { supports %s ... }: no llm step computes '%s'; it gives no credit", value, value)
         self.setup = Setup(
             source=program, train=tuple(train), val=tuple(val), steps=steps, batch_size=batch_size,
             proposals=proposals, threshold=threshold, concurrency=concurrency,

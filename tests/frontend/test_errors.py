@@ -377,3 +377,34 @@ def test_an_if_on_a_json_value_is_refused_at_its_condition(body, line, col):
 def test_an_if_on_a_comparison_of_a_json_value_compiles():
     src = LOOPS.replace("BODY", "  if j == true {\n    question = strip(question)\n  }")
     assert compile_source(src, "qa.pflow").workflow.name == "qa"
+
+
+# ---- `supports VALUE in FIELD` in the train block: the caret is on the value's name ------
+
+TRAIN = "use std.metrics { f1 }\ntrain qa {\n  metric f1\n  supports {value} in supporting_titles\n}\n"
+
+
+def test_supports_names_a_variable_the_workflow_lacks():
+    assert render(BASE + TRAIN.replace("{value}", "rwa")) == golden("""
+        qa.pflow:15:12: error: supports: workflow 'qa' has no variable 'rwa' (did you mean 'raw'?)
+            supports rwa in supporting_titles
+                     ^~~
+        """)
+
+
+def test_supports_names_an_argument_or_a_declaration():
+    assert render(BASE + TRAIN.replace("{value}", "question")).splitlines()[0] == (
+        "qa.pflow:15:12: error: supports: 'question' is an argument of workflow 'qa'; name a value its steps"
+        " compute (e.g. what a retrieval returns)"
+    )
+    assert render(BASE + TRAIN.replace("{value}", "ask")).splitlines()[0] == (
+        "qa.pflow:15:12: error: supports: 'ask' is an llm; name a variable of workflow 'qa'"
+        " (e.g. what a retrieval returns)"
+    )
+
+
+def test_supports_given_twice_and_its_syntax():
+    twice = TRAIN.replace("{value}", "raw").replace("titles\n}", "titles\n  supports raw in titles\n}")
+    assert render(BASE + twice).splitlines()[0] == "qa.pflow:16:12: error: 'supports raw' is given twice in the train block"
+    missing_in = BASE + TRAIN.replace("{value} in", "raw")
+    assert render(missing_in).splitlines()[0].startswith("qa.pflow:15:16: error: unexpected 'supporting_titles', expected 'in'")

@@ -95,3 +95,39 @@ def test_a_demo_round_splits_the_race_budget_between_the_params_still_to_search(
     left = 160 - 6 * 5.0  # after the gate's validation pass
     assert rounds.race_budget(state) == left / 2  # the first param's share
     assert rounds.race_budget(state, to_go=1) == left  # the last param gets what is left
+
+
+def test_how_the_final_choice_was_made_is_recorded_in_the_history(monkeypatch):
+    import random
+
+    from promptc.compiler import compile_file
+    from promptc.optim import checkpoint, history, optimizers
+    from promptc.optim.optimizers import Context, DemoOptimizer
+
+    program = compile_file(str(EXAMPLES / "trec" / "trec.pflow"))
+    name = next(p.name for p in program.params if p.kind == "demos")
+    table = (("nearest 4", 0.4, 30), ("4 fixed", 0.43, 30))
+
+    async def decided_by_the_prior(sets, pool, order, first, evaluate):
+        return race_lib.RaceResult(NEAREST, False, len(sets), 60, table, "prior")
+
+    monkeypatch.setattr(optimizers.race_lib, "race", decided_by_the_prior)
+
+    async def run(prog, rows):
+        return [None] * len(rows), [0.0] * len(rows)
+
+    train = tuple({"question": f"q{i}", "label": "HUM"} for i in range(40))
+    context = Context(engine=None, rng=random.Random(0), pools={name: POOL}, train=train, run=run)
+    cand, _ = asyncio.run(DemoOptimizer(name).propose(program, context))
+    assert cand.race.decided_by == "prior"
+    attempt = history.Attempt(name, "demos", cand.text, race=cand.race)
+    entry = history.entry(history.Round(1, "demos", (attempt,), 0.5))
+    race = entry["proposals"][0]["race"]
+    assert race["decided_by"] == "prior" and race["standing"] == [list(t) for t in table]
+    assert history.DECISIONS == ("mean", "prior")
+    # a checkpoint holding any other decision is refused
+    from attrs import evolve
+
+    assert checkpoint._attempt(attempt, 40, 6) is None
+    coin = evolve(attempt, race=evolve(attempt.race, decided_by="coin"))
+    assert checkpoint._attempt(coin, 40, 6) == "a race decided by 'coin'"
