@@ -119,6 +119,7 @@ def run_example(name: str, args, run_dir: Path, cache_dir: Path) -> dict:
         ).fit()
         seconds = time.monotonic() - t0
         reported = {m: reported_metric(m, result, test, engine) for m in REPORTED.get(name, ())}
+        supports = support_rates(result, test, engine, args) if program.train.supports else None
         ceiling = ceiling_probe(name, result, test, engine, args) if args.ceiling and name in CEILING else None
         ceiling_demos = ceiling_with_demos(train, test, engine, args) if ceiling is not None else None
     finally:
@@ -154,6 +155,8 @@ def run_example(name: str, args, run_dir: Path, cache_dir: Path) -> dict:
         "reported": reported,
         "ceiling": ceiling,
         "ceiling_demos": ceiling_demos,
+        "supports": supports,
+        "demo_searches": demo_searches(result, run_dir / name, len(train), len(val)),
         "baselines": baselines(name, val, test, program.train.answer),
         "run_dir": str(run_dir / name),
     }
@@ -170,6 +173,51 @@ def reported_metric(metric: str, result, test: list[dict], engine) -> tuple[floa
         return summarize(score(program, traces, test, metric=metric))
 
     return one(result.source), one(result.program)
+
+
+def support_rates(result, test: list[dict], engine, args) -> dict:
+    """On the test rows, start vs optimized: the share of the calls of steps that
+    `train { supports ... }` credits whose value hit the row's field (a hop that retrieved a
+    gold passage). The traces come from the cache the test evaluation filled: no new call."""
+    from promptc.optim.credit import credited, successes
+    from promptc.runtime.interpreter import run_forward
+
+    spec = result.source.train
+    what = "; ".join(f"{s.value} in {s.field}" for s in spec.supports)
+
+    def one(program) -> tuple[int, int]:
+        credit = credited(program)
+        traces = run_forward(program, test, engine, concurrency=args.concurrency)
+        ran = hit = 0
+        for t, row in zip(traces, test):
+            steps = [n for n in credit if n in {r.name for r in t.records if r.executed}]
+            won = successes({n: credit[n] for n in steps}, t, row)
+            ran, hit = ran + len(steps), hit + len(won)
+        return hit, ran
+
+    return {"what": what, "start": one(result.source), "optimized": one(result.program)}
+
+
+def demo_searches(result, run_dir: Path, train_rows: int, val_rows: int) -> list[dict]:
+    """Each demo search of the run: its param, the pool it drew from by origin (from the
+    final checkpoint), the race's final standing and how it was decided, and the verdict."""
+    from promptc.optim import checkpoint
+
+    state = checkpoint.load(run_dir, train_rows, val_rows)
+    pools = state.pools if state is not None else {}
+    out = []
+    for h in result.history:
+        for p in h.get("proposals", []):
+            if p.get("kind") != "demos":
+                continue
+            origins = collections.Counter(e.origin for e in pools[p["param"]].entries) if p["param"] in pools else {}
+            race = p.get("race") or {}
+            out.append({
+                "round": h["step"], "param": p["param"], "pool": dict(sorted(origins.items())),
+                "standing": race.get("standing", [])[:2], "decided_by": race.get("decided_by"),
+                "verdict": p["verdict"], "reason": p.get("reason", ""),
+            })
+    return out
 
 
 def gold_notes(row: dict) -> str:
@@ -214,6 +262,22 @@ def ceiling_with_demos(train: list[dict], test: list[dict], engine, args, n: int
     program = oracle.with_param(evolve(oracle.param("answer_shots"), demos=demos))
     rows = [{"question": r["question"], "notes": gold_notes(r), "answer": r["answer"]} for r in test]
     return summarize(score(program, run_forward(program, rows, engine, concurrency=args.concurrency), rows))
+
+
+def demo_table(searches: list[dict]) -> list[str]:
+    """The demo searches of one example as a table (empty when none ran)."""
+    if not searches:
+        return []
+    lines = [
+        "| round | demos param | pool (final, by origin) | race: the last two (mean on rows) | decided by | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in searches:
+        pool = ", ".join(f"{n} {o}" for o, n in d["pool"].items()) or "empty"
+        final = "; ".join(f"{w} {m:.3f} on {n}" for w, m, n in d["standing"]) or "no race"
+        verdict = d["verdict"] + (f": {d['reason']}" if d["reason"] else "")
+        lines.append(f"| {d['round']} | {d['param']} | {pool} | {final} | {d['decided_by'] or '-'} | {verdict} |")
+    return lines + [""]
 
 
 def fmt(x) -> str:
@@ -286,7 +350,11 @@ def render(results: list[dict], args, meta: dict) -> str:
                f" {fmt(r['ceiling'][0])} | {fmt(r['ceiling'][1])} |"] if r.get("ceiling") else []),
             *([f"| ceiling with 2 labeled demos (training rows' gold passages and answers; n={r['test_rows']}) |"
                f" {fmt(r['ceiling_demos'])} | {fmt(r['ceiling_demos'])} |"] if r.get("ceiling_demos") is not None else []),
+            *([f"| test: credited steps whose value hit (`supports {r['supports']['what']}`; calls hit / ran) |"
+               f" {r['supports']['start'][0]}/{r['supports']['start'][1]} | {r['supports']['optimized'][0]}/{r['supports']['optimized'][1]} |"]
+              if r.get("supports") else []),
             "",
+            *demo_table(r.get("demo_searches") or []),
             "| phase | requests | new calls | prompt tokens | completion tokens | errors |",
             "|---|---|---|---|---|---|",
         ]

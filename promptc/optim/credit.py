@@ -9,7 +9,8 @@ copy of it: `found@hop#0`, `found@hop#1`) should hit the row's `supporting_title
 of the value, through functional and data nodes only (`retrieve(q, corpus, 1)` is credited
 to the `make_query` call that wrote `q`, at the same hop). A step whose value hit is a
 success for that step, whatever the workflow's final score (promptc.optim.demos takes its
-demos from it; promptc.optim.optimizers races its demos on it).
+demos from it); a demo race of a credited step's param compares the recall of the gold
+items its calls found (`race_scores`; promptc.optim.optimizers).
 
 A value hits when one of its items (a list's elements, or the value itself) is one of the
 field's items (a list's elements, or the field itself), compared without case and outer
@@ -25,7 +26,7 @@ from typing import Any, Mapping, Sequence
 from promptc.ir import Node, Program, Support, base_name
 from promptc.runtime.records import Trace
 
-__all__ = ["Credit", "credited", "field_check", "hits", "race_scores", "successes", "uncredited"]
+__all__ = ["Credit", "credited", "field_check", "hits", "matched", "race_scores", "successes", "uncredited"]
 
 # node -> the supports whose value it computed, with the value's node
 Credit = dict[str, tuple[tuple[Support, str], ...]]
@@ -89,16 +90,20 @@ def _items(x: Any) -> list[str]:
     return [" ".join(str(x).split()).casefold()]
 
 
-def hits(value: Any, gold: Any) -> bool:
-    """Whether `value` hits `gold` (the rule of the module doc)."""
+def matched(value: Any, gold: Any) -> set[str]:
+    """The items of `gold` (normalized) that `value` hits (the rule of the module doc)."""
     golds = [g for g in _items(gold) if g]
-    if not golds:
-        return False
+    out = set()
     for item in _items(value):
         for g in golds:
             if item == g or (item.startswith(g) and item[len(g):].lstrip().startswith(":")):
-                return True
-    return False
+                out.add(g)
+    return out
+
+
+def hits(value: Any, gold: Any) -> bool:
+    """Whether `value` hits `gold` (the rule of the module doc)."""
+    return bool(matched(value, gold))
 
 
 def successes(credit: Credit, trace: Trace, row: Mapping[str, Any]) -> set[str]:
@@ -122,30 +127,37 @@ def race_scores(
     program: Program, nodes: Sequence[str], traces: Sequence[Trace], rows: Sequence[Mapping[str, Any]],
     scores: Sequence[float],
 ) -> list[float]:
-    """The scores a demo race of the param used by `nodes` compares: where some of these
-    nodes are credited steps, each row's share of the credited steps that ran and hit
-    (the step's own success); elsewhere, and on a row without the field, the workflow's
-    score."""
+    """The scores a demo race of the param used by `nodes` compares. Where some of these
+    nodes are credited steps, a row scores the share of its gold items (the `supports`
+    fields' items) that their values hit, over all their calls: the recall of the gold
+    passages, so two hops that find the same passage score half, and an agent's step that
+    finishes instead of searching costs nothing. Where none is credited, and on a row
+    without the field, the workflow's score."""
     credit = credited(program)
     mine = [n for n in nodes if n in credit]
     if not mine:
         return list(scores)
     out = []
     for t, row, score in zip(traces, rows, scores):
-        ran = [n for n in mine if _ran(t, n) and any(s.field in row for s, _ in credit[n])]
-        if not ran:
-            out.append(float(score))
-            continue
-        won = successes({n: credit[n] for n in ran}, t, row)
-        out.append(len(won) / len(ran))
+        gold: set[tuple[str, str]] = set()
+        found: set[tuple[str, str]] = set()
+        for n in mine:
+            for s, value_node in credit[n]:
+                if s.field not in row:
+                    continue
+                gold |= {(s.field, g) for g in _items(row[s.field]) if g}
+                rec = _record(t, value_node)
+                if rec is not None and rec.executed and rec.error is None:
+                    found |= {(s.field, g) for g in matched(rec.value, row[s.field])}
+        out.append(len(found) / len(gold) if gold else float(score))
     return out
 
 
-def _ran(trace: Trace, node: str) -> bool:
+def _record(trace: Trace, node: str):
     try:
-        return trace.record(node).executed
+        return trace.record(node)
     except KeyError:
-        return False
+        return None
 
 
 def field_check(program: Program, rows: Sequence[Mapping[str, Any]]) -> str | None:

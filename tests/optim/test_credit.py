@@ -52,6 +52,15 @@ def test_a_value_credits_the_nearest_llm_steps_that_computed_it():
     assert credit.uncredited(p) == ["direct"]
 
 
+def test_the_agent_credits_each_step_by_its_observation():
+    react = compile_file(EXAMPLES / "agent" / "react.pflow")
+    got = {step: [v for _, v in pairs] for step, pairs in credit.credited(react).items()}
+    # obs = act(step.action, step.arg, corpus): the `think` call of the same step (the last
+    # step's observation is read by nothing: dead code, no credit)
+    assert got == {f"step@step#{i}": [f"obs@step#{i}"] for i in range(4)}
+    assert all(react.node(s).target == "think" for s in got)
+
+
 @pytest.mark.parametrize("value, gold, hit", [
     (["Arrowhead Stadium: Arrowhead Stadium is a stadium in Kansas City."], ["Charles Deaton", "Arrowhead Stadium"], True),
     (["arrowhead stadium  :  text"], ["Arrowhead Stadium"], True),  # case and spaces do not matter
@@ -89,11 +98,14 @@ def test_successes_and_race_scores_are_per_hop():
     trace = _multihop_trace("Charles Deaton", "Kauffman Stadium")
     assert credit.successes(credit.credited(MULTIHOP), trace, ROW) == {"q@hop#0"}
     nodes = ["q@hop#0", "q@hop#1"]
-    traces = [trace, _multihop_trace("Arrowhead Stadium", "Charles Deaton"), trace]
-    rows = [ROW, ROW, {"question": "Q?", "answer": "x"}]  # the last row has no field: its own score
-    assert credit.race_scores(MULTIHOP, nodes, traces, rows, [0.0, 0.2, 0.7]) == [0.5, 1.0, 0.7]
+    twice = _multihop_trace("Charles Deaton", "Charles Deaton")
+    traces = [trace, _multihop_trace("Arrowhead Stadium", "Charles Deaton"), twice, trace]
+    rows = [ROW, ROW, ROW, {"question": "Q?", "answer": "x"}]  # the last row has no field: its own score
+    # the recall of the row's two gold passages over both hops: the same passage twice is half
+    assert credit.race_scores(MULTIHOP, nodes, traces, rows, [0.0, 0.2, 0.0, 0.7]) == [0.5, 1.0, 0.5, 0.7]
+    assert credit.successes(credit.credited(MULTIHOP), twice, ROW) == {"q@hop#0", "q@hop#1"}
     # the answer step is not credited: its race compares the workflow's scores
-    assert credit.race_scores(MULTIHOP, ["t4"], traces, rows, [0.0, 0.2, 0.7]) == [0.0, 0.2, 0.7]
+    assert credit.race_scores(MULTIHOP, ["t4"], traces, rows, [0.0, 0.2, 0.0, 0.7]) == [0.0, 0.2, 0.0, 0.7]
 
 
 def test_a_failing_sample_gives_the_credited_step_demos_and_nothing_else():
