@@ -203,3 +203,25 @@ def test_what_the_checks_miss_is_still_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(view, "param_text", lambda d: 1 / 0)
     code, out, err = inspect(write(tmp_path), capsys)
     assert code == 1 and err.count("\n") == 1 and "cannot show this artifact (ZeroDivisionError" in err
+
+
+def test_json_is_one_parseable_object_with_the_changes(tmp_path, capsys):
+    import json
+
+    trained = program().with_param(evolve(program().param("instr"), text="Answer in one word."))
+    history = [{"step": 1, "kind": "prompts", "minibatch_score": 0.5, "failing": 1, "backward_calls": 1, "best": 1.0,
+                "accepted": ["instr"], "proposals": [{"param": "instr", "reason": "", "text": "Answer in one word.",
+                                                      "verdict": "accepted"}]}]
+    extra = {"scores": {"start_val": 0.5, "best_val": 1.0}, "history": history,
+             "source_params": {"instr": {"kind": "prompt", "text": "Answer."}}}
+    path = write(tmp_path, trained, extra)
+    code, out, err = inspect(path, capsys, "--json")
+    assert code == 0 and err == "" and out.count("\n") == 1
+    d = json.loads(out)
+    assert d["workflow"] == "w" and d["inputs"] == {"q": "text"} and d["scores"]["best_val"] == 1.0
+    assert d["params"]["instr"]["changed"] is True and d["params"]["instr"]["value"]["text"] == "Answer in one word."
+    assert d["source_params"]["instr"]["text"] == "Answer." and "history" not in d
+    code, out, _ = inspect(path, capsys, "--json", "--history")
+    assert code == 0 and json.loads(out)["history"][0]["proposals"][0]["verdict"] == "accepted"
+    code, out, err = inspect(write(tmp_path, extra={"scores": [1]}, name="b.pfc"), capsys, "--json")
+    assert code == 1 and out == "" and "malformed .pfc extra section" in err

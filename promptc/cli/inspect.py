@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from typing import Any
 
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE.pfc", help="a compiled or optimized artifact")
     parser.add_argument("--history", action="store_true",
                         help="show every round: the feedback each param received and every proposal with its verdict")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object on stdout: workflow, params (with the source's), scores, run, "
+                        "history (with --history)")
 
 
 class _Malformed(Exception):
@@ -175,12 +179,44 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(f"promptc inspect: error: {_short(str(e), 600)}\n")
         return 1
     try:
-        _show(program, extra, args)
+        if args.json:
+            sys.stdout.write(json.dumps(_as_json(program, extra, args.history), ensure_ascii=False, default=str) + "\n")
+        else:
+            _show(program, extra, args)
     except Exception as e:  # what the checks above missed: still one line, never a traceback
         sys.stdout.flush()
         sys.stderr.write(f"promptc inspect: error: {args.file}: cannot show this artifact ({type(e).__name__}: {_short(str(e), 300)})\n")
         return 1
     return 0
+
+
+def _as_json(program: Any, extra: dict, history: bool) -> dict:
+    """The artifact as one JSON-able map (`--json`): what the display shows, untruncated."""
+    from promptc.params_view import param_text, params_to_data
+
+    source = extra.get("source_params") or {}
+    params = {}
+    for name, d in params_to_data(program).items():
+        p = program.param(name)
+        params[name] = {
+            "kind": p.kind, "trainable": p.trainable, "role": p.role, "value": d,
+            "changed": name in source and param_text(source[name]) != param_text(d),
+        }  # fmt: skip
+    out = {
+        "workflow": program.workflow.name,
+        "file": program.file,
+        "source_hash": program.source_hash,
+        "inputs": {n: str(t) for n, t in program.workflow.inputs},
+        "params": params,
+        "source_params": source,
+        "scores": extra.get("scores") or {},
+        "filtered": extra.get("filtered") or {},
+        "run": extra.get("run") or {},
+        "functions": sorted({f"{f.module}.{f.name}" for f in program.functions}),
+    }
+    if history:
+        out["history"] = list(extra.get("history") or [])
+    return out
 
 
 def _show(program: Any, extra: dict, args: argparse.Namespace) -> None:
