@@ -10,7 +10,8 @@ of the value, through functional and data nodes only (`retrieve(q, corpus, 1)` i
 to the `make_query` call that wrote `q`, at the same hop). A step whose value hit is a
 success for that step, whatever the workflow's final score (promptc.optim.demos takes its
 demos from it); a demo race of a credited step's param compares the recall of the gold
-items its calls found (`race_scores`; promptc.optim.optimizers).
+items its calls found (`race_scores`; promptc.optim.optimizers), running only the part
+of the workflow that recall needs (`race_program`).
 
 A value hits when one of its items (a list's elements, or the value itself) is one of the
 field's items (a list's elements, or the field itself), compared without case and outer
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from attrs import evolve
+
 from promptc.ir import Node, Program, Support, base_name
 from promptc.runtime.records import Trace
 
-__all__ = ["Credit", "credited", "field_check", "hits", "matched", "race_scores", "successes", "uncredited"]
+__all__ = ["Credit", "credited", "field_check", "hits", "matched", "race_program", "race_scores", "successes", "uncredited"]
 
 # node -> the supports whose value it computed, with the value's node
 Credit = dict[str, tuple[tuple[Support, str], ...]]
@@ -151,6 +154,34 @@ def race_scores(
                     found |= {(s.field, g) for g in matched(rec.value, row[s.field])}
         out.append(len(found) / len(gold) if gold else float(score))
     return out
+
+
+def race_program(program: Program, nodes: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> tuple[Program, float] | None:
+    """What a race of the param used by `nodes` needs to run, when `race_scores` will score
+    every row by the credit alone: `program` cut to the credited values of these nodes and
+    what they are computed from (multihop's query race stops after the second retrieval:
+    3 of its 5 calls a row), with the share of the `llm` calls it keeps. None where the
+    whole workflow must run: no node is credited, a row lacks a `supports` field (it is
+    scored by the metric), or the metric is an llm judge."""
+    credit = credited(program)
+    mine = [n for n in nodes if n in credit]
+    spec = program.train
+    if not mine or spec is None or any(l.name == spec.metric for l in program.llms):
+        return None
+    if any(s.field not in r for r in rows for n in mine for s, _ in credit[n]):
+        return None
+    targets = {v for n in mine for _, v in credit[n]}
+    live = set(targets)
+    for n in reversed(program.nodes):
+        if n.name in live:
+            live.update(n.args)
+            if n.guard is not None:
+                live.add(n.guard)
+    kept = tuple(n for n in program.nodes if n.name in live or n.op == "input")
+    output = [n.name for n in kept if n.name in targets][-1]
+    cut = evolve(program, workflow=evolve(program.workflow, nodes=kept, output=output), backward=())
+    llms = sum(n.op == "llm" for n in program.nodes)
+    return cut, (sum(n.op == "llm" for n in kept) / llms if llms else 1.0)
 
 
 def _record(trace: Trace, node: str):

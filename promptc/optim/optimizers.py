@@ -32,7 +32,7 @@ from attrs import evolve, field, frozen
 from promptc.ir import Program
 from promptc.optim import race as race_lib
 from promptc.optim.backward import Gradients
-from promptc.optim.credit import race_scores
+from promptc.optim.credit import race_program, race_scores
 from promptc.optim.demos import Pool, Run, demo_nodes, free_labeled, observe, output_labels
 from promptc.optim.history import Race, Reply
 from promptc.optim.instruction import propose as propose_text
@@ -155,8 +155,12 @@ class DemoOptimizer:
         param = program.param(self.param)
         budget = context.race_budget()
         race_rows, draw_from = race_lib.split_rows(rows, pool)
+        nodes = [n.name for n in demo_nodes(program, self.param)]
+        # a credited step races on its own successes: only the part of the workflow they need runs
+        lean = race_program(program, nodes, [context.train[i] for i in race_rows])
+        racer, calls_per_row = (lean[0], context.calls_per_row * lean[1]) if lean else (program, context.calls_per_row)
         chosen = race_lib.plan(
-            budget, len(race_rows) - (0 if draw_from else (param.max_demos or 4)), context.calls_per_row
+            budget, len(race_rows) - (0 if draw_from else (param.max_demos or 4)), calls_per_row
         )
         if chosen is None:
             room = "the remaining budget" + (f" ({budget:.0f} calls)" if budget is not None else "")
@@ -171,10 +175,8 @@ class DemoOptimizer:
         if len(sets) < 2:
             return Refusal(self.param, "demos", "no candidate demo set (the pool is empty)")
 
-        nodes = [n.name for n in demo_nodes(program, self.param)]
-
         async def score_set(choice: race_lib.Choice, on: list[int]) -> list[float]:
-            cand, rows = program.with_param(choice.of(param)), [context.train[i] for i in on]
+            cand, rows = racer.with_param(choice.of(param)), [context.train[i] for i in on]
             traces, scores = await context.run(cand, rows)
             return race_scores(cand, nodes, traces, rows, scores)  # a credited step: its own successes
 

@@ -162,3 +162,40 @@ def test_the_decorated_twin_has_the_same_supports():
         sys.path.remove(str(EXAMPLES.parent))
     got = multihop.program.train.supports
     assert [(s.value, s.field, s.nodes) for s in got] == [("found", "supporting_titles", ("found",))]
+
+
+def test_a_credited_race_runs_only_what_the_credit_needs():
+    cut, share = credit.race_program(MULTIHOP, ["q@hop#0", "q@hop#1"], [ROW, ROW])
+    llms = [n.name for n in cut.nodes if n.op == "llm"]
+    # the query of both hops and the notes between them; not the last notes, not the answer
+    assert llms == ["q@hop#0", "notes.2@hop#0", "q@hop#1"] and share == 3 / 5
+    assert cut.workflow.output == "found@hop#1"
+    assert credit.credited(cut) == credit.credited(MULTIHOP)
+    # a row without the field is scored by the metric: the whole workflow runs
+    assert credit.race_program(MULTIHOP, ["q@hop#0", "q@hop#1"], [ROW, {"question": "Q?"}]) is None
+    assert credit.race_program(MULTIHOP, ["t4"], [ROW]) is None  # the answer step is not credited
+
+
+def test_the_cut_program_runs_and_its_credit_is_the_full_programs(monkeypatch, tmp_path):
+    from promptc.runtime import scripted
+    from promptc.runtime.engine import make_engine
+    from promptc.runtime.interpreter import run_forward
+
+    calls = []
+
+    def task(messages):
+        calls.append(messages[-1]["content"].rsplit("\n", 1)[-1])
+        return "Charles Deaton"
+
+    model = scripted.register("credit_cut", task)
+    monkeypatch.setenv("PROMPTC_TASK_MODEL", model)
+    program = compile_file(EXAMPLES / "multihop" / "multihop.pflow")
+    row = dict(ROW, context=[["Kauffman Stadium", ["A stadium."]], ["Charles Deaton", ["An architect."]],
+                             ["Arrowhead Stadium", ["Home of the Chiefs."]]])
+    cut, _ = credit.race_program(program, ["q@hop#0", "q@hop#1"], [row])
+    engine = make_engine(cache_dir=tmp_path / "c")
+    (t,) = run_forward(cut, [row], engine)
+    assert t.ok and calls == ["Search query:", "Updated notes:", "Search query:"]
+    (full,) = run_forward(program, [row], engine)
+    nodes = ["q@hop#0", "q@hop#1"]
+    assert credit.race_scores(cut, nodes, [t], [row], [0.0]) == credit.race_scores(program, nodes, [full], [row], [0.0]) == [0.5]
