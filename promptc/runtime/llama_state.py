@@ -17,6 +17,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+MIN_NEW_TOKENS = 48  # a completion that evaluated fewer saves no state (prefix_llama_class)
+
 
 class PrefixCache:
     """Saved llama states (the KV cache of a prompt and its answer), shared by every
@@ -42,6 +44,8 @@ class PrefixCache:
             return key in self._ram
 
     def __setitem__(self, key: Any, state: Any) -> None:
+        if state is None:  # not worth keeping (PrefixLlama.save_state)
+            return
         with self._lock:
             self._ram[key] = state
 
@@ -71,6 +75,14 @@ def prefix_llama_class() -> type:
     `logits_all=False` (ours) that buffer is never filled nor read, so a state is the
     ~23 KB per token of KV cache alone and saves or loads in milliseconds.
 
+    A completion that evaluated fewer than `MIN_NEW_TOKENS` tokens itself (it reused a
+    prefix, then read a question and answered it) saves nothing: its state would only help
+    a later prompt that shares more than that prefix, which the call cache already answers
+    when it is the same prompt, while copying the state out costs more than those few
+    tokens (~30 ms for a 270-token state against ~3 ms a token to evaluate, measured).
+    Saving what a call computed at length (a new demo set, a long answer) is what lets
+    the next prompt with that prefix skip it.
+
     It also counts what it evaluated: `tokens_evaluated` (prompt and answer tokens run
     through the model; a reused prefix is not) and `states_loaded`."""
     import ctypes
@@ -83,12 +95,22 @@ def prefix_llama_class() -> type:
     class PrefixLlama(llama_cpp.Llama):
         tokens_evaluated = 0
         states_loaded = 0
+        states_saved = 0
+        _evaluated_before = 0  # tokens_evaluated when the current completion began
 
         def eval(self, tokens: Any) -> None:
             self.tokens_evaluated += len(tokens)
             super().eval(tokens)
 
+        def create_completion(self, *args: Any, **kw: Any) -> Any:
+            self._evaluated_before = self.tokens_evaluated
+            return super().create_completion(*args, **kw)
+
         def save_state(self) -> Any:
+            if self.tokens_evaluated - self._evaluated_before < MIN_NEW_TOKENS:
+                return None  # PrefixCache keeps nothing for it
+            self._evaluated_before = self.tokens_evaluated
+            self.states_saved += 1
             ctx = self._ctx.ctx
             size = native.llama_state_get_size(ctx)
             buf = (ctypes.c_uint8 * size)()
@@ -115,4 +137,4 @@ def prefix_llama_class() -> type:
     return PrefixLlama
 
 
-__all__ = ["PrefixCache", "prefix_llama_class"]
+__all__ = ["MIN_NEW_TOKENS", "PrefixCache", "prefix_llama_class"]

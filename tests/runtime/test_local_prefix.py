@@ -63,10 +63,13 @@ def test_interleaved_requests_reuse_prefixes_and_answer_as_a_full_evaluation():
         assert len(pool.models) == 2  # both instances served
         evaluated = sum(m.llm.tokens_evaluated for m in pool.models)
         loaded = sum(m.llm.states_loaded for m in pool.models)
+        saved = sum(m.llm.states_saved for m in pool.models)
     finally:
         pool.close()
     prompt_tokens = sum(a.prompt_tokens for a in answers)
     assert loaded > 0 and evaluated < prompt_tokens / 2, (evaluated, prompt_tokens)
+    # a call that reused a prefix and read only its question keeps no state of its own
+    assert 3 <= saved <= len(reqs) // 2, (saved, len(reqs))
 
     reference = local.LocalModel(path, threads=1)  # no prefix cache
     try:
