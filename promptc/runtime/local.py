@@ -17,9 +17,10 @@ threads than free cores they starved the sampling thread (a 20-token answer took
 instead of 0.7 s); a single-threaded instance has no worker to spin.
 $PROMPTC_LOCAL_INSTANCES and $PROMPTC_LOCAL_THREADS override.
 
-Prefix reuse: after each completion that evaluated at least `MIN_NEW_TOKENS` tokens
-itself, the instance's llama state (its KV cache: ~23 KB a token for SmolLM2-135M) is
-saved in the pool's `PrefixCache` under the prompt and answer tokens; before each completion llama-cpp-python loads the saved state sharing the longest
+Prefix reuse: after each completion that evaluated at least `llama_state.MIN_NEW_TOKENS`
+tokens itself, the instance's llama state (its KV cache: ~23 KB a token for SmolLM2-135M)
+is saved in the pool's `PrefixCache` under the prompt and answer tokens; before each
+completion llama-cpp-python loads the saved state sharing the longest
 token prefix with the prompt when it shares more than what the instance holds, and
 evaluates only the rest. A system prompt and demos shared by interleaved calls (the demo
 race scores its candidates at once) are thus computed once per cache lifetime, on
