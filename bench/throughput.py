@@ -307,13 +307,22 @@ def run_level(
     return wall, n - len(failed), client_cpu(engine) - cpu0, timed.seconds
 
 
+def helper_pids(engine: Engine) -> list[int]:
+    """The processes the engine's executor sends calls to: worker processes, Ray actors."""
+    executor = engine.executor
+    workers = getattr(executor, "workers", None)
+    if workers is not None:
+        return [p.pid for p in workers.procs]
+    return list(getattr(executor, "pids", []))
+
+
 def client_cpu(engine: Engine) -> float:
-    """CPU seconds of this process and of the engine's worker processes (Linux /proc)."""
+    """CPU seconds of this process and of the engine's worker processes or Ray actors
+    (Linux /proc; a Ray cluster's own daemons are not counted)."""
     total = time.process_time()
-    workers = engine._workers
-    for proc in (workers._procs if workers is not None else ()):
+    for pid in helper_pids(engine):
         try:
-            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
         except (OSError, IndexError, ValueError):
             pass
@@ -360,7 +369,12 @@ def make_engines(spec: str, base_url: str):
     flight on a machine with the cores, PROMPTC_ENGINE_PROCESSES if set)."""
     common = {"timeout": 30, "retries": 2, "extra_params": {"api_base": base_url, "api_key": "sk-fake-local-benchmark"}}
     for p in spec.split(","):
-        if p.strip() == "auto":
+        if p.strip().startswith("ray"):  # "rayN": N actors on a local Ray cluster (one cluster for all rows)
+            from promptc.runtime.ray_executor import RayTarget
+
+            n = int(p.strip()[3:] or 2)
+            yield f"promptc[ray {n}a]", make_engine(no_cache=True, ray=RayTarget("local", actors=n), **common)
+        elif p.strip() == "auto":
             engine = make_engine(no_cache=True, **common)
             yield f"promptc[auto {engine.processes}p]", engine
         else:
@@ -447,9 +461,12 @@ def main(argv: list[str] | None = None) -> int:
             for engine in engines.values():
                 run_level(engine, compile_source, forward, 16, 8, "warmup")
                 deadline = time.monotonic() + 120
-                while engine._workers is not None and not engine._workers.is_ready and time.monotonic() < deadline:
+                def started(e=engine):
+                    return getattr(e.executor, "workers", None)
+
+                while started() is not None and not started().is_ready and time.monotonic() < deadline:
                     time.sleep(0.1)  # lazily started workers: ready before the measured runs
-                if engine._workers is not None:  # and warm: a worker's first litellm calls import more
+                if helper_pids(engine):  # and warm: a worker's first litellm calls import more
                     run_level(engine, compile_source, forward, 16, 8, "warmup2")
             for level in levels:
                 n = args.serial_samples if level == 1 else args.samples
@@ -467,8 +484,8 @@ def main(argv: list[str] | None = None) -> int:
                         row.ok += got["ok"]
                         row.litellm_calls = (row.litellm_calls or 0) + got["litellm_calls"]
         finally:
-            for engine in engines.values():
-                engine.close()
+            for engine in sorted(engines.values(), key=lambda e: bool(getattr(e.executor, "actors", None))):
+                engine.close()  # a Ray engine last: closing it stops the cluster the others share
             for peer in peers:
                 peer.close()
     served = server.requests

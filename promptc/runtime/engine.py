@@ -8,8 +8,10 @@
 
 1. Cache: with a cache and no bypass, a stored answer is returned at once
    (`cached=True`, counted as a cache hit, no new call, no cost).
-2. litellm, with (model, messages, temperature, max_tokens, seed, response_format,
-   timeout). Hosted providers (anything but `local/` and `scripted/`) are called with
+2. The attempt: litellm, with (model, messages, temperature, max_tokens, seed,
+   response_format, timeout), run by the engine's executor (executor.py): in this
+   process by default, in worker processes with `processes=N` (procpool.py), on Ray
+   actors with `make_engine(ray=...)` (ray_executor.py). In this process, hosted providers (anything but `local/` and `scripted/`) are called with
    litellm's synchronous `completion` (through `hosted.complete`, which leaves out the
    per-call work of litellm's that promptc does not use: its success logging when no
    litellm callback is registered, the price search of a model it has no price for) on
@@ -41,10 +43,12 @@
    `engine.tripped` names the model and its last error, `engine.when_tripped(cb)` tells
    the CLI, which ends the run.
    With `processes=N` (or PROMPTC_ENGINE_PROCESSES=N for `make_engine`), hosted calls
-   run the same way in N worker processes instead (workers.py): one process's CPU caps
-   it near 150-200 litellm calls a second, N processes can use N cores. `make_engine`
+   run the same way in N worker processes instead (procpool.py): one process's CPU caps
+   it near 150-250 litellm calls a second, N processes can use N cores. `make_engine`
    (the CLI, `promptc.load`) starts 2 of them by default once 8 hosted calls are in
-   flight (see `make_engine`).
+   flight (see `make_engine`). With `ray`, every attempt (the embedded model's too) runs
+   on a Ray actor, on this machine or a cluster; the steps above stay here, so a run's
+   results, counts, cache hits and budget stops are an in-process run's.
 4. The outcome is a `CallResult` with tokens (from the provider's usage, checked by
    accounting.checked_usage: a count that cannot be true is 0 and noted as unknown),
    cost (litellm's price for the model when it knows it, else 0), attempts and seconds;
@@ -72,23 +76,22 @@ import functools
 import logging
 import os
 import random
-import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from attrs import evolve
 
 from promptc.runtime import endpoint as endpoints
-from promptc.runtime import hosted, providers, wire, workers
+from promptc.runtime import procpool, providers, wire
 from promptc.runtime.accounting import Accounting
 from promptc.runtime.breaker import DEFAULT_RETRY_BUDGET, DEFAULT_RETRY_REFILL, DEFAULT_THRESHOLD, Breaker, Tripped
 from promptc.runtime.cache import DEFAULT_DIR, Cache, CachedAnswer, cache_key
+from promptc.runtime.executor import Attempt, Executor, ExecutorUnavailable, InProcess, per_loop
 from promptc.runtime.failures import blames_provider, classify, describe, is_timeout, remember_secrets
-from promptc.runtime.netguard import Guard, max_bytes_from_env
+from promptc.runtime.netguard import max_bytes_from_env
 from promptc.runtime.records import CallRequest, CallResult, Endpoint
-from promptc.runtime.wire import to_response_format  # noqa: F401 - its old home
+from promptc.runtime.wire import Answer, to_response_format  # noqa: F401 - to_response_format's old home
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ class Engine:
         DEFAULT_THREADS); more hosted calls than this wait their turn before their
         deadline starts. Threads start on demand and stop with `close()`.
     processes: if > 0, hosted calls run in that many worker processes instead of this
-        one (see workers.py): for many calls in flight, where one process's CPU is the
+        one (see procpool.py): for many calls in flight, where one process's CPU is the
         limit. 0 (the default) keeps everything in-process.
     processes_from: the hosted calls in flight that start the worker processes. 1 (the
         default): the first hosted call starts them and waits until they are ready.
@@ -125,6 +128,8 @@ class Engine:
         that many are in flight at once and the workers have started; a run that never
         gets there never spawns them.
     extra_params: passed to every litellm call (api_base, api_key, ...).
+    executor: where attempts run (executor.py); None: this process (`engine.local`), or
+        the worker processes of `processes`. `make_engine(ray=...)` gives Ray actors.
     """
 
     def __init__(
@@ -148,6 +153,7 @@ class Engine:
         breaker: int = DEFAULT_THRESHOLD,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
         retry_refill: float = DEFAULT_RETRY_REFILL,
+        executor: Executor | None = None,
     ) -> None:
         self.cache = cache
         self.accounting = accounting if accounting is not None else Accounting()
@@ -159,7 +165,6 @@ class Engine:
         self.max_retry_after = float(max_retry_after)
         self.max_response_bytes = int(max_response_bytes) if max_response_bytes else max_bytes_from_env()
         self.breaker = Breaker(breaker, retry_budget, retry_refill)
-        self._guards: set[Guard] = set()  # hosted calls in flight on this process's threads
         self.max_concurrency = max_concurrency
         self.extra_params = dict(extra_params or {})
         self.endpoints: dict[str, Endpoint] = {}
@@ -168,16 +173,12 @@ class Engine:
         self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
-        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
         self.processes = max(0, int(processes))
         self.processes_from = max(1, int(processes_from))
-        self._hosted_in_flight = 0
-        self._broken_pools = 0  # worker pools that died; started lazily, 3 are the last
-        self._pool: ThreadPoolExecutor | None = None
-        self._workers: workers.Workers | None = None  # started on the first hosted call
-        self._pool_lock = threading.Lock()
+        self.local = InProcess(self.threads)  # this process's executor (executor.py)
+        if executor is None and self.processes:
+            executor = procpool.Processes(self.processes, self.processes_from, self.local)
+        self.executor: Executor = executor if executor is not None else self.local
 
     def __repr__(self) -> str:
         return f"Engine(cache={self.cache!r}, timeout={self.timeout}, retries={self.retries})"
@@ -224,18 +225,12 @@ class Engine:
         return self.breaker.listen(callback)
 
     def close(self) -> None:
-        """Close the cache, stop the hosted calls still in flight (their sockets are shut
-        down: the threads end at once), the threads and the worker processes."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-            procs, self._workers = self._workers, None
-            guards, self._guards = list(self._guards), set()
-        for guard in guards:
-            guard.abort()
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        if procs is not None:
-            procs.close()
+        """Close the cache and the executor: hosted calls still in flight are stopped (their
+        sockets are shut down: the threads end at once), the threads and any worker
+        processes or actors too. A later call starts them again."""
+        if self.executor is not self.local:
+            self.executor.close()
+        self.local.close()
         if self.cache is not None:
             self.cache.close()
 
@@ -283,68 +278,12 @@ class Engine:
     def _semaphore(self) -> asyncio.Semaphore | None:
         if not self.max_concurrency:
             return None
-        return _per_loop(self._semaphores, self.max_concurrency)
+        return per_loop(self._semaphores, self.max_concurrency)
 
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="promptc-call")
-            return self._pool
-
-    def _worker_pool(self) -> workers.Workers:
-        with self._pool_lock:
-            if self._workers is not None and self._workers.broken:
-                stale, self._workers = self._workers, None
-                self._broken_pools += 1
-                threading.Thread(target=stale.close, daemon=True).start()
-            if self._workers is None:
-                self._workers = workers.Workers(self.processes, self.threads, providers.registered_prices())
-            return self._workers
-
-    async def _send(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None, is_hosted: bool) -> Any:
-        """One attempt: the provider's response (or a workers.Answer), or its exception."""
-        if not is_hosted:
-            return await asyncio.wait_for(litellm.acompletion(**kwargs), timeout=timeout)
-        with self._pool_lock:
-            self._hosted_in_flight += 1
-        try:
-            pool = await self._ready_workers() if self.processes else None
-            # A free slot first, then the deadline: waiting for one is not the provider's time.
-            async with _per_loop(self._slots, self.threads):
-                if pool is not None:
-                    return await asyncio.wait_for(pool.complete(kwargs, (timeout, self.max_response_bytes)), timeout)
-                return await self._on_thread(litellm, kwargs, timeout)
-        finally:
-            with self._pool_lock:
-                self._hosted_in_flight -= 1
-
-    async def _on_thread(self, litellm: Any, kwargs: dict[str, Any], timeout: float | None) -> Any:
-        """One hosted attempt on the engine's threads, within a `Guard` (netguard.py) that
-        frees the thread and its connection when the engine stops waiting."""
-        guard = Guard(timeout, self.max_response_bytes)
-        with self._pool_lock:
-            self._guards.add(guard)
-        try:
-            call = functools.partial(hosted.complete, litellm, kwargs, guard)
-            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(self._executor(), call), timeout)
-        except BaseException:
-            guard.abort()  # a timeout or a cancellation: the thread must not read on
-            raise
-        finally:
-            with self._pool_lock:
-                self._guards.discard(guard)
-
-    async def _ready_workers(self) -> workers.Workers | None:
-        """The worker processes for a hosted call, or None for the engine's threads (see
-        `processes_from`)."""
-        if self.processes_from <= 1:
-            pool = self._worker_pool()
-            await pool.ready()  # starting the workers is not the provider's time
-            return pool
-        if self._workers is None and (self._hosted_in_flight < self.processes_from or self._broken_pools >= 3):
-            return None
-        pool = self._worker_pool()
-        return pool if pool.is_ready else None
+    async def attempt(self, attempt: Attempt) -> Answer:
+        """Run one attempt on this engine's own process (its `InProcess` executor), whatever
+        its executor: what a Ray actor's engine does with the attempts it is sent."""
+        return await self.local.run(attempt)
 
     async def _attempts(self, req: CallRequest, start: float) -> tuple[CallResult, bool]:
         """The call's outcome, and whether its failure blames the provider (breaker.py)."""
@@ -360,12 +299,13 @@ class Engine:
         limit = kwargs["timeout"] = min(float(kwargs["timeout"]), MAX_TIMEOUT)
         timeout = None if providers.provider_of(req.model) == "local" else limit
         deadline = None if timeout is None else time.monotonic() + timeout * (self.retries + 1)
-        is_hosted = not providers.is_custom(req.model)
+        one = Attempt(kwargs, timeout, self.max_response_bytes)
+        is_hosted = one.hosted
         attempt = 0
         while True:
             attempt += 1
             try:
-                resp = await self._send(litellm, kwargs, timeout, is_hosted)
+                answer = await self.executor.run(one)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -373,7 +313,7 @@ class Engine:
                     e = TimeoutError(f"no answer within {limit:g}s")
                 (retryable, after), what, blame = classify(e), describe(e), blames_provider(e)
             else:
-                result = self._result(litellm, req, resp, attempt, start)
+                result = self._result(req, answer, attempt, start)
                 if result.ok:
                     return result, False
                 # an empty or malformed response: a failed attempt, never cached; from a hosted
@@ -416,9 +356,9 @@ class Engine:
         cap = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
         return self._rng.uniform(cap / 2, cap)  # "equal jitter": never zero, never above the cap
 
-    def _result(self, litellm: Any, req: CallRequest, resp: Any, attempts: int, start: float) -> CallResult:
-        """The answer of a response; an empty or malformed one is a result with `error`."""
-        result, believable = wire.read_response(litellm, req, resp)
+    def _result(self, req: CallRequest, answer: Answer, attempts: int, start: float) -> CallResult:
+        """The call's result from its answer; an empty or malformed one is a result with `error`."""
+        result, believable = wire.read_response(req, answer)
         if not believable:
             self.accounting.note_unknown_usage(req.model)
         return evolve(result, attempts=attempts, seconds=time.perf_counter() - start)
@@ -438,22 +378,22 @@ class Engine:
             log.debug("cache write failed: %s", e)
 
 
-def _per_loop(table: weakref.WeakKeyDictionary, size: int) -> asyncio.Semaphore:
-    """The semaphore of `size` for the running loop (asyncio primitives belong to one loop)."""
-    loop = asyncio.get_running_loop()
-    sem = table.get(loop)
-    if sem is None:
-        sem = table[loop] = asyncio.Semaphore(size)
-    return sem
-
-
 PROCESSES_ENV = "PROMPTC_ENGINE_PROCESSES"
 AUTO_PROCESSES = 2  # make_engine's worker processes when the variable is unset ...
 AUTO_FROM = 8  # ... started once this many hosted calls are in flight
 
 
-def make_engine(cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool = False, **kw: Any) -> Engine:
+def make_engine(
+    cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool = False, ray: Any = None, **kw: Any
+) -> Engine:
     """An Engine with the on-disk cache at `cache_dir` (none with no_cache=True).
+
+    `ray`: run the model calls on Ray actors (ray_executor.py): a cluster address
+    ("local" starts one on this machine, "auto", "HOST:PORT", "ray://HOST:PORT") or a
+    `RayTarget` (address, actors, CPUs per actor, per-actor base URLs). None (the default)
+    reads PROMPTC_RAY_ADDRESS; unset or empty, calls run in this process. The cluster is
+    joined and the actors started here, before any call: an unreachable cluster, or Ray
+    not installed, is an `ExecutorUnavailable` with a one-line message.
 
     `processes` defaults to the PROMPTC_ENGINE_PROCESSES environment variable: how the
     CLI and `promptc.load` spread hosted calls over worker processes (N: always N
@@ -465,14 +405,38 @@ def make_engine(cache_dir: str | os.PathLike[str] = DEFAULT_DIR, no_cache: bool 
     64 in flight from 2.25 and 3.5 to 1.3-1.4 and 2.0-2.4, and a run with fewer calls in
     flight never spawns them.
     """
+    if ray is None:
+        ray = os.environ.get(RAY_ENV, "").strip() or None
+    if ray:
+        kw["executor"] = ray_executor(ray, int(kw.get("threads") or kw.get("max_concurrency") or DEFAULT_THREADS))
+        kw["processes"] = 0
     if "processes" not in kw:
         processes = _env_processes()
         if processes is None:
             processes = AUTO_PROCESSES if _cores() >= AUTO_PROCESSES else 0
             kw.setdefault("processes_from", AUTO_FROM)
         kw["processes"] = processes
-    cache = None if no_cache else Cache(cache_dir)
+    try:
+        cache = None if no_cache else Cache(cache_dir)
+    except BaseException:
+        if "executor" in kw:
+            kw["executor"].close()
+        raise
     return Engine(cache=cache, **kw)
+
+
+RAY_ENV = "PROMPTC_RAY_ADDRESS"
+
+
+def ray_executor(option: Any, threads: int) -> Executor:
+    """The executor of `make_engine(ray=option)`: Ray actors, each with an Engine of
+    `threads` hosted-call threads built in its own process."""
+    try:
+        from promptc.runtime import ray_executor as on_ray  # Ray is imported only when asked for
+    except ImportError:
+        raise ExecutorUnavailable("Ray is not installed: pip install 'promptc[ray]'") from None
+    factory = functools.partial(Engine, threads=threads, processes=0)
+    return on_ray.RayExecutor(on_ray.target_of(option), factory, threads)
 
 
 def _env_processes() -> int | None:

@@ -8,8 +8,9 @@
 
 Retried: rate limits (429) and the other RETRYABLE_STATUS codes, server errors (5xx),
 timeouts, connection and transport errors; anything else (bad request, authentication,
-unknown model) fails at once. A failure in a worker process arrives as a `RemoteError`
-(defined here, raised by workers.py), classified and described in the worker already.
+unknown model) fails at once. A failure in another process (a worker process, a Ray
+actor: procpool.py, ray_executor.py) arrives as a `RemoteError`, classified and described
+there already (executor.Failed carries the verdicts across).
 
 Keys never reach an error message, an answer, a log or a file. `scrub` masks:
 - every key the engine sends, whatever its name or shape: the engine gives each call's
@@ -46,8 +47,8 @@ MASK = "***"
 
 
 class RemoteError(Exception):
-    """A call failed in a worker process; `retryable` / `retry_after` are the worker's
-    `classify` verdict, the message its `describe`."""
+    """A call failed in another process (a worker, a Ray actor); `retryable` /
+    `retry_after` are its `classify` verdict there, the message its `describe`."""
 
     def __init__(self, message: str, retryable: bool, retry_after: float | None, blames: bool = False) -> None:
         super().__init__(message)

@@ -86,6 +86,14 @@ def registered(name: str) -> bool:
     return name in _REGISTRY
 
 
+def entry(name: str) -> tuple[ScriptFn, float] | None:
+    """The function and latency registered as "scripted/<name>" (None if none is): what
+    an engine in another process registers to answer the same (ray_executor.py)."""
+    with _LOCK:
+        got = _REGISTRY.get(name)
+    return None if got is None else (got[0], got[1])
+
+
 @frozen
 class Answer:
     text: str

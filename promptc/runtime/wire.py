@@ -1,11 +1,14 @@
 """What crosses to litellm and back: a `CallRequest` as litellm's arguments, a provider's
-response as a `CallResult`.
+response as a plain `Answer`, an `Answer` as a `CallResult`.
 
     kwargs = litellm_kwargs(req, extra_params, timeout, litellm)
-    result, believable = read_response(litellm, req, resp)   # attempts/seconds: the engine's
+    answer = answer_of(litellm, resp, model)           # where the call ran (executor.py)
+    result, believable = read_response(req, answer)    # in the engine; attempts/seconds: its own
 
-`read_response` checks what the provider says: no choices, no text or an empty answer is
-a result with `error` (a failed attempt, never cached); the token counts and the cost go
+An `Answer` is what an executor hands back, wherever the call ran (the engine's threads,
+a Ray actor on another machine): the text, the provider's token counts and the price,
+plain values that pickle. `read_response` checks what the provider said: no choices, no
+text or an empty answer is a result with `error` (a failed attempt, never cached); the token counts and the cost go
 through `accounting.checked_usage` (`believable` False: they could not be true and are
 counted as 0); the text is scrubbed of every key promptc sent (a proxy may echo its
 request headers in the answer) before anything stores or shows it.
@@ -20,12 +23,43 @@ from __future__ import annotations
 
 from typing import Any
 
+from attrs import frozen
+
 from promptc.runtime import endpoint as endpoints
 from promptc.runtime import hosted, providers
 from promptc.runtime.accounting import checked_usage, reported_tokens
 from promptc.runtime.failures import scrub_answer
 from promptc.runtime.records import CallRequest, CallResult
-from promptc.runtime.workers import Answer
+
+
+@frozen
+class Answer:
+    """A provider's response as plain values. Token counts are the provider's, None where
+    it gave no whole number (the engine checks them against the request); `problem` says
+    why the response holds no answer (no choices, a malformed first choice), None when
+    it does."""
+
+    text: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float = 0.0
+    problem: str | None = None
+
+
+def answer_of(litellm: Any, resp: Any, model: str) -> Answer:
+    """The `Answer` of litellm's response `resp` to a call of `model` (the custom
+    providers, which answer in-process, cost nothing)."""
+    try:
+        choices = resp.choices
+        text = choices[0].message.content if choices else None
+        problem = "a response with no choices" if not choices else None
+    except (AttributeError, IndexError, KeyError, TypeError):
+        text, problem = None, "a malformed response (no message in its first choice)"
+    if problem is not None:
+        return Answer(None, problem=problem)
+    prompt, completion = reported_tokens(getattr(resp, "usage", None))
+    cost = 0.0 if providers.is_custom(model) else hosted.cost(litellm, resp, model)
+    return Answer(text if isinstance(text, str) else None, prompt, completion, cost)
 
 
 def litellm_kwargs(req: CallRequest, extra_params: dict[str, Any], timeout: float, litellm: Any = None) -> dict[str, Any]:
@@ -61,28 +95,16 @@ def litellm_kwargs(req: CallRequest, extra_params: dict[str, Any], timeout: floa
     return kwargs
 
 
-def read_response(litellm: Any, req: CallRequest, resp: Any) -> tuple[CallResult, bool]:
-    """(the answer of `resp`, or a result with `error`; whether its usage was believable)."""
-    if isinstance(resp, Answer):  # from a worker process
-        text, problem = resp.text, None
-        prompt, completion, cost = resp.prompt_tokens, resp.completion_tokens, resp.cost
-    else:
-        try:
-            choices = resp.choices
-            text = choices[0].message.content if choices else None
-            problem = "a response with no choices" if not choices else None
-        except (AttributeError, IndexError, KeyError, TypeError):
-            text, problem = None, "a malformed response (no message in its first choice)"
-        prompt = completion = cost = None
+def read_response(req: CallRequest, answer: Answer) -> tuple[CallResult, bool]:
+    """(the answer, or a result with `error`; whether its usage was believable)."""
+    text, problem = answer.text, answer.problem
     if problem is None and not isinstance(text, str):
         problem = "a response with no text content"
     elif problem is None and text == "":
         problem = "an empty answer"
     if problem is not None:
         return CallResult(text=None, error=f"{problem} from {req.model}"), True
-    if not isinstance(resp, Answer):
-        prompt, completion = reported_tokens(getattr(resp, "usage", None))
-        cost = 0.0 if providers.is_custom(req.model) else hosted.cost(litellm, resp, req.model)
+    prompt, completion, cost = answer.prompt_tokens, answer.completion_tokens, answer.cost
     prompt, completion, cost, believable = checked_usage(
         prompt, completion, cost, req.messages, req.max_tokens, text, req.response_format
     )

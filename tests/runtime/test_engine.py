@@ -352,14 +352,14 @@ def test_hosted_timeout_is_an_error_value(monkeypatch):
 def test_close_stops_the_threads_and_a_later_call_starts_them_again(monkeypatch):
     engine = hosted_engine(monkeypatch)
     assert run(engine.call(req("openai/gpt-4o-mini", "a"))).ok
-    pool = engine._pool
+    pool = engine.local.running
     engine.close()
-    assert engine._pool is None and pool._shutdown
+    assert engine.local.running is None and pool._shutdown
     assert run(engine.call(req("openai/gpt-4o-mini", "b"))).ok
     engine.close()
 
 
-# --- hosted calls in worker processes (Engine(processes=N)) ---------------------------------
+# --- hosted calls in worker processes (Engine(processes=N), runtime/procpool.py) ---------------------------------
 
 
 def test_worker_processes_answer_retry_and_account():
@@ -372,7 +372,7 @@ def test_worker_processes_answer_retry_and_account():
         r = run(engine.call(req("openai/gpt-4o-mini", "q")))
         assert r.ok and r.text == "from a worker" and r.attempts == 1
         assert r.prompt_tokens > 0 and r.cost > 0  # usage and litellm's price, from the worker
-        worker = engine._workers._procs[0]
+        worker = engine.executor.workers.procs[0]
         assert worker.pid != os.getpid() and worker.poll() is None
         # a rate limit raised in the worker is classified there and retried here
         engine.extra_params["mock_response"] = "litellm.RateLimitError"
@@ -381,16 +381,19 @@ def test_worker_processes_answer_retry_and_account():
         assert failed.error.startswith("gave up after 2 attempts: litellm.RateLimitError")
         t = engine.accounting.totals()
         assert (t.calls, t.errors, t.retries) == (2, 1, 1)
-        # a worker that dies is noticed; the engine's next hosted call starts a fresh set
-        pool = engine._workers
+        # a worker that dies fails its attempt with a retryable error; the retry starts a fresh set
+        engine.extra_params["mock_response"] = "after the kill"
+        pool = engine.executor.workers
         worker.kill()
-        deadline = time.monotonic() + 10
-        while not pool.broken and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert pool.broken
+        worker.wait(10)
+        again = run(engine.call(req("openai/gpt-4o-mini", "q3")))
+        assert again.ok and again.text == "after the kill" and again.attempts == 2
+        assert pool.broken and engine.executor.workers is not pool
+        fresh = engine.executor.workers.procs[0]
+        assert fresh.pid != worker.pid and fresh.poll() is None
     finally:
         engine.close()
-    assert engine._workers is None and worker.poll() is not None
+    assert engine.executor.workers is None and fresh.poll() is not None
 
 
 def test_lazy_worker_processes_start_at_the_calls_in_flight_and_take_over(monkeypatch):
@@ -402,17 +405,17 @@ def test_lazy_worker_processes_start_at_the_calls_in_flight_and_take_over(monkey
     )
     try:
         assert run(engine.call(req("openai/gpt-4o-mini", "alone"))).ok
-        assert engine._workers is None and engine.test_state["n"] == 1
+        assert engine.executor.workers is None and engine.test_state["n"] == 1
 
         async def batch(tag: str):
             return await asyncio.gather(*(engine.call(req("openai/gpt-4o-mini", f"{tag}{i}")) for i in range(4)))
 
         assert all(r.ok for r in run(batch("a")))  # answered on the threads meanwhile
-        assert engine._workers is not None and engine.test_state["n"] == 5
+        assert engine.executor.workers is not None and engine.test_state["n"] == 5
         deadline = time.monotonic() + 120
-        while not engine._workers.is_ready and time.monotonic() < deadline:
+        while not engine.executor.workers.is_ready and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert engine._workers.is_ready
+        assert engine.executor.workers.is_ready
         assert all(r.ok for r in run(batch("b")))
         assert engine.test_state["n"] == 5  # the worker answered these
     finally:

@@ -183,7 +183,7 @@ def test_a_call_that_times_out_frees_its_thread_and_connection():
         t0 = time.perf_counter()
         r = call(engine, req("openai/fake-drip", base=srv.base_url))
         assert not r.ok and "no answer within 1s" in r.error and time.perf_counter() - t0 < 4
-        threads = list(engine._pool._threads)
+        threads = list(engine.local.running._threads)
         engine.close()
         t0 = time.perf_counter()
         for t in threads:
@@ -199,7 +199,7 @@ def test_close_stops_calls_in_flight_at_once():
         async def go():
             task = asyncio.ensure_future(engine.call(req("openai/fake-drip2", base=srv.base_url)))
             await asyncio.sleep(1.5)
-            threads = list(engine._pool._threads)
+            threads = list(engine.local.running._threads)
             engine.close()  # the hosted thread is mid-read
             t0 = time.perf_counter()
             for t in threads:

