@@ -42,7 +42,6 @@ import threading
 import time
 from urllib.parse import quote
 from pathlib import Path
-from typing import Any
 
 from attrs import frozen
 
@@ -262,12 +261,6 @@ class Cache:
         except sqlite3.DatabaseError as e:
             self._off(f"cache {self.path} is damaged ({e})")
 
-    def lookup(self, req: CallRequest) -> CachedAnswer | None:
-        return self.get(cache_key(req))
-
-    def store(self, req: CallRequest, answer: CachedAnswer) -> None:
-        self.put(cache_key(req), req.model, answer)
-
     def __len__(self) -> int:
         if self.mode == "off":
             return 0
@@ -275,10 +268,6 @@ class Cache:
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
-
-    def stats(self) -> dict[str, Any]:
-        rows = [] if self.mode == "off" else self._connect().execute("SELECT model, COUNT(*) FROM calls GROUP BY model").fetchall()
-        return {"path": str(self.path), "entries": sum(n for _, n in rows), "by_model": dict(rows)}
 
     def clear(self) -> None:
         if self.mode == "rw":
