@@ -44,6 +44,7 @@ import msgpack
 
 from promptc.codec import Codec, CodecError
 from promptc.ir import Demo, Function, Message, Model, Param, Program, check_model_option
+from promptc.secrets import secret_variable
 from promptc.types import SCALARS, Type
 from promptc.verify import VerifyError, plain_data, verify
 
@@ -209,6 +210,12 @@ def _check_references(program: Program) -> None:
     demos = {p.name for p in program.params if p.kind == "demos"}
     llms = {l.name for l in program.llms}
     functions = {f.name for f in program.functions}
+    for m in program.models:  # the compiler refuses these (promptc.secrets); an edited artifact may not
+        if m.env and secret_variable(m.env):
+            raise ArtifactError(
+                f"malformed .pfc payload (model '{_clip(m.name, 60)}' reads its model string from "
+                f"{_clip(m.env, 60)}, which is named like a secret)"
+            )
     for l in program.llms:
         if l.model not in models:
             raise ArtifactError(f"malformed .pfc payload (llm '{_clip(l.name, 60)}' uses undeclared model '{_clip(l.model, 60)}')")

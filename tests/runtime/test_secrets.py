@@ -155,3 +155,17 @@ def test_a_model_string_is_never_read_from_a_secret_variable(var, tmp_path, monk
         endpoint.settings(edited)
     with pytest.raises(CompileError):
         compile_source(SECRET_MODEL.format(var=var), "w.pflow")
+
+
+def test_an_artifact_whose_model_reads_a_secret_variable_is_refused(tmp_path):
+    from attrs import evolve
+
+    from promptc import artifact
+    from promptc.compiler import compile_source
+
+    program = compile_source(SECRET_MODEL.format(var="PROMPTC_TASK_MODEL"), "w.pflow")
+    edited = evolve(program, models=(evolve(program.model("task"), env="ANTHROPIC_API_KEY"),))
+    path = tmp_path / "w.pfc"
+    artifact.save(edited, path)
+    with pytest.raises(artifact.ArtifactError, match="reads its model string from ANTHROPIC_API_KEY, which is named like a secret"):
+        artifact.load_program(path)
