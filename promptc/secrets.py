@@ -3,8 +3,8 @@
 A model string is written to the call cache, logs, `summary.json` and the `.pfc`'s run
 metadata, so `model m = env("OPENAI_API_KEY")` would copy a key into all of them. A
 variable whose name ends like a key's (`secret_variable`) is refused as a model string's
-source: at compile time at the declaration, and again when a loaded artifact's model is
-resolved (an artifact can be edited). Keys go in `key_env` (promptc.runtime.endpoint),
+source: at compile time at the declaration, when an artifact is loaded (an artifact can be
+edited), and when a model is resolved for a call (a Program built by hand). Keys go in `key_env` (promptc.runtime.endpoint),
 which reads the key when a call is made and writes it nowhere.
 """
 
