@@ -1,8 +1,9 @@
 """Throughput of the runtime against a latency-simulating OpenAI-compatible server.
 
     python bench/throughput.py [--latency 0.1] [--samples 500] [--serial-samples 50]
-                               [--processes 0,2] [--rounds 2]
+                               [--processes 0,auto] [--rounds 2]
                                [--peer-python PATH [--peer-engines auto,litellm]]
+    python bench/throughput.py --processes 0,2,ray2 --levels 8,32,64 --rounds 2   # executors
 
 1. Starts a fake OpenAI-compatible server on 127.0.0.1 (asyncio, HTTP/1.1 keep-alive,
    in a child process so that it does not share the client's GIL): every POST
@@ -68,6 +69,24 @@ of CPU per call in one process (3.75 ms over two free cores), below litellm's ow
 (*) the other round: 39.8, one call whose connection never answered, retried after the
 30 s timeout; such a lost connection at 64 in flight showed up in dspy[litellm] too
 (499 of 500 in the same run), not in dspy[auto]'s client.
+
+Executors (`--processes 0,old2,2,ray2 --levels 8,32,64 --rounds 2`, one run, 2 cores
+shared with other work, load 3.4 before / 7.1 after; "old 2p" the worker processes with
+promptc's own pipe protocol that procpool.py replaced (runtime/workers.py, removed after
+this run), "2 proc" procpool.py's pool on
+multiprocessing.managers, "ray 2a" two actors of a local Ray 2.60 cluster; wall / ideal
+per round, CPU per call with the workers' or actors' CPU):
+
+| in flight | promptc | old 2p | 2 proc (procpool) | ray 2a |
+|---|---|---|---|---|
+| 8  | 1.17 / 1.17, 5.2 ms | 1.11 / 1.11, 5.3 ms | 1.13 / 1.14, 6.1 ms | 1.20 / 1.21, 7.2 ms |
+| 32 | 1.83 / 2.16, 5.6 ms | 1.24 / 1.24, 4.2 ms | 1.39 / 1.26, 4.9 ms | 1.69 / 1.85, 7.0 ms |
+| 64 | 3.98 / 2.84, 5.2 ms | 2.27 / 1.73, 4.1 ms | 2.03 / 1.73, 3.7 ms | 2.73 / 2.24, 5.3 ms |
+
+A local Ray actor pool did not match the worker processes at 32 and 64 in flight (Ray's
+submit / result path and its asyncio actor cost ~1.5-3 ms more CPU per call, on the same
+two cores as its raylet and GCS), so `processes=N` stays a process pool, rebuilt on
+multiprocessing.managers, and Ray is how calls leave the machine (docs/scale.md).
 """
 
 from __future__ import annotations

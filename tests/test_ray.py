@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 import promptc  # noqa: E402
 from promptc.runtime import scripted  # noqa: E402
 from promptc.runtime.engine import make_engine  # noqa: E402
-from promptc.runtime.ray_executor import RayTarget  # noqa: E402
+from promptc.runtime.ray_executor import RayTarget, RayUnavailable, target_of  # noqa: E402
 from promptc.runtime.records import CallRequest  # noqa: E402
 from tests.optim.scripted_task import SOURCE, Script, data  # noqa: E402
 from tests.runtime.fake_openai import FakeOpenAI  # noqa: E402
@@ -145,3 +147,97 @@ def test_each_actor_sends_hosted_calls_to_its_own_server(cluster):
     assert all(r.ok for r in results), results[0].error
     assert {r.text for r in results} == {"from one", "from two"}
     assert len(one.requests) + len(two.requests) == 8 and one.requests and two.requests
+
+
+def test_an_address_takes_actors_cpus_and_base_urls_from_the_environment():
+    env = {"PROMPTC_RAY_ACTORS": "3", "PROMPTC_RAY_CPUS": "0.5", "PROMPTC_RAY_API_BASES": "http://a:1/v1, http://b:2/v1"}
+    assert target_of("10.0.0.5:6379", env) == RayTarget("10.0.0.5:6379", 3, 0.5, ("http://a:1/v1", "http://b:2/v1"))
+    assert target_of("auto", {}) == RayTarget("auto")
+    given = RayTarget("local", actors=1)
+    assert target_of(given, env) is given
+    for bad in ({"PROMPTC_RAY_ACTORS": "many"}, {"PROMPTC_RAY_ACTORS": "0"}, {"PROMPTC_RAY_CPUS": "-1"}):
+        with pytest.raises(ValueError, match="PROMPTC_RAY_"):
+            target_of("auto", bad)
+
+
+def test_an_unreachable_cluster_is_one_line_before_ray_is_asked(monkeypatch):
+    closed = _free_port()
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def no_init(*a, **kw):
+        raise AssertionError("ray.init must not be called for an address that does not answer")
+
+    monkeypatch.setattr(ray, "init", no_init)
+    t0 = time.perf_counter()
+    with pytest.raises(RayUnavailable) as e:
+        make_engine(no_cache=True, ray=f"127.0.0.1:{closed}")
+    assert time.perf_counter() - t0 < 10
+    assert str(e.value).startswith(f"cannot reach the Ray cluster at 127.0.0.1:{closed}: ") and "\n" not in str(e.value)
+    with pytest.raises(RayUnavailable, match="bad Ray cluster address 'nowhere'"):
+        make_engine(no_cache=True, ray="nowhere")
+
+
+CLI_SOURCE = """
+model task = "scripted/rules.json"
+llm classify(question: text) -> text via task {
+  user "Question: {question}"
+}
+workflow w(question: text) -> text {
+  return classify(question)
+}
+train w { metric exact_match }
+"""
+
+
+def test_cli_eval_on_a_ray_cluster_started_apart(tmp_path):
+    """`promptc eval --ray HOST:PORT` against `ray start --head` on 127.0.0.1: the score
+    of the in-process run; a closed port is a one-line error before any call."""
+    (tmp_path / "rules.json").write_text(
+        '{"rules": [{"match": "Where", "reply": "LOC"}], "default": "HUM"}', encoding="utf-8")
+    (tmp_path / "w.pflow").write_text("use std.metrics { exact_match }\n" + CLI_SOURCE, encoding="utf-8")
+    rows = [{"question": q, "answer": a} for q, a in (
+        ("Where is Oslo?", "LOC"), ("Who won?", "HUM"), ("Where is Lima?", "HUM"), ("Who ran?", "HUM"))]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "PROMPTC_RAY"))}
+    short = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    env["RAY_TMPDIR"] = short
+    env["RAY_AUTH_MODE"] = "disabled"  # a throwaway cluster on 127.0.0.1; Ray's token auth is Ray's business
+    cli = [sys.executable, "-m", "promptc", "eval", "w.pflow", "--data", "d.jsonl", "--no-cache"]
+
+    closed = _free_port()
+    r = subprocess.run([*cli, "--ray", f"127.0.0.1:{closed}"], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path, env=env)
+    assert r.returncode != 0 and f"cannot reach the Ray cluster at 127.0.0.1:{closed}" in r.stderr
+    assert len([line for line in r.stderr.splitlines() if "error" in line]) == 1
+
+    here = subprocess.run(cli, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert here.returncode == 0, here.stderr
+    port = _free_port()
+    head = subprocess.Popen(
+        [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+         "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "ray-start.log").open("w"), env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+                assert head.poll() is None, (tmp_path / "ray-start.log").read_text()[-2000:]
+        there = subprocess.run([*cli, "--ray", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=300,
+                               cwd=tmp_path, env=env)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(10)
+        shutil.rmtree(short, ignore_errors=True)
+    assert there.returncode == 0, there.stderr
+    # the same summary line: score, rows, errors, calls and tokens
+    assert there.stdout.strip().splitlines()[-1] == here.stdout.strip().splitlines()[-1]
+    assert here.stdout.strip().splitlines()[-1].startswith("exact_match 0.750 · n=4 · errors 0 · calls 4")

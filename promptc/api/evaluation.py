@@ -70,6 +70,7 @@ async def aevaluate(
     trust_code: bool = False,
     progress: Callable[[int, int], None] | None = None,
     on_row: Callable[[int, RowResult], None] | None = None,
+    ray: Any = None,
 ) -> Evaluation:
     """`evaluate` for code already inside an event loop."""
     if concurrency < 1:
@@ -102,7 +103,7 @@ async def aevaluate(
 
     own_engine = engine is None
     if own_engine:
-        engine = new_engine(cache_dir, no_cache, timeouts)
+        engine = new_engine(cache_dir, no_cache, timeouts, ray)
     try:
         engine.use_models(program)
         traces = await stop_when_tripped(engine, forward(
@@ -126,7 +127,8 @@ def evaluate(workflow: Any, data: Any, **kw: Any) -> Evaluation:
     (the field of `train { answer F }`, else "answer"). `workflow` and `data` take what
     `promptc.optimize` takes; the keywords are `aevaluate`'s: metric, concurrency, limit,
     engine, cache_dir, no_cache, timeouts, fields, trust_code, progress (`(done, total)`
-    as rows finish), on_row (`(index, RowResult)` as each row is scored).
+    as rows finish), on_row (`(index, RowResult)` as each row is scored), ray (run the
+    model calls on Ray actors: a cluster address or a `RayTarget`; ignored with `engine`).
 
     Raises `promptc.DataError` (before any call) when a row lacks an input or the answer,
     and `ModelStopped` when the engine stopped asking a model that failed call after call.

@@ -87,6 +87,7 @@ async def aoptimize(
     cache_dir: str | Path | None = None,
     no_cache: bool = False,
     timeouts: Mapping[str, Any] | None = None,
+    ray: Any = None,
     fields: Mapping[str, str] | None = None,
     trust_code: bool = False,
     progress: Callable[[dict], None] | None = None,
@@ -115,7 +116,7 @@ async def aoptimize(
     )  # fmt: skip
     own_engine = engine is None
     if own_engine:
-        engine = new_engine(cache_dir, no_cache, timeouts)
+        engine = new_engine(cache_dir, no_cache, timeouts, ray)
     try:
         engine.use_models(program)  # where backward and optimizer calls go
         trainer = Trainer(
@@ -163,7 +164,9 @@ def optimize(workflow: Any, train: Any, val: Any, **kw: Any) -> Trained:
     (.jsonl, .json, .csv, .parquet, a saved dataset folder). The keywords are
     `aoptimize`'s: steps, batch_size, proposals, threshold, max_calls, max_tokens,
     max_cost, run_dir, out, seed, resume, concurrency, engine, cache_dir, no_cache,
-    timeouts, fields ({input: column}), trust_code, progress, mlflow (True: log the run
+    timeouts, ray (run the model calls on Ray actors: a cluster address or a
+    `RayTarget`, see promptc/runtime/ray_executor.py; ignored with `engine`), fields
+    ({input: column}), trust_code, progress, mlflow (True: log the run
     to ./mlruns; a tracking URI; see promptc.api.tracking).
 
     Raises `promptc.DataError` (before any call) when a row lacks an input or the answer,
@@ -174,12 +177,13 @@ def optimize(workflow: Any, train: Any, val: Any, **kw: Any) -> Trained:
     return run_sync(aoptimize(workflow, train, val, **kw))
 
 
-def new_engine(cache_dir: str | Path | None, no_cache: bool, timeouts: Mapping[str, Any] | None):
-    """The default engine (on-disk cache under `.promptc/cache` unless told otherwise)."""
+def new_engine(cache_dir: str | Path | None, no_cache: bool, timeouts: Mapping[str, Any] | None, ray: Any = None):
+    """The default engine (on-disk cache under `.promptc/cache` unless told otherwise;
+    model calls on Ray actors with `ray`, else where PROMPTC_RAY_ADDRESS says)."""
     kw: dict[str, Any] = dict(timeouts or {})
     if cache_dir is not None:
         kw["cache_dir"] = cache_dir
-    return make_engine(no_cache=no_cache, **kw)
+    return make_engine(no_cache=no_cache, ray=ray, **kw)
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

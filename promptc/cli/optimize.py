@@ -52,9 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log the run to MLflow (default store ./mlruns; needs pip install 'promptc[mlflow]')")
     parser.add_argument("--json", action="store_true",
                         help="print the result as one JSON object on stdout (the live display stays on stderr)")
-    from promptc.cli.run import add_timeout_argument
+    from promptc.cli.run import add_ray_argument, add_timeout_argument
 
     add_timeout_argument(parser)
+    add_ray_argument(parser)
 
 
 def _error(message: str) -> int:
@@ -79,6 +80,7 @@ def main(args: argparse.Namespace) -> int:
     from promptc.data import DataError, check_data, parse_fields, read_data
     from promptc.errors import CompileError
     from promptc.runtime.breaker import ModelStopped
+    from promptc.runtime.executor import ExecutorUnavailable
 
     for name in ("steps", "batch_size", "proposals", "concurrency"):
         if getattr(args, name) < 1:
@@ -138,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
                     threshold=args.grad_threshold, max_calls=args.max_calls, max_tokens=args.max_tokens,
                     max_cost=args.max_cost, run_dir=run_dir, seed=args.seed, resume=args.resume,
                     concurrency=args.concurrency, out=args.out, cache_dir=args.cache_dir, no_cache=args.no_cache,
-                    timeouts=timeouts, progress=progress, mlflow=args.mlflow,
+                    timeouts=timeouts, progress=progress, mlflow=args.mlflow, ray=args.ray,
                 )  # fmt: skip
         finally:
             if not console.is_terminal:
@@ -147,7 +149,7 @@ def main(args: argparse.Namespace) -> int:
         return _interrupted(run_dir, args.resume)
     except ModelStopped as e:
         return _error(f"{e}; {_continue(run_dir, args.resume)}")
-    except (DataError, ValueError) as e:
+    except (DataError, ValueError, ExecutorUnavailable) as e:
         return _error(str(e))
     except Exception as e:  # a failure of the run itself: one line, not a traceback
         return _error(f"training failed: {type(e).__name__}: {e}")

@@ -76,9 +76,18 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="ask the model again, ignoring the cache")
     parser.add_argument("--cache-dir", metavar="DIR", help="the call cache (default .promptc/cache)")
     add_timeout_argument(parser)
+    add_ray_argument(parser)
     parser.add_argument(
         "--trust-code", action="store_true",
         help="let a .pfc import user code from anywhere (default: only files in its own folder, by relative path)",
+    )
+
+
+def add_ray_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray", metavar="ADDRESS", default=None,
+        help="run the model calls on Ray actors: 'local' (a cluster started for this run), 'auto', or a "
+        "cluster's HOST:PORT (default: $PROMPTC_RAY_ADDRESS; needs pip install 'promptc[ray]')",
     )
 
 
@@ -283,13 +292,14 @@ def read_data(
 def make_cli_engine(args: argparse.Namespace) -> Any:
     from promptc.runtime.cache import CacheError
     from promptc.runtime.engine import make_engine
+    from promptc.runtime.executor import ExecutorUnavailable
 
     kw: dict[str, Any] = {"no_cache": bool(args.no_cache), **parse_timeouts(args.timeout)}
     if args.cache_dir:
         kw["cache_dir"] = args.cache_dir
     try:
-        engine = make_engine(**kw)
-    except CacheError as e:
+        engine = make_engine(ray=getattr(args, "ray", None), **kw)
+    except (CacheError, ExecutorUnavailable) as e:
         raise CliError(str(e)) from None
     _ENGINES.append(engine)  # closed when the command ends (`guarded`)
     return engine

@@ -436,7 +436,11 @@ def ray_executor(option: Any, threads: int) -> Executor:
     except ImportError:
         raise ExecutorUnavailable("Ray is not installed: pip install 'promptc[ray]'") from None
     factory = functools.partial(Engine, threads=threads, processes=0)
-    return on_ray.RayExecutor(on_ray.target_of(option), factory, threads)
+    try:
+        target = on_ray.target_of(option)
+    except ValueError as e:
+        raise ExecutorUnavailable(str(e)) from None
+    return on_ray.RayExecutor(target, factory, threads)
 
 
 def _env_processes() -> int | None:

@@ -23,13 +23,18 @@ Addresses (`RayTarget.address`, `--ray`, PROMPTC_RAY_ADDRESS):
   KubeRay cluster, the head service's port 6379), from a node of that cluster or
   anywhere that can reach it; "ray://HOST:10001" (Ray Client) also works where
   `ray[client]` is installed.
+A cluster started with token authentication (Ray's default for `ray start` where a token
+exists, ~/.ray/auth_token) takes drivers with RAY_AUTH_MODE=token set; Ray reads it.
 A HOST:PORT that does not answer a TCP connection within CONNECT_SECONDS is a one-line
 `RayUnavailable` before any call (Ray itself would retry for minutes); so is a cluster
 whose actors do not start within START_SECONDS.
 
-Actors: `actors` (default: the cluster's CPUs divided by `cpus`, at least 1), each
-reserving `cpus` CPUs; an actor's embedded model gets as many instances
-(PROMPTC_LOCAL_INSTANCES, unless set). The driver's PROMPTC_* variables are given to
+Actors: `actors` (default: the cluster's CPUs divided by `cpus`, at least 1; with an
+address string, PROMPTC_RAY_ACTORS, PROMPTC_RAY_CPUS and PROMPTC_RAY_API_BASES set
+`actors`, `cpus` and `api_bases`), each
+reserving `cpus` CPUs; an actor's embedded model gets as many single-threaded instances
+(PROMPTC_LOCAL_INSTANCES and PROMPTC_LOCAL_THREADS=1, unless set: local.py would give
+an instance all the node's cores, and llama.cpp threads beyond the free cores starve). The driver's PROMPTC_* variables are given to
 every actor (the embedded model's file, threads, context). Actor k sends hosted calls to
 `api_bases[k % len(api_bases)]` when given (one model server per actor, or a few shared:
 replicas of llama.cpp / vLLM servers), else where the call says. Prices given to
@@ -96,13 +101,24 @@ class RayTarget:
     api_bases: tuple[str, ...] = ()
 
 
-def target_of(ray_option: str | RayTarget) -> RayTarget:
-    """A RayTarget from `--ray` / `ray=` (an address string, or a RayTarget)."""
+def target_of(ray_option: str | RayTarget, environ: dict[str, str] | None = None) -> RayTarget:
+    """A RayTarget from `--ray` / `ray=`: a RayTarget as it is; an address string with
+    PROMPTC_RAY_ACTORS, PROMPTC_RAY_CPUS and PROMPTC_RAY_API_BASES (comma-separated)
+    from the environment, where set."""
     if isinstance(ray_option, RayTarget):
         return ray_option
     if not isinstance(ray_option, str) or not ray_option.strip():
         raise ValueError(f"ray: expected a cluster address or a RayTarget, got {ray_option!r}")
-    return RayTarget(address=ray_option.strip())
+    env = os.environ if environ is None else environ
+    try:
+        actors = int(env["PROMPTC_RAY_ACTORS"]) if env.get("PROMPTC_RAY_ACTORS", "").strip() else None
+        cpus = float(env["PROMPTC_RAY_CPUS"]) if env.get("PROMPTC_RAY_CPUS", "").strip() else 1.0
+    except ValueError as e:
+        raise ValueError(f"PROMPTC_RAY_ACTORS / PROMPTC_RAY_CPUS: {e}") from None
+    if (actors is not None and actors < 1) or cpus <= 0:
+        raise ValueError("PROMPTC_RAY_ACTORS must be at least 1 and PROMPTC_RAY_CPUS above 0")
+    bases = tuple(b.strip() for b in env.get("PROMPTC_RAY_API_BASES", "").split(",") if b.strip())
+    return RayTarget(address=ray_option.strip(), actors=actors, cpus=cpus, api_bases=bases)
 
 
 class CallActor:
@@ -210,6 +226,7 @@ class RayExecutor:
         t = self.target
         env = {n: v for n, v in os.environ.items() if n.startswith(FORWARDED_ENV)}
         env.setdefault("PROMPTC_LOCAL_INSTANCES", str(max(1, int(t.cpus))))
+        env.setdefault("PROMPTC_LOCAL_THREADS", "1")  # one single-threaded instance per CPU, as local.py's default
         base = t.api_bases[k % len(t.api_bases)] if t.api_bases else None
         cls = ray.remote(CallActor).options(
             num_cpus=t.cpus, max_restarts=MAX_RESTARTS, max_task_retries=0, max_concurrency=1000,
@@ -304,7 +321,10 @@ def connect(address: str) -> bool:
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, ValueError, RuntimeError) as e:
-        raise RayUnavailable(f"cannot join the Ray cluster at {address}: {one_line(str(e), 300)}") from None
+        hint = ""
+        if "RAY_AUTH_MODE" not in os.environ:  # Ray >= 2.52 clusters started with a token refuse drivers without one
+            hint = " (if the cluster uses token authentication, set RAY_AUTH_MODE=token)"
+        raise RayUnavailable(f"cannot join the Ray cluster at {address}: {one_line(str(e), 300)}{hint}") from None
     return address.startswith("ray://")  # a Ray Client connection is ours to end
 
 
