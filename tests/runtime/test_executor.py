@@ -89,6 +89,9 @@ def _gather(engine: Engine, model: str, n: int) -> list:
 def test_without_ray_the_option_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
     monkeypatch.delitem(sys.modules, "promptc.runtime.ray_executor", raising=False)
+    import promptc.runtime
+
+    monkeypatch.delattr(promptc.runtime, "ray_executor", raising=False)  # as if never imported
     with pytest.raises(ExecutorUnavailable, match=r"Ray is not installed: pip install 'promptc\[ray\]'"):
         make_engine(no_cache=True, ray="local")
     monkeypatch.setenv("PROMPTC_RAY_ADDRESS", "auto")
