@@ -119,8 +119,17 @@ def test_an_actor_killed_mid_run_fails_only_its_calls_in_flight(cluster):
     try:
         results = asyncio.run(run())
         t = engine.accounting.totals()
+        deadline = time.monotonic() + 120
+        while True:  # Ray restarts the killed actor (its __init__ imports litellm again: seconds)
+            try:
+                restarted = ray.get(engine.executor.actors[0].pid.remote(), timeout=120)
+                break
+            except ray.exceptions.ActorUnavailableError:
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
     finally:
         engine.close()
+    assert restarted != victim
     assert [r.text for r in results] == [f"echo q{i}" for i in range(n)]
     assert t.calls == n and t.errors == 0
     assert t.retries >= 1  # the killed actor's calls in flight were lost and retried

@@ -44,8 +44,8 @@ Faults: each attempt goes to the live actor with the fewest attempts in flight. 
 that dies (its process killed, its node lost) fails only its attempts in flight, with a
 retryable ConnectionError: the engine retries them, and the retry goes to another actor.
 Ray restarts a dead actor (MAX_RESTARTS times); until it answers again it gets no work.
-An actor that cannot be restarted is replaced by a new one (as many times as there are
-actors). Actor attempts are never retried by Ray itself (max_task_retries 0): every
+An actor that does not come back (more than MAX_RESTARTS + 1 probes failed) is replaced by
+a new one (as many times as there are actors). Actor attempts are never retried by Ray itself (max_task_retries 0): every
 attempt the engine counts is one the provider saw at most once.
 
 Ray is an optional dependency (`pip install 'promptc[ray]'`): this module imports it,
@@ -172,12 +172,14 @@ class RayExecutor:
             self.actors: list[Any] = []
             self._in_flight: list[int] = []
             self._down: list[Any] = []  # per actor: None, or the probe that says it answers again
+            self._failed_probes: list[int] = []
             self._replaced = 0
             count = target.actors or max(1, int(_cluster_cpus() // max(target.cpus, 0.01)))
             for k in range(count):
                 self.actors.append(self._start(k))
                 self._in_flight.append(0)
                 self._down.append(None)
+                self._failed_probes.append(0)
             self.pids = self._wait_started(self.actors)
         except BaseException:
             self.close()
@@ -258,20 +260,27 @@ class RayExecutor:
             return k, self.actors[k]
 
     def _check(self, k: int, probe: Any) -> None:
-        """Under the lock: a down actor whose probe answered is live again; one that
-        cannot come back is replaced."""
+        """Under the lock: a down actor whose probe answered is live again; one Ray is
+        restarting is asked again; one whose probes found it dead more than
+        MAX_RESTARTS + 1 times is replaced by a new one."""
         ready, _ = ray.wait([probe], timeout=0)
         if not ready:
             return
         try:
             ray.get(probe, timeout=0)
-        except ray.exceptions.RayError:
-            if self._replaced < len(self.actors):
-                self._replaced += 1
-                log.warning("Ray actor %d cannot be restarted: starting another", k)
-                self.actors[k] = self._start(k)
-                self._down[k] = self.actors[k].pid.remote()
+        except ray.exceptions.ActorUnavailableError:  # Ray is restarting it: ask again
+            self._down[k] = self.actors[k].pid.remote()
             return
+        except ray.exceptions.RayError:
+            self._failed_probes[k] += 1
+            if self._failed_probes[k] > MAX_RESTARTS + 1 and self._replaced < len(self.actors):
+                self._replaced += 1
+                self._failed_probes[k] = 0
+                log.warning("Ray actor %d does not come back: starting another", k)
+                self.actors[k] = self._start(k)
+            self._down[k] = self.actors[k].pid.remote()
+            return
+        self._failed_probes[k] = 0
         self._down[k] = None
 
     def _lost(self, k: int, actor: Any) -> None:
