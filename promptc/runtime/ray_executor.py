@@ -323,7 +323,14 @@ def connect(address: str) -> bool:
         return False
     quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False, "include_dashboard": False}
     if address == "local":
-        ray.init(address="local", _node_ip_address="127.0.0.1", **quiet)
+        # a cluster of this run's own: Ray's notice that it enabled token auth is noise here
+        notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+        level = notice.level
+        notice.setLevel(logging.ERROR)
+        try:
+            ray.init(address="local", _node_ip_address="127.0.0.1", **quiet)
+        finally:
+            notice.setLevel(level)
         return True
     if address != "auto":
         _reachable(address)
