@@ -274,3 +274,24 @@ def test_error_columns_survive_a_line_separator_inside_a_string(tmp_path):
     assert err.span.line == header_lines + 5  # a blank line, the decorator, def, y = ..., x = ...
     src = (tmp_path / "wf.py").read_text(encoding="utf-8").split("\n")[err.span.line - 1]
     assert src[err.span.col - 1 :].startswith("questoin")
+
+
+def test_train_supports_maps_to_the_train_block_and_its_errors_point_at_the_call(tmp_path):
+    src = HEADER + '''
+f1 = promptc.use("std.metrics", "f1")
+@promptc.workflow(train=promptc.train(metric=f1, supports={SUPPORTS}))
+def wf(q: str) -> str:
+    found = step(q, "")
+    return strip(found)
+'''
+    mod = load(write(tmp_path, src.replace("{SUPPORTS}", '{"found": "gold"}')))
+    (s,) = mod.wf.program.train.supports
+    assert (s.value, s.field, s.nodes) == ("found", "gold", ("found",))
+    mod = load(write(tmp_path, src.replace("{SUPPORTS}", '{"fuond": "gold"}'), "wf2.py"))
+    with pytest.raises(CompileError, match="workflow 'wf' has no variable 'fuond' \\(did you mean 'found'\\?\\)") as info:
+        mod.wf.program
+    lines = (tmp_path / "wf2.py").read_text(encoding="utf-8").splitlines()
+    assert info.value.span.file.endswith("wf2.py")
+    assert lines[info.value.span.line - 1].startswith("@promptc.workflow(train=promptc.train(")  # the call's line
+    with pytest.raises(CompileError, match="supports=...\\) needs"):
+        load(write(tmp_path, src.replace("{SUPPORTS}", '{"found": 3}'), "wf3.py"))
