@@ -26,7 +26,7 @@ def test_inspect_loads_no_training_code(tmp_path):
     script = (
         "import sys, argparse\n"
         "from promptc.cli import inspect\n"
-        f"code = inspect.main(argparse.Namespace(file={str(path)!r}, history=False))\n"
+        f"code = inspect.main(argparse.Namespace(file={str(path)!r}, history=False, json=False))\n"
         "print('exit', code)\n"
         "print('optim modules:', sorted(m for m in sys.modules if m.startswith('promptc.optim')))\n"
     )
