@@ -83,6 +83,9 @@ per round, CPU per call with the workers' or actors' CPU):
 | 32 | 1.83 / 2.16, 5.6 ms | 1.24 / 1.24, 4.2 ms | 1.39 / 1.26, 4.9 ms | 1.69 / 1.85, 7.0 ms |
 | 64 | 3.98 / 2.84, 5.2 ms | 2.27 / 1.73, 4.1 ms | 2.03 / 1.73, 3.7 ms | 2.73 / 2.24, 5.3 ms |
 
+A second run without the old pool (`--processes 0,2,ray2`, load 2.3 / 6.3): 8 in flight
+1.13/1.10, 1.10/1.09, 1.15/1.13; 32: 1.51/1.63, 1.24/1.23, 1.26/1.43; 64: 2.38/2.17,
+1.59/1.60, 1.90/2.17 (promptc, 2 proc, ray 2a; CPU per call 3.4-3.7, 3.1-3.7, 4.3-4.5 ms).
 A local Ray actor pool did not match the worker processes at 32 and 64 in flight (Ray's
 submit / result path and its asyncio actor cost ~1.5-3 ms more CPU per call, on the same
 two cores as its raylet and GCS), so `processes=N` stays a process pool, rebuilt on
