@@ -254,3 +254,16 @@ def test_cli_eval_on_a_ray_cluster_started_apart(tmp_path):
     # the same summary line: score, rows, errors, calls and tokens
     assert there.stdout.strip().splitlines()[-1] == here.stdout.strip().splitlines()[-1]
     assert here.stdout.strip().splitlines()[-1].startswith("exact_match 0.750 · n=4 · errors 0 · calls 4")
+
+
+def test_actors_get_the_drivers_promptc_variables_but_no_key(cluster, monkeypatch):
+    monkeypatch.setenv("PROMPTC_X_MARK", "present")  # set after the cluster started: only forwarding brings it
+    monkeypatch.setenv("PROMPTC_X_API_KEY", "sk-test-not-a-real-key-000")
+    model = scripted.register(
+        "env-echo", lambda m: f"{os.environ.get('PROMPTC_X_MARK', 'absent')},{os.environ.get('PROMPTC_X_API_KEY', 'absent')}")
+    engine = make_engine(no_cache=True, ray=RayTarget(actors=1))
+    try:
+        r = asyncio.run(engine.call(CallRequest(model=model, messages=({"role": "user", "content": "env"},))))
+    finally:
+        engine.close()
+    assert r.ok and r.text == "present,absent"

@@ -31,14 +31,16 @@ whose actors do not start within START_SECONDS.
 
 Actors: `actors` (default: the cluster's CPUs divided by `cpus`, at least 1; with an
 address string, PROMPTC_RAY_ACTORS, PROMPTC_RAY_CPUS and PROMPTC_RAY_API_BASES set
-`actors`, `cpus` and `api_bases`), each
-reserving `cpus` CPUs; an actor's embedded model gets as many single-threaded instances
-(PROMPTC_LOCAL_INSTANCES and PROMPTC_LOCAL_THREADS=1, unless set: local.py would give
-an instance all the node's cores, and llama.cpp threads beyond the free cores starve). The driver's PROMPTC_* variables are given to
-every actor (the embedded model's file, threads, context). Actor k sends hosted calls to
-`api_bases[k % len(api_bases)]` when given (one model server per actor, or a few shared:
-replicas of llama.cpp / vLLM servers), else where the call says. Prices given to
-`providers.register_price` before the actors start are registered in them too.
+`actors`, `cpus` and `api_bases`), each reserving `cpus` CPUs. An actor's embedded model
+gets as many single-threaded instances (PROMPTC_LOCAL_INSTANCES and
+PROMPTC_LOCAL_THREADS=1, unless set: local.py would give one instance all the node's
+cores, and llama.cpp threads beyond the free cores starve). The driver's PROMPTC_*
+variables are given to every actor (the embedded model's file, threads, context),
+except any whose name says it holds a key (`*_KEY`, `*TOKEN*`, ...): Ray keeps an
+actor's creation arguments. Actor k sends hosted calls to `api_bases[k % len(api_bases)]`
+when given (one model server per actor, or a few shared: replicas of llama.cpp / vLLM
+servers), else where the call says. Prices given to `providers.register_price` before
+the actors start are registered in them too.
 
 Faults: each attempt goes to the live actor with the fewest attempts in flight. An actor
 that dies (its process killed, its node lost) fails only its attempts in flight, with a
@@ -68,7 +70,7 @@ from attrs import evolve, frozen
 
 from promptc.runtime import providers, scripted
 from promptc.runtime.executor import Attempt, ExecutorUnavailable, Failed, per_loop
-from promptc.runtime.failures import one_line, remember_secrets
+from promptc.runtime.failures import SECRET_ARG_WORDS, SECRET_ENV_SUFFIXES, one_line, remember_secrets
 from promptc.runtime.wire import Answer
 
 try:
@@ -79,7 +81,6 @@ except ImportError as e:  # pragma: no cover - the extra is installed by `make t
 
 log = logging.getLogger(__name__)
 
-ADDRESS_ENV = "PROMPTC_RAY_ADDRESS"
 CONNECT_SECONDS = 5.0  # a cluster address that takes no TCP connection by then is unreachable
 START_SECONDS = 180.0  # actors that have not started by then (imported litellm) are broken
 MAX_RESTARTS = 3  # Ray restarts a dead actor this many times
@@ -226,7 +227,7 @@ class RayExecutor:
 
     def _start(self, k: int) -> Any:
         t = self.target
-        env = {n: v for n, v in os.environ.items() if n.startswith(FORWARDED_ENV)}
+        env = {n: v for n, v in os.environ.items() if n.startswith(FORWARDED_ENV) and not _secret(n)}
         env.setdefault("PROMPTC_LOCAL_INSTANCES", str(max(1, int(t.cpus))))
         env.setdefault("PROMPTC_LOCAL_THREADS", "1")  # one single-threaded instance per CPU, as local.py's default
         base = t.api_bases[k % len(t.api_bases)] if t.api_bases else None
@@ -356,6 +357,13 @@ def _reachable(address: str) -> None:
         raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from None
 
 
+def _secret(name: str) -> bool:
+    """A variable whose value may be a key: never given to the actors (Ray keeps an
+    actor's creation arguments in its cluster's metadata)."""
+    upper = name.upper()
+    return upper.endswith(SECRET_ENV_SUFFIXES) or any(w.upper() in upper for w in SECRET_ARG_WORDS)
+
+
 def _cluster_cpus() -> float:
     try:
         return float(ray.cluster_resources().get("CPU", 1.0))
@@ -391,4 +399,4 @@ def _awaitable(ref: Any) -> Any:
     return asyncio.wrap_future(ref.future())
 
 
-__all__ = ["ADDRESS_ENV", "CallActor", "RayExecutor", "RayTarget", "RayUnavailable", "connect", "target_of"]
+__all__ = ["CallActor", "RayExecutor", "RayTarget", "RayUnavailable", "connect", "target_of"]
