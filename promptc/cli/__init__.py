@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # Ctrl-C cancels calls in flight; a call that litellm had started on a worker thread
+    # leaves its provider coroutine unawaited, and Python would say so on the way out
+    warnings.filterwarnings("ignore", message=r"coroutine '.*acompletion' was never awaited", category=RuntimeWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_module", None):
