@@ -48,7 +48,7 @@ from promptc.runtime import providers, scripted  # noqa: E402
 from promptc.runtime.engine import Engine, make_engine  # noqa: E402
 from promptc.runtime.records import CallRequest  # noqa: E402
 from promptc.runtime.wire import Answer  # noqa: E402
-from throughput import FAKE_MODEL, FakeServer  # noqa: E402
+from throughput import FAKE_MODEL, FakeServer, _cores, _load  # noqa: E402
 
 ONE_NODE = """
 use std.metrics { exact_match }
@@ -241,20 +241,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Ray adds {per_call[modes[1]] - per_call[modes[0]]:.2f} ms per call "
               f"({per_call[modes[0]]:.2f} ms in-process, {per_call[modes[1]]:.2f} ms on one actor, sequential)")
     return 0
-
-
-def _load() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 if __name__ == "__main__":
