@@ -62,6 +62,8 @@ def test_json_result_and_no_log_lines(workdir):
     out = json.loads(r.stdout)
     assert out["scores"]["best_val"] >= out["scores"]["start_val"] and out["requests"] > 0
     assert Path(workdir / out["artifact"]).is_file() or Path(out["artifact"]).is_file()
+    assert out["run"]["options"]["steps"] == 1 and out["run"]["options"]["fields"] == "question=text"
+    assert out["run"]["models"]["task"] == "scripted/rules.json" and out["run"]["seconds"] > 0
     assert not any(line.startswith(("DEBUG", "WARNING", "INFO")) for line in r.stderr.splitlines()), r.stderr
 
 

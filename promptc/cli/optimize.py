@@ -140,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
                     threshold=args.grad_threshold, max_calls=args.max_calls, max_tokens=args.max_tokens,
                     max_cost=args.max_cost, run_dir=run_dir, seed=args.seed, resume=args.resume,
                     concurrency=args.concurrency, out=args.out, cache_dir=args.cache_dir, no_cache=args.no_cache,
-                    timeouts=timeouts, progress=progress, mlflow=args.mlflow, ray=args.ray,
+                    timeouts=timeouts, progress=progress, mlflow=args.mlflow, fields=fields or None, ray=args.ray,
                 )  # fmt: skip
         finally:
             if not console.is_terminal:
@@ -191,6 +191,7 @@ def _as_json(trained, run_dir: Path) -> dict:
         "run_dir": str(run_dir),
         "history": str(run_dir / "history.jsonl"),
         "report": str(run_dir / "report.html"),
+        "run": trained.run.data() if trained.run is not None else None,
     }
 
 
