@@ -23,9 +23,11 @@ and `acall` awaits the same loop's work from the caller's loop.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 import time
+import weakref
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Coroutine, Iterable, Mapping, Sequence
@@ -170,6 +172,7 @@ class Workflow:
             return
         try:
             asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(timeout=5)
         except Exception as e:  # shutting down: nothing left to report to
             logging.getLogger(__name__).debug("cancelling pending tasks at close failed: %s", e)
         loop.call_soon_threadsafe(loop.stop)
@@ -211,6 +214,7 @@ class Workflow:
                 thread = threading.Thread(target=loop.run_forever, name="promptc-workflow", daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
+                _OPEN.add(self)
             return self._loop
 
     def _submit(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -284,6 +288,19 @@ def _internal(e: Exception) -> str:
     """One line for an exception no handler expected."""
     text = " ".join(str(e).split())
     return f"internal error ({type(e).__name__}: {text[:300]})"
+
+
+# Workflows whose loop thread is running. At interpreter exit they are closed while
+# threads still run: a daemon loop thread frozen mid-import (litellm's logging worker
+# imports lazily after a call returns) would otherwise hold the import lock while
+# finalizers that import (litellm's HTTP handlers) wait on it forever.
+_OPEN: "weakref.WeakSet[Workflow]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_workflows() -> None:
+    for wf in list(_OPEN):
+        wf.close()
 
 
 async def _cancel_pending() -> None:

@@ -114,6 +114,21 @@ def test_given_engine_is_used(program, tmp_path):
     w.close()
 
 
+def test_open_workflows_are_closed_at_exit(program, tmp_path):
+    # A loop thread left running at interpreter exit can be frozen mid-import and hang
+    # the finalizers that import; the exit hook closes every workflow still open.
+    from promptc.runtime import workflow
+
+    w = Workflow(program, cache_dir=tmp_path / "cache")
+    assert w(question="Who?") == "HUM"
+    thread = w._thread
+    assert thread is not None and thread.is_alive() and w in workflow._OPEN
+    workflow._close_open_workflows()
+    assert not thread.is_alive() and w._loop is None
+    assert w(question="Who?") == "HUM"  # still usable: a new loop starts
+    w.close()
+
+
 SERVE = r"""
 import json, sys
 import promptc
