@@ -21,6 +21,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,10 +69,27 @@ def _usage(message: str) -> int:
     return 2
 
 
+def _table(state: dict, steps: int, shown: str) -> Any:
+    """The live table: one row that follows the trainer's progress events."""
+    from rich.table import Table
+
+    t = Table(title=f"promptc optimize {shown}", show_header=True, header_style="bold")
+    for col in ("step", "phase", "val (start)", "best", "requests", "new calls", "tokens"):
+        t.add_column(col, justify="right")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    t.add_row(
+        f"{state.get('step', 0)}/{steps}", str(state.get("phase", "")) + (f" {state['param']}" if state.get("param") else "")
+        + (f" {state.get('done', 0)}/{state['rows']}" if state.get("rows") else ""),
+        fmt(state.get("start")), fmt(state.get("best")),
+        str(state.get("requests", 0)) + (f" ({state['budget']:.0%} of budget)" if state.get("budget") is not None else ""),
+        str(state.get("new_calls", 0)), str(state.get("tokens", 0)),
+    )
+    return t
+
+
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
-    from rich.table import Table
 
     from promptc.api.targets import TargetError, target
     from promptc.api.training import optimize
@@ -113,26 +131,12 @@ def main(args: argparse.Namespace) -> int:
     state: dict = {}
     shown = Path(args.file).name
 
-    def view() -> Table:
-        t = Table(title=f"promptc optimize {shown}", show_header=True, header_style="bold")
-        for col in ("step", "phase", "val (start)", "best", "requests", "new calls", "tokens"):
-            t.add_column(col, justify="right")
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        t.add_row(
-            f"{state.get('step', 0)}/{args.steps}", str(state.get("phase", "")) + (f" {state['param']}" if state.get("param") else "")
-            + (f" {state.get('done', 0)}/{state['rows']}" if state.get("rows") else ""),
-            fmt(state.get("start")), fmt(state.get("best")),
-            str(state.get("requests", 0)) + (f" ({state['budget']:.0%} of budget)" if state.get("budget") is not None else ""),
-            str(state.get("new_calls", 0)), str(state.get("tokens", 0)),
-        )
-        return t
-
     try:
         try:
-            with Live(view(), console=console, refresh_per_second=4, transient=False) as live:
+            with Live(_table(state, args.steps, shown), console=console, refresh_per_second=4, transient=False) as live:
                 def progress(event: dict) -> None:
                     state.update(event)
-                    live.update(view())
+                    live.update(_table(state, args.steps, shown))
 
                 trained = optimize(
                     goal, train, val, test=test,
