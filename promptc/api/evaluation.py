@@ -17,12 +17,13 @@ from typing import Any, Callable, Mapping
 from attrs import asdict, frozen
 
 from promptc.api.targets import target
-from promptc.api.training import new_engine, run_sync
+from promptc.api.training import new_engine
 from promptc.data import as_dataset, check_data
 from promptc.runtime.breaker import stop_when_tripped
 from promptc.runtime.evaluate import Judge, answer_field, ascore, metric_name, resolve_metric, score, summarize
 from promptc.runtime.interpreter import forward
 from promptc.runtime.records import Trace
+from promptc.runtime.sync import run_sync
 
 
 @frozen

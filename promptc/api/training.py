@@ -13,10 +13,8 @@ data is checked against the workflow's inputs and answer field before the first 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Mapping, TypeVar
+from typing import Any, Callable, Mapping
 
 from attrs import frozen
 
@@ -28,9 +26,8 @@ from promptc.optim.outputs import RunInfo, scores_of
 from promptc.optim.trainer import Trainer
 from promptc.runtime.breaker import stop_when_tripped
 from promptc.runtime.engine import make_engine
+from promptc.runtime.sync import run_sync
 from promptc.runtime.workflow import Workflow
-
-T = TypeVar("T")
 
 
 @frozen
@@ -186,14 +183,4 @@ def new_engine(cache_dir: str | Path | None, no_cache: bool, timeouts: Mapping[s
     return make_engine(no_cache=no_cache, ray=ray, **kw)
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` to the end from synchronous code, with or without a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-__all__ = ["Trained", "aoptimize", "new_engine", "optimize", "run_sync"]
+__all__ = ["Trained", "aoptimize", "new_engine", "optimize"]

@@ -71,7 +71,7 @@ def _main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from promptc.api.evaluation import aevaluate
-    from promptc.api.training import run_sync
+    from promptc.runtime.sync import run_sync
     from promptc.api.targets import Target
     from promptc.runtime.breaker import ModelStopped
     from promptc.runtime.evaluate import MetricError, resolve_metric

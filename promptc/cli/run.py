@@ -325,6 +325,7 @@ def run_batch(
     from promptc.bind import BindError
     from promptc.runtime.breaker import ModelStopped, stop_when_tripped
     from promptc.runtime.interpreter import ProgramError, forward
+    from promptc.runtime.sync import run_sync
 
     rows = list(batch)
     try:
@@ -333,7 +334,7 @@ def run_batch(
                 program, rows, engine, concurrency=concurrency, search_dirs=search_dirs,
                 progress=progress, on_trace=on_trace,
             )  # fmt: skip
-            return asyncio.run(stop_when_tripped(engine, work))
+            return run_sync(stop_when_tripped(engine, work))
     except (ProgramError, BindError, ModelStopped) as e:
         raise CliError(str(e)) from None
 

@@ -56,7 +56,6 @@ given (a warning says when its source changed since).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -73,6 +72,7 @@ from promptc.optim.outputs import Result, RunInfo, phase_table, run_info
 from promptc.optim.rounds import Rounds, Setup
 from promptc.optim.state import Evaluation, TrainState, accounting_of, accounting_rows, adopt, fresh
 from promptc.runtime.accounting import Accounting
+from promptc.runtime.sync import run_sync
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Trainer:
         }
 
     def fit(self) -> Result:
-        return asyncio.run(self.afit())
+        return run_sync(self.afit())
 
     async def afit(self) -> Result:
         started, t0 = time.time(), time.monotonic()

@@ -91,6 +91,7 @@ from promptc.runtime.executor import Attempt, Executor, ExecutorUnavailable, InP
 from promptc.runtime.failures import blames_provider, classify, describe, is_timeout, remember_secrets
 from promptc.runtime.netguard import max_bytes_from_env
 from promptc.runtime.records import CallRequest, CallResult, Endpoint
+from promptc.runtime.sync import run_sync
 from promptc.runtime.wire import Answer, to_response_format  # noqa: F401 - to_response_format's old home
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ class Engine:
 
     def call_sync(self, req: CallRequest, *, use_cache: bool = True) -> CallResult:
         """Blocking `call` (for scripts and the REPL; not from inside an event loop)."""
-        return asyncio.run(self.call(req, use_cache=use_cache))
+        return run_sync(self.call(req, use_cache=use_cache))
 
     def use_models(self, program: Any, environ: dict[str, str] | None = None) -> None:
         """Learn the endpoints of `program`'s model declarations, for requests that name

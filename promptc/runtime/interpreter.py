@@ -34,7 +34,6 @@ failed sample.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import logging
 import time
@@ -46,6 +45,7 @@ from promptc.ir import OPS, GradNode, Node, Program
 from promptc.runtime.parse import coerce, parse_answer
 from promptc.runtime.records import CallResult, NodeRecord, Trace
 from promptc.runtime.render import build_request, format_value
+from promptc.runtime.sync import run_sync
 
 log = logging.getLogger(__name__)
 
@@ -342,13 +342,7 @@ def run_forward(
 ) -> list[Trace]:
     """Synchronous `forward`, for scripts and tests. Inside a running event loop (a
     notebook) it runs on a fresh loop in a worker thread."""
-    coro = forward(program, batch, engine, **kw)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+    return run_sync(forward(program, batch, engine, **kw))
 
 
 __all__ = ["forward", "run_forward", "Interpreter", "Frame", "ProgramError", "bind_functions", "UPSTREAM"]

@@ -26,6 +26,8 @@ import os
 import threading
 from typing import Any
 
+from promptc.runtime.sync import run_sync
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 log = logging.getLogger(__name__)
@@ -95,28 +97,6 @@ def _fill(litellm: Any, model_response: Any, text: str, model: str, prompt_token
     return model_response
 
 
-def _run_sync(coro: Any) -> Any:
-    """Run a coroutine from sync code, also when called inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["value"] = asyncio.run(coro)
-        except BaseException as e:  # re-raised below on the caller's thread
-            out["error"] = e
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
-
-
 def _handler_classes(litellm: Any) -> dict[str, type]:
     from litellm import CustomLLM
 
@@ -142,7 +122,7 @@ def _handler_classes(litellm: Any) -> dict[str, type]:
             return _fill(litellm, model_response, ans.text, f"scripted/{model}", ans.prompt_tokens, ans.completion_tokens)
 
         def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
-            return _run_sync(self.acompletion(model, messages, *args, **kwargs))
+            return run_sync(self.acompletion(model, messages, *args, **kwargs))
 
     class LocalLLM(CustomLLM):
         """local/<default|path.gguf>: the embedded llama-cpp model."""

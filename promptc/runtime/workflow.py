@@ -39,6 +39,7 @@ from promptc.bind import ArtifactRoot, confine_calls
 from promptc.ir import Program
 from promptc.runtime.interpreter import Interpreter
 from promptc.runtime.records import Trace
+from promptc.runtime.sync import SETTLE_SECONDS, settle_litellm
 
 
 class PromptcRunError(Exception):
@@ -162,15 +163,16 @@ class Workflow:
         return [Result(output=t.output, error=t.error, trace=t) for t in traces]
 
     def close(self) -> None:
-        """Stop the private event loop: pending background tasks (e.g. litellm's logging
-        worker) are cancelled and awaited, then the loop is closed. The workflow stays
-        usable: the next call starts a new loop."""
+        """Stop the private event loop: what litellm's logging worker queued on it may
+        finish (a few seconds at most), other pending tasks are cancelled and awaited, then
+        the loop is closed. The workflow stays usable: the next call starts a new loop."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is None:
             return
         try:
+            asyncio.run_coroutine_threadsafe(settle_litellm(), loop).result(timeout=SETTLE_SECONDS + 1)
             asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(timeout=5)
             asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(timeout=5)
         except Exception as e:  # shutting down: nothing left to report to
