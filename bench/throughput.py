@@ -483,10 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             for engine in engines.values():
                 run_level(engine, compile_source, forward, 16, 8, "warmup")
                 deadline = time.monotonic() + 120
-                def started(e=engine):
-                    return getattr(e.executor, "workers", None)
-
-                while started() is not None and not started().is_ready and time.monotonic() < deadline:
+                while (w := getattr(engine.executor, "workers", None)) is not None and not w.is_ready and time.monotonic() < deadline:
                     time.sleep(0.1)  # lazily started workers: ready before the measured runs
                 if helper_pids(engine):  # and warm: a worker's first litellm calls import more
                     run_level(engine, compile_source, forward, 16, 8, "warmup2")

@@ -4,8 +4,9 @@ A model string is written to the call cache, logs, `summary.json` and the `.pfc`
 metadata, so `model m = env("OPENAI_API_KEY")` would copy a key into all of them. A
 variable whose name ends like a key's (`secret_variable`) is refused as a model string's
 source: at compile time at the declaration, when an artifact is loaded (an artifact can be
-edited), and when a model is resolved for a call (a Program built by hand). Keys go in `key_env` (promptc.runtime.endpoint),
-which reads the key when a call is made and writes it nowhere.
+edited), and when a model is resolved for a call (a Program built by hand). Keys go in
+`key_env` (promptc.runtime.endpoint), which reads the key when a call is made and writes
+it nowhere.
 """
 
 from __future__ import annotations

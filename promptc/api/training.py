@@ -108,8 +108,8 @@ async def aoptimize(
         max_tokens=max_tokens, max_cost=max_cost, seed=seed, concurrency=concurrency, resume=resume,
         run_dir=str(run_dir) if run_dir is not None else None, out=str(out) if out is not None else None,
         cache_dir=str(cache_dir) if cache_dir is not None else None, no_cache=no_cache,
-        fields=" ".join(f"{k}={v}" for k, v in fields.items()) if fields else None, train_rows=len(data["train"]), val_rows=len(data["val"]),
-        test_rows=len(data["test"]) if "test" in data else 0,
+        fields=" ".join(f"{k}={v}" for k, v in fields.items()) if fields else None,
+        train_rows=len(data["train"]), val_rows=len(data["val"]), test_rows=len(data["test"]) if "test" in data else 0,
     )  # fmt: skip
     own_engine = engine is None
     if own_engine:

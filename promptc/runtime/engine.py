@@ -11,8 +11,9 @@
 2. The attempt: litellm, with (model, messages, temperature, max_tokens, seed,
    response_format, timeout), run by the engine's executor (executor.py): in this
    process by default, in worker processes with `processes=N` (procpool.py), on Ray
-   actors with `make_engine(ray=...)` (ray_executor.py). In this process, hosted providers (anything but `local/` and `scripted/`) are called with
-   litellm's synchronous `completion` (through `hosted.complete`, which leaves out the
+   actors with `make_engine(ray=...)` (ray_executor.py). In this process, hosted
+   providers (anything but `local/` and `scripted/`) are called with litellm's
+   synchronous `completion` (through `hosted.complete`, which leaves out the
    per-call work of litellm's that promptc does not use: its success logging when no
    litellm callback is registered, the price search of a model it has no price for) on
    the engine's own bounded thread pool (`threads` workers, one asyncio semaphore per
@@ -380,6 +381,7 @@ class Engine:
 
 
 PROCESSES_ENV = "PROMPTC_ENGINE_PROCESSES"
+RAY_ENV = "PROMPTC_RAY_ADDRESS"  # make_engine's `ray` when none is given
 AUTO_PROCESSES = 2  # make_engine's worker processes when the variable is unset ...
 AUTO_FROM = 8  # ... started once this many hosted calls are in flight
 
@@ -424,9 +426,6 @@ def make_engine(
             kw["executor"].close()
         raise
     return Engine(cache=cache, **kw)
-
-
-RAY_ENV = "PROMPTC_RAY_ADDRESS"
 
 
 def ray_executor(option: Any, threads: int) -> Executor:

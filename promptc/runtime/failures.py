@@ -38,10 +38,11 @@ import threading
 import time
 from typing import Any
 
+from promptc.secrets import SECRET_ENV_SUFFIXES
+
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 AUTH_STATUS = frozenset({401, 403})  # the provider refuses the key: every call will fail alike
 MIN_SECRET = 8
-SECRET_ENV_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
 SECRET_ARG_WORDS = ("key", "token", "secret", "password", "credential")
 MASK = "***"
 
@@ -192,20 +193,22 @@ def remember_secrets(kwargs: dict[str, Any]) -> None:
     """Remember every key a provider call sends: its secret-looking arguments (`api_key`,
     tokens, ...), and without an `api_key`, the variables the provider reads one from."""
     for name, value in kwargs.items():
-        if isinstance(value, str) and any(w in name.lower() for w in SECRET_ARG_WORDS):
+        if isinstance(value, str) and secret_name(name):
             remember_secret(value)
     model = kwargs.get("model")
     if "api_key" not in kwargs and isinstance(model, str) and "/" in model:
         provider = model.split("/", 1)[0].lower()
         prefixes = (provider.upper() + "_", *PROVIDER_VARIABLES.get(provider, ()))
         for name, value in list(os.environ.items()):
-            if name.upper().startswith(prefixes) and _secret_name(name):
+            if name.upper().startswith(prefixes) and secret_name(name):
                 remember_secret(value)
 
 
-def _secret_name(name: str) -> bool:
+def secret_name(name: str) -> bool:
+    """Whether a variable or argument named `name` may hold a key: named like one
+    (`*_KEY`, `*_TOKEN`, ...) or with a key word anywhere in it (`API_KEY_2`, `*TOKEN*`)."""
     upper = name.upper()
-    return upper.endswith(SECRET_ENV_SUFFIXES) or any(w.upper() in upper for w in SECRET_ARG_WORDS[1:])
+    return upper.endswith(SECRET_ENV_SUFFIXES) or any(w.upper() in upper for w in SECRET_ARG_WORDS)
 
 
 def secrets(sent_only: bool = False) -> frozenset[str]:

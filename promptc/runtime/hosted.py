@@ -8,8 +8,8 @@ hold for the whole response, not per read, and `guard.abort()` stops it from ano
 thread (netguard.py says how).
 
 Every executor (executor.py: the engine's threads; procpool.py's worker processes; a Ray
-actor's engine) sends hosted calls through `complete`; every call still is `litellm.completion`, so every provider
-litellm knows keeps working. Two things litellm would otherwise do on every call are
+actor's engine) sends hosted calls through `complete`; every call still is
+`litellm.completion`, so every provider litellm knows keeps working. Two things litellm would otherwise do on every call are
 skipped when nothing needs them (litellm 1.110.2, bench/throughput.py, 50 sequential
 calls profiled):
 

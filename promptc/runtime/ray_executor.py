@@ -47,8 +47,9 @@ that dies (its process killed, its node lost) fails only its attempts in flight,
 retryable ConnectionError: the engine retries them, and the retry goes to another actor.
 Ray restarts a dead actor (MAX_RESTARTS times); until it answers again it gets no work.
 An actor that does not come back (more than MAX_RESTARTS + 1 probes failed) is replaced by
-a new one (as many times as there are actors). Actor attempts are never retried by Ray itself (max_task_retries 0): every
-attempt the engine counts is one the provider saw at most once.
+a new one (as many times as there are actors). Actor attempts are never retried by Ray
+itself (max_task_retries 0): every attempt the engine counts is one the provider saw at
+most once.
 
 Ray is an optional dependency (`pip install 'promptc[ray]'`): this module imports it,
 and nothing imports this module unless Ray is asked for.
@@ -70,7 +71,7 @@ from attrs import evolve, frozen
 
 from promptc.runtime import providers, scripted
 from promptc.runtime.executor import Attempt, ExecutorUnavailable, Failed, per_loop
-from promptc.runtime.failures import SECRET_ARG_WORDS, SECRET_ENV_SUFFIXES, one_line, remember_secrets
+from promptc.runtime.failures import one_line, remember_secrets, secret_name
 from promptc.runtime.wire import Answer
 
 try:
@@ -195,8 +196,8 @@ class RayExecutor:
         return await self._run(attempt)
 
     async def _run(self, attempt: Attempt) -> Answer:
-        k, actor = self._pick()
         script = self._script(attempt.model)
+        k, actor = self._pick()  # counted in flight from here
         timeout = None if attempt.timeout is None else attempt.timeout + REMOTE_GRACE
         try:
             ref = actor.run.remote(attempt, script)
@@ -227,7 +228,8 @@ class RayExecutor:
 
     def _start(self, k: int) -> Any:
         t = self.target
-        env = {n: v for n, v in os.environ.items() if n.startswith(FORWARDED_ENV) and not _secret(n)}
+        # never a key: Ray keeps an actor's creation arguments in its cluster's metadata
+        env = {n: v for n, v in os.environ.items() if n.startswith(FORWARDED_ENV) and not secret_name(n)}
         env.setdefault("PROMPTC_LOCAL_INSTANCES", str(max(1, int(t.cpus))))
         env.setdefault("PROMPTC_LOCAL_THREADS", "1")  # one single-threaded instance per CPU, as local.py's default
         base = t.api_bases[k % len(t.api_bases)] if t.api_bases else None
@@ -357,17 +359,11 @@ def _reachable(address: str) -> None:
         raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from None
 
 
-def _secret(name: str) -> bool:
-    """A variable whose value may be a key: never given to the actors (Ray keeps an
-    actor's creation arguments in its cluster's metadata)."""
-    upper = name.upper()
-    return upper.endswith(SECRET_ENV_SUFFIXES) or any(w.upper() in upper for w in SECRET_ARG_WORDS)
-
-
 def _cluster_cpus() -> float:
     try:
         return float(ray.cluster_resources().get("CPU", 1.0))
-    except Exception:  # an old cluster, a client connection
+    except Exception as e:  # an old cluster, a client connection: one actor
+        log.debug("the cluster's CPUs are unknown (%s): starting one actor", e)
         return 1.0
 
 

@@ -172,11 +172,9 @@ class Workflow:
         if loop is None:
             return
         try:
-            asyncio.run_coroutine_threadsafe(settle_litellm(), loop).result(timeout=SETTLE_SECONDS + 1)
-            asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(timeout=5)
-            asyncio.run_coroutine_threadsafe(loop.shutdown_default_executor(), loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(_wind_down(), loop).result(timeout=SETTLE_SECONDS + 10)
         except Exception as e:  # shutting down: nothing left to report to
-            logging.getLogger(__name__).debug("cancelling pending tasks at close failed: %s", e)
+            logging.getLogger(__name__).debug("winding down the workflow's loop failed: %s", e)
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
             thread.join(timeout=5)
@@ -293,9 +291,9 @@ def _internal(e: Exception) -> str:
 
 
 # Workflows whose loop thread is running. At interpreter exit they are closed while
-# threads still run: a daemon loop thread frozen mid-import (litellm's logging worker
-# imports lazily after a call returns) would otherwise hold the import lock while
-# finalizers that import (litellm's HTTP handlers) wait on it forever.
+# threads still run: a daemon loop thread frozen while it holds the import lock (its
+# tasks go on after a call returns) would otherwise leave the finalizers that import
+# (litellm's HTTP handlers do) waiting for it forever.
 _OPEN: "weakref.WeakSet[Workflow]" = weakref.WeakSet()
 
 
@@ -305,12 +303,16 @@ def _close_open_workflows() -> None:
         wf.close()
 
 
-async def _cancel_pending() -> None:
+async def _wind_down() -> None:
+    """On the loop that is closing: what `asyncio.run` does at its end (other tasks
+    cancelled, the default executor shut down), after litellm's logging has settled."""
+    await settle_litellm()
     me = asyncio.current_task()
     tasks = [t for t in asyncio.all_tasks() if t is not me]
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_default_executor()
 
 
 def _output(trace: Trace) -> Any:
