@@ -29,7 +29,6 @@ The helpers here (loading, engine, progress, summary) are shared with `promptc e
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from contextlib import contextmanager

@@ -201,7 +201,8 @@ class Engine:
             return result
 
     def call_sync(self, req: CallRequest, *, use_cache: bool = True) -> CallResult:
-        """Blocking `call` (for scripts and the REPL; not from inside an event loop)."""
+        """Blocking `call` (for scripts and the REPL; inside a running event loop it runs on
+        a fresh loop in a worker thread, as `run_sync` does)."""
         return run_sync(self.call(req, use_cache=use_cache))
 
     def use_models(self, program: Any, environ: dict[str, str] | None = None) -> None:

@@ -9,9 +9,9 @@ thread (netguard.py says how).
 
 Every executor (executor.py: the engine's threads; procpool.py's worker processes; a Ray
 actor's engine) sends hosted calls through `complete`; every call still is
-`litellm.completion`, so every provider litellm knows keeps working. Two things litellm would otherwise do on every call are
-skipped when nothing needs them (litellm 1.110.2, bench/throughput.py, 50 sequential
-calls profiled):
+`litellm.completion`, so every provider litellm knows keeps working. Two things litellm
+would otherwise do on every call are skipped when nothing needs them (litellm 1.110.2,
+bench/throughput.py, 50 sequential calls profiled):
 
 - Success logging. After each call litellm hands a success handler to its own logging
   thread, which builds a standard logging payload for the callbacks (~10 % of the

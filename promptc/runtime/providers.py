@@ -20,7 +20,6 @@ raised as BadRequestError — retrying them cannot help.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading

@@ -9,9 +9,10 @@ An `Answer` is what an executor hands back, wherever the call ran (the engine's 
 a Ray actor on another machine): the text, the provider's token counts and the price,
 plain values that pickle. `read_response` checks what the provider said: no choices, no
 text or an empty answer is a result with `error` (a failed attempt, never cached); the
-token counts and the cost go through `accounting.checked_usage` (`believable` False: they could not be true and are
-counted as 0); the text is scrubbed of every key promptc sent (a proxy may echo its
-request headers in the answer) before anything stores or shows it.
+token counts and the cost go through `accounting.checked_usage` (`believable` False:
+they could not be true and are counted as 0); the text is scrubbed of every key promptc
+sent (a proxy may echo its request headers in the answer) before anything stores or
+shows it.
 
 Typed outputs: record/list/json outputs send their JSON schema as `response_format`, and
 enum outputs a one-field object schema (`endpoint.enum_schema`, unwrapped from the reply),

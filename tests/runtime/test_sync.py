@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 from promptc.runtime import providers
 from promptc.runtime.sync import run_sync
 
@@ -28,12 +30,8 @@ def test_errors_reach_the_caller():
     async def boom() -> None:
         raise ValueError("bad row")
 
-    try:
+    with pytest.raises(ValueError, match="^bad row$"):
         run_sync(boom())
-    except ValueError as e:
-        assert str(e) == "bad row"
-    else:
-        raise AssertionError("the coroutine's error was swallowed")
 
 
 def test_litellm_logging_queued_on_the_loop_finishes_before_it_closes():
